@@ -1,0 +1,112 @@
+// A sparsity plan: for one model and one token grid, which key blocks each query block of each
+// layer and head attends to. Plain data; plan_loader.h reads and validates it from JSON,
+// plan_writer.h writes it, block_layout.h compiles it into CSR layouts for the kernels.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sparseplan {
+
+struct Grid {
+  int frames = 0;
+  int height = 0;
+  int width = 0;
+  int64_t tokens() const { return int64_t(frames) * height * width; }
+  bool operator==(const Grid& o) const {
+    return frames == o.frames && height == o.height && width == o.width;
+  }
+};
+
+enum class TextPosition { None, Before, After };
+
+struct TextLayout {
+  TextPosition position = TextPosition::None;
+  int tokens = 0;
+};
+
+// Windows may shrink as frames get further apart: the group applies to key tiles whose
+// tile-frame distance from the query tile is at most max_frame_distance (and more than the
+// previous group's). Extents are in tiles; the window is centred on the query tile and shifted
+// to stay inside the grid, as Sliding Tile Attention does.
+struct WindowGroup {
+  int max_frame_distance = 0;
+  int tiles_h = 1;
+  int tiles_w = 1;
+};
+
+struct WindowRule {
+  std::vector<WindowGroup> groups;       // sorted by max_frame_distance, strictly increasing
+  std::vector<int> sink_frames;          // tile-frame indices whose key tiles every query sees
+  std::vector<int> global_blocks;        // key blocks (video block numbering) every query sees
+};
+
+// Explicit static mask: rows[q] is the sorted list of video key blocks for video query block q.
+struct BlocksRule {
+  std::vector<std::vector<int32_t>> rows;
+};
+
+// Selected at run time: per query block the fewest key blocks whose mass reaches `recall`,
+// but never fewer than min_density nor more than max_density of the key blocks.
+struct OnlineRule {
+  double recall = 0.9;
+  double min_density = 0.0;
+  double max_density = 1.0;
+};
+
+enum class RuleKind { Dense, Window, Blocks, Online };
+
+struct HeadStats {
+  double recall = -1.0;   // achieved on the search's captures; < 0 when unknown
+  double density = -1.0;
+};
+
+struct HeadRule {
+  RuleKind kind = RuleKind::Dense;
+  WindowRule window;
+  BlocksRule blocks;
+  OnlineRule online;
+  std::optional<HeadStats> stats;
+};
+
+struct Schedule {
+  int total_steps = 0;                    // 0: any number of steps
+  int warmup_steps = 0;                   // steps [0, warmup) run dense
+  std::vector<int> dense_steps;           // further steps that run dense
+  std::vector<int> reselect_steps;        // steps at which online heads re-select their blocks
+};
+
+struct SearchInfo {
+  double target_recall = -1.0;
+  double density_budget = -1.0;
+  std::string tool;
+  std::vector<std::string> captures;
+};
+
+struct ModelInfo {
+  std::string id;
+  int layers = 0;
+  int heads = 0;
+  int head_dim = 0;
+};
+
+struct Plan {
+  static constexpr const char* kFormat = "sparseplan/1";
+  ModelInfo model;
+  Grid grid;
+  TextLayout text;
+  int block_size = 64;
+  std::array<int, 3> tile{4, 4, 4};      // (tf, th, tw) in tokens
+  Schedule schedule;
+  std::optional<SearchInfo> search;
+  std::vector<std::vector<HeadRule>> layers;  // [layer][head]
+  std::string description;
+};
+
+const char* rule_kind_name(RuleKind kind);
+const char* text_position_name(TextPosition position);
+
+}  // namespace sparseplan
