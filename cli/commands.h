@@ -16,5 +16,6 @@ struct Command {
 
 Command add_validate(CLI::App& app);
 Command add_layout(CLI::App& app);
+Command add_baseline(CLI::App& app);
 
 }  // namespace sparseplan::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   const std::vector<cli::Command> commands = {
       cli::add_validate(app),
       cli::add_layout(app),
+      cli::add_baseline(app),
   };
 
   try {
