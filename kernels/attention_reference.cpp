@@ -93,7 +93,7 @@ void block_mass(const HeadShape& s, int block_q, int block_k, const int32_t* q_b
                 float* mass) {
   const int64_t nqb = num_blocks(s.q_len, block_q);
   const int64_t nkb = num_blocks(s.kv_len, block_k);
-  std::vector<double> row_mass(size_t(nkb));
+  std::vector<double> row_mass(static_cast<size_t>(nkb));
   for (int64_t qb = 0; qb < nqb; ++qb) {
     std::fill(row_mass.begin(), row_mass.end(), 0.0);
     int64_t rows = 0;
