@@ -3,8 +3,9 @@
 // real model run. The layout is documented in docs/capture-format.md.
 //
 // Indexing used throughout: p = prompt index (each prompt has its own seed), s = index into
-// CaptureInfo::steps (not the step number itself), l = layer, h = head. A "sample" is one
-// (prompt, captured step) pair, numbered p * S + s where S = steps.size().
+// CaptureInfo::steps (not the step number itself), layer = the model's layer number (one of
+// CaptureInfo::layers; all layers unless the capture chose some), head = head number. A
+// "sample" is one (prompt, captured step) pair, numbered p * S + s where S = steps.size().
 #pragma once
 
 #include <array>
@@ -30,6 +31,9 @@ struct CaptureInfo {
   std::vector<std::string> prompts;       // [num_prompts]
   std::vector<int64_t> seeds;             // [num_prompts]
   std::vector<int> steps;                 // captured denoising step numbers, strictly increasing
+  // Captured model layers, strictly increasing. Writer: empty means all model.layers layers;
+  // the reader always fills it.
+  std::vector<int> layers;
   std::vector<double> timesteps;          // [steps.size()]: the model's timestep (1000 * sigma)
 
   // Provenance: free-form but recorded. JSON strings must parse ("{}" when unknown).
