@@ -1,0 +1,132 @@
+// Argument checks and dtype / head_dim / block-size dispatch for the CUDA kernels.
+#include "kernels/attention_api.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/launch.h"
+
+namespace sparseplan::cuda {
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+void check_common(const char* op, int batch, int heads, int kv_heads, int q_len, int kv_len,
+                  int head_dim, float scale) {
+  const std::string p = std::string(op) + ": ";
+  require(batch >= 0 && heads > 0, p + "batch must be >= 0 and heads > 0");
+  require(kv_heads > 0 && heads % kv_heads == 0,
+          p + "kv_heads (" + std::to_string(kv_heads) + ") must divide heads (" +
+              std::to_string(heads) + ")");
+  require(q_len >= 0 && kv_len >= 0, p + "q_len and kv_len must be >= 0");
+  require(head_dim == 64 || head_dim == 128,
+          p + "head_dim must be 64 or 128, got " + std::to_string(head_dim));
+  require(scale > 0.0f, p + "scale must be > 0");
+}
+
+void check_strides(const char* op, const char* name, int64_t row_stride, int64_t head_stride,
+                   int64_t batch_stride, const void* ptr) {
+  const std::string p = std::string(op) + ": " + name;
+  require(ptr != nullptr, p + " is null");
+  require(reinterpret_cast<uintptr_t>(ptr) % 16 == 0, p + " must be 16-byte aligned");
+  require(row_stride % 8 == 0 && head_stride % 8 == 0 && batch_stride % 8 == 0,
+          p + " strides must be multiples of 8 elements (16 bytes)");
+}
+
+void check_block(const char* op, const char* name, int block) {
+  require(block == 64 || block == 128,
+          std::string(op) + ": " + name + " must be 64 or 128, got " + std::to_string(block));
+}
+
+template <typename F>
+void dispatch(DType dtype, int head_dim, F&& f) {
+  if (dtype == DType::BF16) {
+    if (head_dim == 64) f(__nv_bfloat16{}, std::integral_constant<int, 64>{});
+    else f(__nv_bfloat16{}, std::integral_constant<int, 128>{});
+  } else {
+    if (head_dim == 64) f(__half{}, std::integral_constant<int, 64>{});
+    else f(__half{}, std::integral_constant<int, 128>{});
+  }
+}
+
+}  // namespace
+
+void dense_attention_forward(const AttentionParams& p, DType dtype, cudaStream_t stream) {
+  const char* op = "dense_attention";
+  check_common(op, p.batch, p.heads, p.kv_heads, p.q_len, p.kv_len, p.head_dim, p.scale);
+  check_strides(op, "q", p.q_row_stride, p.q_head_stride, p.q_batch_stride, p.q);
+  check_strides(op, "k", p.k_row_stride, p.k_head_stride, p.k_batch_stride, p.k);
+  check_strides(op, "v", p.v_row_stride, p.v_head_stride, p.v_batch_stride, p.v);
+  check_strides(op, "out", p.o_row_stride, p.o_head_stride, p.o_batch_stride, p.out);
+  require(p.lse != nullptr, std::string(op) + ": lse is null");
+  require(p.row_offsets == nullptr, std::string(op) + ": row_offsets must be null");
+  if (p.kv_block_valid != nullptr) check_block(op, "block_k", p.block_k);
+  if (p.batch == 0 || p.q_len == 0) return;
+  dispatch(dtype, p.head_dim, [&](auto e, auto d) {
+    detail::run_dense<decltype(e), decltype(d)::value>(p, stream);
+  });
+}
+
+size_t block_sparse_workspace_bytes(const AttentionParams& p) {
+  const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
+  const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
+  const size_t items = size_t(p.batch) * p.heads * nqb;
+  return sizeof(int32_t) * (items + size_t(nkb) + 2 + 1);
+}
+
+void block_sparse_attention_forward(AttentionParams p, DType dtype, void* workspace,
+                                    cudaStream_t stream) {
+  const char* op = "block_sparse_attention";
+  check_common(op, p.batch, p.heads, p.kv_heads, p.q_len, p.kv_len, p.head_dim, p.scale);
+  check_strides(op, "q", p.q_row_stride, p.q_head_stride, p.q_batch_stride, p.q);
+  check_strides(op, "k", p.k_row_stride, p.k_head_stride, p.k_batch_stride, p.k);
+  check_strides(op, "v", p.v_row_stride, p.v_head_stride, p.v_batch_stride, p.v);
+  check_strides(op, "out", p.o_row_stride, p.o_head_stride, p.o_batch_stride, p.out);
+  check_block(op, "block_q", p.block_q);
+  check_block(op, "block_k", p.block_k);
+  require(p.lse != nullptr, std::string(op) + ": lse is null");
+  require(p.row_offsets != nullptr && p.col_indices != nullptr,
+          std::string(op) + ": row_offsets and col_indices are required");
+  require(workspace != nullptr, std::string(op) + ": workspace is null");
+  if (p.batch == 0 || p.q_len == 0) return;
+  const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
+  const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
+  int32_t* ws = static_cast<int32_t*>(workspace);
+  p.num_work = p.batch * p.heads * nqb;
+  p.work_list = ws;
+  p.work_counter = ws + p.num_work;
+  int32_t* histogram = ws + p.num_work + 1;
+  detail::check_cuda(cudaMemsetAsync(p.work_counter, 0, sizeof(int32_t), stream),
+                     "clearing the work counter");
+  detail::build_work_list(p.row_offsets, p.batch * p.heads, nqb, nkb, ws, histogram, stream);
+  dispatch(dtype, p.head_dim, [&](auto e, auto d) {
+    using E = decltype(e);
+    constexpr int D = decltype(d)::value;
+    if (p.block_q == 64) detail::run_block_sparse<E, D, 1>(p, stream);
+    else detail::run_block_sparse<E, D, 2>(p, stream);
+  });
+}
+
+void block_mass_forward(const BlockMassParams& p, DType dtype, cudaStream_t stream) {
+  const char* op = "block_mass";
+  check_common(op, p.batch, p.heads, p.kv_heads, p.q_len, p.kv_len, p.head_dim, p.scale);
+  check_strides(op, "q", p.q_row_stride, p.q_head_stride, p.q_batch_stride, p.q);
+  check_strides(op, "k", p.k_row_stride, p.k_head_stride, p.k_batch_stride, p.k);
+  check_block(op, "block_q", p.block_q);
+  check_block(op, "block_k", p.block_k);
+  require(p.lse != nullptr && p.mass != nullptr, std::string(op) + ": lse and mass are required");
+  if (p.batch == 0 || p.q_len == 0 || p.kv_len == 0) return;
+  dispatch(dtype, p.head_dim, [&](auto e, auto d) {
+    using E = decltype(e);
+    constexpr int D = decltype(d)::value;
+    if (p.block_q == 64) detail::run_block_mass<E, D, 1>(p, stream);
+    else detail::run_block_mass<E, D, 2>(p, stream);
+  });
+}
+
+}  // namespace sparseplan::cuda

@@ -1,0 +1,63 @@
+// Arguments of the CUDA attention kernels: raw device pointers and element strides, shared by
+// the host API (attention_api.cu) and the device code. Tensors are addressed as
+// [batch, token, head, dim] through strides, so both [B, N, H, D] and [B, H, N, D] work; the
+// last dimension must be contiguous.
+#pragma once
+
+#include <cstdint>
+
+namespace sparseplan::cuda {
+
+enum class DType { BF16, FP16 };
+
+struct AttentionParams {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;  // [batch, heads, q_len], natural log
+
+  int64_t q_batch_stride = 0, q_row_stride = 0, q_head_stride = 0;
+  int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
+  int64_t v_batch_stride = 0, v_row_stride = 0, v_head_stride = 0;
+  int64_t o_batch_stride = 0, o_row_stride = 0, o_head_stride = 0;
+
+  int batch = 0, heads = 0, kv_heads = 0;  // kv_heads divides heads (grouped-query attention)
+  int q_len = 0, kv_len = 0, head_dim = 0;
+  float scale = 0.0f;  // softmax scale, usually 1/sqrt(head_dim)
+
+  // Block sparsity. row_offsets is [batch, heads, num_q_blocks + 1] holding offsets into one
+  // col_indices array for all heads (each head's rows follow the previous head's), so every
+  // head's slice is a CSR after subtracting its first entry. Null row_offsets = dense.
+  int block_q = 128;
+  int block_k = 128;
+  const int32_t* row_offsets = nullptr;
+  const int32_t* col_indices = nullptr;
+  // [num_k_blocks], may be null: leading valid keys of each key block (padding masked).
+  const int32_t* kv_block_valid = nullptr;
+
+  // Persistent scheduling for block-sparse launches: work items (b * heads + h) * nqb + qb in
+  // the order to run them (heaviest rows first), and a zeroed counter the CTAs draw from.
+  const int32_t* work_list = nullptr;
+  int32_t* work_counter = nullptr;
+  int num_work = 0;
+};
+
+// Exact block attention mass from a cached LSE (see ref::block_mass).
+struct BlockMassParams {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const float* lse = nullptr;  // [batch, heads, q_len]
+  float* mass = nullptr;       // [batch, heads, nqb, nkb]
+  int64_t q_batch_stride = 0, q_row_stride = 0, q_head_stride = 0;
+  int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
+  int batch = 0, heads = 0, kv_heads = 0;
+  int q_len = 0, kv_len = 0, head_dim = 0;
+  float scale = 0.0f;
+  int block_q = 128;
+  int block_k = 128;
+  const int32_t* q_block_valid = nullptr;   // [nqb], may be null
+  const int32_t* kv_block_valid = nullptr;  // [nkb], may be null
+};
+
+}  // namespace sparseplan::cuda

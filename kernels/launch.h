@@ -1,0 +1,37 @@
+// Internal: the typed launchers that attention_api.cu dispatches to, each defined (and
+// explicitly instantiated) in its own .cu file so they compile in parallel.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/attention_params.h"
+#include "kernels/block_select_reference.h"
+
+namespace sparseplan::cuda::detail {
+
+inline void check_cuda(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+// Resident CTAs per SM times SMs, for persistent grids.
+int persistent_grid(const void* kernel, int threads, size_t smem_bytes);
+
+template <typename Element, int kHeadDim>
+void run_dense(const AttentionParams& p, cudaStream_t stream);
+template <typename Element, int kHeadDim, int kMTiles>
+void run_block_sparse(const AttentionParams& p, cudaStream_t stream);
+template <typename Element, int kHeadDim, int kMTiles>
+void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
+
+// Sorts work items (bh * nqb + qb) by row nnz, heaviest first, into work_list.
+void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_blocks,
+                     int num_k_blocks, int32_t* work_list, int32_t* histogram,
+                     cudaStream_t stream);
+
+}  // namespace sparseplan::cuda::detail

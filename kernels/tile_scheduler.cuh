@@ -1,0 +1,33 @@
+// Work scheduling for block-sparse attention. Heads of very different density share one
+// launch: every (batch, head, query block) is one work item; a device-side counting sort
+// orders the items by row nnz, heaviest first, and a persistent grid of CTAs takes them from
+// an atomic counter (longest-processing-time-first greedy), so no SM idles while another works
+// through a long tail.
+#pragma once
+
+#include <cstdint>
+
+namespace sparseplan::cuda {
+
+struct WorkItem {
+  int bh;  // batch * heads + head
+  int qb;  // query block
+};
+
+__device__ __forceinline__ WorkItem decode_work(int item, int num_q_blocks) {
+  return {item / num_q_blocks, item % num_q_blocks};
+}
+
+// Draws the next work item for the whole CTA; returns -1 when none is left. The caller
+// __syncthreads() after finishing an item, before drawing again.
+__device__ __forceinline__ int next_work(int32_t* counter, const int32_t* work_list, int num_work,
+                                         int* s_item) {
+  if (threadIdx.x == 0) {
+    const int idx = atomicAdd(counter, 1);
+    *s_item = idx < num_work ? (work_list != nullptr ? work_list[idx] : idx) : -1;
+  }
+  __syncthreads();
+  return *s_item;
+}
+
+}  // namespace sparseplan::cuda

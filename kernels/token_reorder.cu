@@ -1,0 +1,53 @@
+// Token reordering between model order and tile order as a 16-byte-vector row gather.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/attention_api.h"
+#include "kernels/launch.h"
+
+namespace sparseplan::cuda {
+namespace {
+
+__global__ void gather_rows_kernel(const uint8_t* src, int64_t src_batch_stride, int64_t src_rows,
+                                   uint8_t* dst, int64_t dst_batch_stride, int64_t dst_rows,
+                                   int64_t vectors_per_row, int batch, const int32_t* index) {
+  const int64_t total = int64_t(batch) * dst_rows * vectors_per_row;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t vec = i % vectors_per_row;
+    const int64_t row = (i / vectors_per_row) % dst_rows;
+    const int64_t b = i / (vectors_per_row * dst_rows);
+    const int32_t s = index[row];
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (s >= 0 && s < src_rows)
+      val = reinterpret_cast<const uint4*>(src + b * src_batch_stride +
+                                           s * vectors_per_row * 16)[vec];
+    reinterpret_cast<uint4*>(dst + b * dst_batch_stride + row * vectors_per_row * 16)[vec] = val;
+  }
+}
+
+}  // namespace
+
+void gather_rows(const void* src, int64_t src_batch_stride, int64_t src_rows, void* dst,
+                 int64_t dst_batch_stride, int64_t dst_rows, int64_t row_bytes, int batch,
+                 const int32_t* index, cudaStream_t stream) {
+  if (row_bytes <= 0 || row_bytes % 16 != 0)
+    throw std::invalid_argument("gather_rows: row_bytes must be a positive multiple of 16, got " +
+                                std::to_string(row_bytes));
+  if ((reinterpret_cast<uintptr_t>(src) | reinterpret_cast<uintptr_t>(dst)) % 16 != 0 ||
+      src_batch_stride % 16 != 0 || dst_batch_stride % 16 != 0)
+    throw std::invalid_argument("gather_rows: src and dst must be 16-byte aligned");
+  const int64_t total = int64_t(batch) * dst_rows * (row_bytes / 16);
+  if (total == 0) return;
+  const int blocks = int(std::min<int64_t>((total + 255) / 256, 4096));
+  gather_rows_kernel<<<blocks, 256, 0, stream>>>(
+      static_cast<const uint8_t*>(src), src_batch_stride, src_rows, static_cast<uint8_t*>(dst),
+      dst_batch_stride, dst_rows, row_bytes / 16, batch, index);
+  detail::check_cuda(cudaGetLastError(), "gather_rows launch");
+}
+
+}  // namespace sparseplan::cuda
