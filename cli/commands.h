@@ -17,5 +17,6 @@ struct Command {
 Command add_validate(CLI::App& app);
 Command add_layout(CLI::App& app);
 Command add_baseline(CLI::App& app);
+Command add_capture(CLI::App& app);
 
 }  // namespace sparseplan::cli

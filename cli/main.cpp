@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       cli::add_validate(app),
       cli::add_layout(app),
       cli::add_baseline(app),
+      cli::add_capture(app),
   };
 
   try {
