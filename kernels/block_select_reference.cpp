@@ -26,8 +26,8 @@ void select_blocks(const SelectionRule& rule, const float* mass, int64_t rows, i
   check_selection_rule(rule);
   row_offsets.assign(size_t(rows) + 1, 0);
   col_indices.clear();
-  std::vector<int> order(size_t(nkb));
-  std::vector<float> m(size_t(nkb));
+  std::vector<int> order(static_cast<size_t>(nkb));
+  std::vector<float> m(static_cast<size_t>(nkb));
   int num_forced = 0;
   for (int j = 0; j < nkb; ++j) num_forced += (forced != nullptr && forced[j]) ? 1 : 0;
   for (int64_t r = 0; r < rows; ++r) {
