@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""One dense and one block-sparse (density 1/16) launch at the Wan2.1-1.3B shape, for ncu:
+
+  ncu --kernel-name regex:'attention_kernel' --launch-count 2 --section SpeedOfLight \
+      --section Occupancy --section WarpStateStats python3 bench/profile_kernels.py
+"""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sparseplan  # noqa: E402
+from bench_attention import mask_to_csr, random_mask  # noqa: E402
+
+H, N, D, BLOCK = 12, 32760, 128, 128
+ops = sparseplan.load()
+gen = torch.Generator(device="cuda").manual_seed(1)
+q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+           for _ in range(3))
+nb = (N + BLOCK - 1) // BLOCK
+ro, ci = mask_to_csr(random_mask(H, nb, nb, [1 / 16], gen))
+torch.cuda.synchronize()
+ops.dense_attention(q, k, v)
+ops.block_sparse_attention(q, k, v, ro, ci, BLOCK, BLOCK)
+torch.cuda.synchronize()
