@@ -116,8 +116,8 @@ HeadMass synthetic_head_mass(const SyntheticSpec& spec, const TileGeometry& g, i
   for (const Centre& c : centre) valid_total += c.valid;
 
   for (int s = 0; s < mass.samples; ++s) {
-    const int prompt = s / spec.steps;
-    const uint64_t sample_seed = mix(head_seed, uint64_t(s) + 1);
+    const int prompt = spec.first_prompt + s / spec.steps;
+    const uint64_t sample_seed = mix(head_seed, uint64_t(prompt) * 1000 + uint64_t(s % spec.steps) + 1);
     const uint64_t prompt_seed = mix(head_seed, uint64_t(prompt) + 1000);
     float* out = mass.sample(s);
     for (int q = 0; q < n; ++q) {
@@ -183,8 +183,8 @@ CaptureInfo synthetic_capture_info(const SyntheticSpec& spec) {
   info.tiles = spec.tiles;
   info.num_prompts = spec.prompts;
   for (int p = 0; p < spec.prompts; ++p) {
-    info.prompts.push_back("synthetic prompt " + std::to_string(p));
-    info.seeds.push_back(int64_t(spec.seed * 1000 + uint64_t(p)));
+    info.prompts.push_back("synthetic prompt " + std::to_string(spec.first_prompt + p));
+    info.seeds.push_back(int64_t(spec.first_prompt + p));
   }
   for (int s = 0; s < spec.steps; ++s) {
     info.steps.push_back(s * 10);

@@ -45,8 +45,9 @@ struct SyntheticSpec {
   int block_size = 64;
   std::vector<std::array<int, 3>> tiles{{2, 4, 8}};
   int prompts = 2;
+  int first_prompt = 0;  // prompts are numbered from here: held-out captures use other numbers
   int steps = 2;
-  uint64_t seed = 1;
+  uint64_t seed = 1;     // the "model": which pattern and widths every head has
   // [layer][head]; when empty, heads cycle through the patterns with varied widths.
   std::vector<std::vector<PlantedHead>> heads;
 };
