@@ -13,32 +13,46 @@ int window_start(int centre, int extent, int n) {
   return std::max(0, std::min(start, n - extent));
 }
 
-// Marks the key blocks of one query tile's window rule in `row` (video block numbering).
-void mark_window(const TileGeometry& g, const WindowRule& rule, TileCoord q,
-                 std::vector<uint8_t>& row) {
-  const auto mark_tile = [&](int f, int h, int w) {
-    const int first = g.tile_index({f, h, w}) * g.blocks_per_tile;
-    std::fill(row.begin() + first, row.begin() + first + g.blocks_per_tile, uint8_t(1));
-  };
-  int previous = -1;
-  for (const WindowGroup& group : rule.groups) {
-    const int eh = std::min(group.tiles_h, g.tiles_h);
-    const int ew = std::min(group.tiles_w, g.tiles_w);
+// Key blocks of one query tile's window rule as sorted, disjoint ranges [begin, end) of video
+// blocks. Ranges come out of the window in order (frame, then row of tiles); sinks and global
+// blocks are merged in. Working on ranges keeps compilation proportional to the kept blocks.
+void window_ranges(const TileGeometry& g, const WindowRule& rule, TileCoord q,
+                   std::vector<std::pair<int, int>>& ranges) {
+  ranges.clear();
+  const int bpt = g.blocks_per_tile;
+  for (int f = 0; f < g.tiles_f; ++f) {
+    const int distance = std::abs(f - q.f);
+    const bool sink = std::find(rule.sink_frames.begin(), rule.sink_frames.end(), f) !=
+                      rule.sink_frames.end();
+    if (sink) {
+      const int first = g.tile_index({f, 0, 0}) * bpt;
+      ranges.emplace_back(first, first + g.tiles_h * g.tiles_w * bpt);
+      continue;
+    }
+    const auto group = std::find_if(rule.groups.begin(), rule.groups.end(), [&](const WindowGroup& w) {
+      return distance <= w.max_frame_distance;
+    });
+    if (group == rule.groups.end()) continue;
+    const int eh = std::min(group->tiles_h, g.tiles_h);
+    const int ew = std::min(group->tiles_w, g.tiles_w);
     const int h0 = window_start(q.h, eh, g.tiles_h);
     const int w0 = window_start(q.w, ew, g.tiles_w);
-    for (int f = std::max(0, q.f - group.max_frame_distance);
-         f <= std::min(g.tiles_f - 1, q.f + group.max_frame_distance); ++f) {
-      const int distance = std::abs(f - q.f);
-      if (distance <= previous) continue;
-      for (int h = h0; h < h0 + eh; ++h)
-        for (int w = w0; w < w0 + ew; ++w) mark_tile(f, h, w);
+    for (int h = h0; h < h0 + eh; ++h) {
+      const int first = g.tile_index({f, h, w0}) * bpt;
+      ranges.emplace_back(first, first + ew * bpt);
     }
-    previous = group.max_frame_distance;
   }
-  for (int f : rule.sink_frames)
-    for (int h = 0; h < g.tiles_h; ++h)
-      for (int w = 0; w < g.tiles_w; ++w) mark_tile(f, h, w);
-  for (int b : rule.global_blocks) row[size_t(b)] = 1;
+  if (rule.global_blocks.empty()) return;
+  for (int b : rule.global_blocks) ranges.emplace_back(b, b + 1);
+  std::sort(ranges.begin(), ranges.end());
+  size_t out = 0;
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].first <= ranges[out].second)
+      ranges[out].second = std::max(ranges[out].second, ranges[i].second);
+    else
+      ranges[++out] = ranges[i];
+  }
+  ranges.resize(out + 1);
 }
 
 void check_rule_fits(const TileGeometry& g, const HeadRule& rule) {
@@ -64,6 +78,27 @@ void check_rule_fits(const TileGeometry& g, const HeadRule& rule) {
   }
 }
 
+bool same_mask_rule(const HeadRule& a, const HeadRule& b) {
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case RuleKind::Dense:
+    case RuleKind::Online:
+      return true;
+    case RuleKind::Blocks:
+      return a.blocks.rows == b.blocks.rows;
+    case RuleKind::Window: {
+      const WindowRule &x = a.window, &y = b.window;
+      if (x.groups.size() != y.groups.size()) return false;
+      for (size_t i = 0; i < x.groups.size(); ++i)
+        if (x.groups[i].max_frame_distance != y.groups[i].max_frame_distance ||
+            x.groups[i].tiles_h != y.groups[i].tiles_h || x.groups[i].tiles_w != y.groups[i].tiles_w)
+          return false;
+      return x.sink_frames == y.sink_frames && x.global_blocks == y.global_blocks;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 BlockLayout compile_head_layout(const TileGeometry& g, const HeadRule& rule) {
@@ -77,38 +112,44 @@ BlockLayout compile_head_layout(const TileGeometry& g, const HeadRule& rule) {
   const bool dense = rule.kind == RuleKind::Dense || rule.kind == RuleKind::Online;
   const int vo = g.video_block_offset();
   const int to = g.text_block_offset();
+  const bool text_first = g.text.position == TextPosition::Before;
+  std::vector<int32_t>& cols = layout.col_indices;
 
-  std::vector<uint8_t> row(size_t(g.video_blocks));  // key blocks of the current query
-  int cached_tile = -1;  // window rows depend only on the query tile
-
+  std::vector<std::pair<int, int>> ranges;
+  size_t tile_row_begin = 0, tile_row_end = 0;  // the previous query block's row, if same tile
+  int row_tile = -1;
   for (int qb = 0; qb < g.total_blocks; ++qb) {
     const bool text_query = qb >= to && qb < to + g.text_blocks;
+    const size_t begin = cols.size();
     if (dense || text_query) {
-      for (int kb = 0; kb < g.total_blocks; ++kb) layout.col_indices.push_back(kb);
+      for (int kb = 0; kb < g.total_blocks; ++kb) cols.push_back(kb);
+    } else if (rule.kind == RuleKind::Window && (qb - vo) / g.blocks_per_tile == row_tile) {
+      // Blocks of one tile share the tile's row.
+      cols.insert(cols.end(), cols.begin() + std::ptrdiff_t(tile_row_begin),
+                  cols.begin() + std::ptrdiff_t(tile_row_end));
     } else {
-      const int vqb = qb - vo;
-      if (rule.kind == RuleKind::Window) {
-        const int t = vqb / g.blocks_per_tile;
-        if (t != cached_tile) {
-          std::fill(row.begin(), row.end(), uint8_t(0));
-          mark_window(g, rule.window, g.tile_coord(t), row);
-          cached_tile = t;
-        }
-      } else {
-        std::fill(row.begin(), row.end(), uint8_t(0));
-        for (int32_t b : rule.blocks.rows[size_t(vqb)]) row[size_t(b)] = 1;
-      }
       // Column indices stay sorted: text blocks come first exactly when they precede video.
       const auto push_text = [&] {
-        for (int kb = 0; kb < g.text_blocks; ++kb) layout.col_indices.push_back(to + kb);
+        for (int kb = 0; kb < g.text_blocks; ++kb) cols.push_back(to + kb);
       };
-      const bool text_first = g.text.position == TextPosition::Before;
       if (text_first) push_text();
-      for (int kb = 0; kb < g.video_blocks; ++kb)
-        if (row[size_t(kb)]) layout.col_indices.push_back(vo + kb);
+      if (rule.kind == RuleKind::Window) {
+        row_tile = (qb - vo) / g.blocks_per_tile;
+        window_ranges(g, rule.window, g.tile_coord(row_tile), ranges);
+        for (const auto& [b0, b1] : ranges)
+          for (int kb = b0; kb < b1; ++kb) cols.push_back(vo + kb);
+      } else {
+        for (int32_t kb : rule.blocks.rows[size_t(qb - vo)]) cols.push_back(vo + kb);
+      }
       if (!text_first) push_text();
+      tile_row_begin = begin;
+      tile_row_end = cols.size();
     }
-    layout.row_offsets.push_back(int32_t(layout.col_indices.size()));
+    layout.row_offsets.push_back(int32_t(cols.size()));
+    if (qb == 0) {
+      // Rows are similar in length: reserving from the first avoids regrowing a large vector.
+      cols.reserve(cols.size() * size_t(g.total_blocks) * 5 / 4);
+    }
   }
   return layout;
 }
@@ -118,10 +159,15 @@ std::vector<BlockLayout> compile_layer_layouts(const Plan& plan, const TileGeome
   if (layer < 0 || layer >= int(plan.layers.size()))
     throw std::invalid_argument("layer " + std::to_string(layer) + " outside [0, " +
                                 std::to_string(plan.layers.size()) + ")");
+  const std::vector<HeadRule>& rules = plan.layers[size_t(layer)];
   std::vector<BlockLayout> layouts;
-  layouts.reserve(plan.layers[size_t(layer)].size());
-  for (const HeadRule& rule : plan.layers[size_t(layer)])
-    layouts.push_back(compile_head_layout(geometry, rule));
+  layouts.reserve(rules.size());
+  for (size_t h = 0; h < rules.size(); ++h) {
+    // Heads often share a rule (baselines, searched plans): compile each distinct rule once.
+    size_t same = 0;
+    while (same < h && !same_mask_rule(rules[same], rules[h])) ++same;
+    layouts.push_back(same < h ? layouts[same] : compile_head_layout(geometry, rules[h]));
+  }
   return layouts;
 }
 

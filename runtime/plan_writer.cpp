@@ -6,7 +6,7 @@
 
 namespace sparseplan {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
 
@@ -80,27 +80,29 @@ json plan_to_json(const Plan& plan) {
   return j;
 }
 
-// Pretty-prints the plan's header fields, but keeps each head rule on one line: a plan of
-// 30 x 12 heads stays a few hundred readable lines instead of thousands.
 std::string plan_to_text(const Plan& plan) {
-  json j = plan_to_json(plan);
-  json layers = j["layers"];
-  j.erase("layers");
-  std::string text = j.dump(2);
-  text.pop_back();  // closing brace
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  text += ",\n  \"layers\": [";
-  for (size_t l = 0; l < layers.size(); ++l) {
-    text += l == 0 ? "\n" : ",\n";
-    text += "    {\"heads\": [";
-    const json& heads = layers[l]["heads"];
-    for (size_t h = 0; h < heads.size(); ++h) {
-      text += h == 0 ? "\n" : ",\n";
-      text += "      " + heads[h].dump();
+  const json j = plan_to_json(plan);
+  std::string text = "{";
+  bool first = true;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    text += first ? "\n" : ",\n";
+    first = false;
+    text += "  " + json(it.key()).dump() + ": ";
+    if (it.key() != "layers") {
+      text += it->dump();
+      continue;
     }
-    text += "\n    ]}";
+    text += "[";
+    for (size_t l = 0; l < it->size(); ++l) {
+      text += l == 0 ? "\n" : ",\n";
+      text += "    {\"heads\": [";
+      const json& heads = (*it)[l]["heads"];
+      for (size_t h = 0; h < heads.size(); ++h) text += (h == 0 ? "\n      " : ",\n      ") + heads[h].dump();
+      text += "\n    ]}";
+    }
+    text += "\n  ]";
   }
-  text += "\n  ]\n}\n";
+  text += "\n}\n";
   return text;
 }
 

@@ -1,5 +1,5 @@
-// Writes a plan as readable JSON in the format plan_loader.h reads: one head rule per line
-// where it fits, so plans diff well.
+// Writes a plan as readable JSON in the format plan_loader.h reads: one header field and one head
+// rule per line, so plans stay short, readable and diff well.
 #pragma once
 
 #include <string>
@@ -10,8 +10,8 @@
 
 namespace sparseplan {
 
-nlohmann::json plan_to_json(const Plan& plan);
-nlohmann::json head_rule_to_json(const HeadRule& rule);
+nlohmann::ordered_json plan_to_json(const Plan& plan);
+nlohmann::ordered_json head_rule_to_json(const HeadRule& rule);
 std::string plan_to_text(const Plan& plan);
 // Atomic: a failed write leaves any previous file at `path` as it was.
 void write_plan(const std::string& path, const Plan& plan);
