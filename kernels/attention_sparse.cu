@@ -79,9 +79,8 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int n
   check_cuda(cudaGetLastError(), "work list launch");
 }
 
-template <typename Element, int kHeadDim, int kMTiles>
-void run_block_sparse(const AttentionParams& p, cudaStream_t stream) {
-  using Traits = FlashTraits<Element, kHeadDim, kMTiles>;
+template <typename Traits>
+void launch_block_sparse(const AttentionParams& p, cudaStream_t stream) {
   auto kernel = block_sparse_attention_kernel<Traits>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   Traits::kSmemBytes),
@@ -91,6 +90,14 @@ void run_block_sparse(const AttentionParams& p, cudaStream_t stream) {
   if (grid == 0) return;
   kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
   check_cuda(cudaGetLastError(), "block-sparse attention launch");
+}
+
+template <typename Element, int kHeadDim, int kMTiles>
+void run_block_sparse(const AttentionParams& p, cudaStream_t stream) {
+  if (attention_kv_chunk(kHeadDim) == 32)
+    launch_block_sparse<FlashTraits<Element, kHeadDim, kMTiles, 32>>(p, stream);
+  else
+    launch_block_sparse<FlashTraits<Element, kHeadDim, kMTiles, 64>>(p, stream);
 }
 
 template void run_block_sparse<__nv_bfloat16, 64, 1>(const AttentionParams&, cudaStream_t);

@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 2) block_mass_kernel(BlockMa
   const Element* k = static_cast<const Element*>(p.k) + b * p.k_batch_stride + kvh * p.k_head_stride;
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   float* mass = p.mass + ((int64_t(b) * p.heads + h) * gridDim.x + qb) * nkb;
-  const DenseChunks chunks{p.kv_len, p.block_k, p.kv_block_valid};
+  const DenseChunks<Traits::kBlockN> chunks{p.kv_len, p.block_k, p.kv_block_valid};
   const int n = chunks.count();
   const float scale_log2 = p.scale * kLog2e;
 
@@ -70,14 +70,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 2) block_mass_kernel(BlockMa
                                          p.k_row_stride, next.valid);
     }
     sm80::cp_async_commit();
-    float S[Traits::kMTiles][8][4];
+    float S[Traits::kMTiles][Traits::kNTiles][4];
     compute_scores<Traits>(sQ, sK0 + stage * Traits::kKVTileBytes, warp, lane, S);
-    if (cur.valid < 64) mask_scores<Traits>(S, cur.valid, lane);
+    if (cur.valid < Traits::kBlockN) mask_scores<Traits>(S, cur.valid, lane);
     float sum = 0.0f;
 #pragma unroll
     for (int mt = 0; mt < Traits::kMTiles; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < Traits::kNTiles; ++nt)
 #pragma unroll
         for (int i = 0; i < 4; ++i)
           sum += exp2f(fmaf(S[mt][nt][i], scale_log2, -row_lse2[mt][i >> 1]));

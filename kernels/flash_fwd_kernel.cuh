@@ -1,5 +1,5 @@
 // Dense and block-sparse attention forward kernels: a query tile per work item, the shared
-// main loop over 64-key chunks, and the epilogue. Dense launches one CTA per (query tile,
+// main loop over key chunks, and the epilogue. Dense launches one CTA per (query tile,
 // head, batch); block-sparse runs a persistent grid over the sorted work list.
 #pragma once
 
@@ -36,7 +36,7 @@ __device__ __forceinline__ void attention_tile(uint8_t* smem, const AttentionPar
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 2) dense_attention_kernel(AttentionParams p) {
   extern __shared__ __align__(128) uint8_t smem[];
-  const DenseChunks chunks{p.kv_len, p.block_k, p.kv_block_valid};
+  const DenseChunks<Traits::kBlockN> chunks{p.kv_len, p.block_k, p.kv_block_valid};
   attention_tile<Traits>(smem, p, blockIdx.z, blockIdx.y, blockIdx.x, chunks);
 }
 
@@ -52,8 +52,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 2)
     const WorkItem w = decode_work(item, nqb);
     const int32_t* offsets = p.row_offsets + int64_t(w.bh) * (nqb + 1);
     const int begin = __ldg(offsets + w.qb);
-    const CsrChunks chunks{p.col_indices + begin, __ldg(offsets + w.qb + 1) - begin,
-                           p.block_k / 64, p.block_k, p.kv_len,
+    const CsrChunks<Traits::kBlockN> chunks{p.col_indices + begin,
+                                            __ldg(offsets + w.qb + 1) - begin,
+                                            p.block_k / Traits::kBlockN, p.block_k, p.kv_len,
                            (p.kv_len + p.block_k - 1) / p.block_k, p.kv_block_valid};
     attention_tile<Traits>(smem, p, w.bh / p.heads, w.bh % p.heads, w.qb, chunks);
     __syncthreads();

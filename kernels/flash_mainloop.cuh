@@ -1,7 +1,7 @@
 // The FlashAttention-2 main loop shared by dense and block-sparse attention and block mass:
 // cp.async tile loads into swizzled shared memory, S = Q K^T with ldmatrix + mma.sync,
 // online softmax in registers, O += P V. One CTA owns one query tile and walks a list of
-// 64-key chunks that a KeyChunk source (dense or CSR) describes.
+// key chunks that a KeyChunk source (dense or CSR) describes.
 #pragma once
 
 #include <cmath>
@@ -12,22 +12,23 @@
 
 namespace sparseplan::cuda {
 
-// One 64-key chunk: first key and how many of its leading keys exist (the rest are masked).
+// One key chunk: first key and how many of its leading keys exist (the rest are masked).
 struct KeyChunk {
   int key_start;
   int valid;
 };
 
-// Dense attention: every key, in 64-key chunks; key blocks of block_k only matter for
+// Dense attention: every key, in kChunk-key chunks; key blocks of block_k only matter for
 // kv_block_valid.
+template <int kChunk>
 struct DenseChunks {
   int kv_len;
   int block_k;
   const int32_t* kv_block_valid;
-  __device__ int count() const { return (kv_len + 63) / 64; }
+  __device__ int count() const { return (kv_len + kChunk - 1) / kChunk; }
   __device__ KeyChunk operator()(int t) const {
-    const int start = t * 64;
-    int valid = min(64, kv_len - start);
+    const int start = t * kChunk;
+    int valid = min(kChunk, kv_len - start);
     if (kv_block_valid != nullptr) {
       const int kb = start / block_k;
       valid = min(valid, kv_block_valid[kb] - (start - kb * block_k));
@@ -36,11 +37,12 @@ struct DenseChunks {
   }
 };
 
-// Block-sparse attention: the key blocks of one CSR row, each split into block_k / 64 chunks.
+// Block-sparse attention: the key blocks of one CSR row, each split into block_k / kChunk chunks.
+template <int kChunk>
 struct CsrChunks {
   const int32_t* cols;  // this row's sorted key blocks
   int nnz;
-  int chunks_per_block;  // block_k / 64
+  int chunks_per_block;  // block_k / kChunk
   int block_k;
   int kv_len;
   int num_k_blocks;
@@ -49,9 +51,9 @@ struct CsrChunks {
   __device__ KeyChunk operator()(int t) const {
     const int kb = __ldg(cols + t / chunks_per_block);
     if (kb < 0 || kb >= num_k_blocks) return {0, 0};  // a bad column attends nothing
-    const int sub = (t % chunks_per_block) * 64;
+    const int sub = (t % chunks_per_block) * kChunk;
     const int start = kb * block_k + sub;
-    int valid = min(64, kv_len - start);
+    int valid = min(kChunk, kv_len - start);
     if (kv_block_valid != nullptr) valid = min(valid, __ldg(kv_block_valid + kb) - sub);
     return {start, max(valid, 0)};
   }
@@ -75,15 +77,15 @@ __device__ __forceinline__ void load_tile(uint32_t smem, const typename Traits::
   }
 }
 
-// S[kMTiles][8 n-tiles][4] = Q K^T for this warp's rows and the 64 keys in sK.
+// S[kMTiles][kNTiles][4] = Q K^T for this warp's rows and the kBlockN keys in sK.
 template <typename Traits>
 __device__ __forceinline__ void compute_scores(uint32_t sQ, uint32_t sK, int warp, int lane,
-                                               float (&S)[Traits::kMTiles][8][4]) {
+                                               float (&S)[Traits::kMTiles][Traits::kNTiles][4]) {
   using Mma = sm80::Mma<typename Traits::Element>;
 #pragma unroll
   for (int mt = 0; mt < Traits::kMTiles; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < Traits::kNTiles; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) S[mt][nt][i] = 0.0f;
 #pragma unroll
@@ -96,7 +98,7 @@ __device__ __forceinline__ void compute_scores(uint32_t sQ, uint32_t sK, int war
                         a[mt][2], a[mt][3]);
     }
 #pragma unroll
-    for (int np = 0; np < 4; ++np) {
+    for (int np = 0; np < Traits::kNTiles / 2; ++np) {
       uint32_t b0, b1, b2, b3;
       const int row = np * 16 + (lane & 7) + (lane >> 4) * 8;
       sm80::ldmatrix_x4(sK + Traits::offset(row, kk * 2 + ((lane >> 3) & 1)), b0, b1, b2, b3);
@@ -111,12 +113,12 @@ __device__ __forceinline__ void compute_scores(uint32_t sQ, uint32_t sK, int war
 
 // Sets the scores of keys at or past `valid` in the chunk to -inf.
 template <typename Traits>
-__device__ __forceinline__ void mask_scores(float (&S)[Traits::kMTiles][8][4], int valid,
+__device__ __forceinline__ void mask_scores(float (&S)[Traits::kMTiles][Traits::kNTiles][4], int valid,
                                             int lane) {
 #pragma unroll
   for (int mt = 0; mt < Traits::kMTiles; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < Traits::kNTiles; ++nt)
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const int col = nt * 8 + (lane & 3) * 2 + i;
@@ -149,14 +151,14 @@ struct AttentionState {
   }
 
   // Online softmax: rescales O and l by the new row max and turns S into P (unnormalized).
-  __device__ __forceinline__ void softmax(float (&S)[Traits::kMTiles][8][4], float scale_log2) {
+  __device__ __forceinline__ void softmax(float (&S)[Traits::kMTiles][Traits::kNTiles][4], float scale_log2) {
 #pragma unroll
     for (int mt = 0; mt < Traits::kMTiles; ++mt)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         float mx = -INFINITY;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(S[mt][nt][2 * r], S[mt][nt][2 * r + 1]));
+        for (int nt = 0; nt < Traits::kNTiles; ++nt) mx = fmaxf(mx, fmaxf(S[mt][nt][2 * r], S[mt][nt][2 * r + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float m_new = fmaxf(m[mt][r], mx * scale_log2);
@@ -166,7 +168,7 @@ struct AttentionState {
         m[mt][r] = m_new;
         float sum = 0.0f;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
+        for (int nt = 0; nt < Traits::kNTiles; ++nt)
 #pragma unroll
           for (int i = 0; i < 2; ++i) {
             const float p = exp2f(fmaf(S[mt][nt][2 * r + i], scale_log2, -m_use));
@@ -182,12 +184,12 @@ struct AttentionState {
       }
   }
 
-  // O += P V for the 64 keys in sV.
-  __device__ __forceinline__ void accumulate_pv(const float (&P)[Traits::kMTiles][8][4],
+  // O += P V for the kBlockN keys in sV.
+  __device__ __forceinline__ void accumulate_pv(const float (&P)[Traits::kMTiles][Traits::kNTiles][4],
                                                 uint32_t sV, int lane) {
     using Mma = sm80::Mma<typename Traits::Element>;
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
+    for (int kk = 0; kk < Traits::kBlockN / 16; ++kk) {
       uint32_t a[Traits::kMTiles][4];
 #pragma unroll
       for (int mt = 0; mt < Traits::kMTiles; ++mt) {
@@ -255,9 +257,9 @@ __device__ __forceinline__ void attention_mainloop(
     }
     sm80::cp_async_commit();
 
-    float S[Traits::kMTiles][8][4];
+    float S[Traits::kMTiles][Traits::kNTiles][4];
     compute_scores<Traits>(sQ, sK, warp, lane, S);
-    if (cur.valid < 64) mask_scores<Traits>(S, cur.valid, lane);
+    if (cur.valid < Traits::kBlockN) mask_scores<Traits>(S, cur.valid, lane);
     st.softmax(S, scale_log2);
 
     sm80::cp_async_wait<1>();  // V[t] has landed; K[t+1] may still be in flight
