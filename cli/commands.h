@@ -19,4 +19,8 @@ Command add_layout(CLI::App& app);
 Command add_baseline(CLI::App& app);
 Command add_capture(CLI::App& app);
 
+Command add_search(CLI::App& app);
+Command add_compare(CLI::App& app);
+Command add_synth_capture(CLI::App& app);
+
 }  // namespace sparseplan::cli

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
       cli::add_layout(app),
       cli::add_baseline(app),
       cli::add_capture(app),
+      cli::add_search(app),
+      cli::add_compare(app),
+      cli::add_synth_capture(app),
   };
 
   try {
