@@ -94,10 +94,7 @@ void launch_block_sparse(const AttentionParams& p, cudaStream_t stream) {
 
 template <typename Element, int kHeadDim, int kMTiles>
 void run_block_sparse(const AttentionParams& p, cudaStream_t stream) {
-  if (attention_kv_chunk(kHeadDim) == 32)
-    launch_block_sparse<FlashTraits<Element, kHeadDim, kMTiles, 32>>(p, stream);
-  else
-    launch_block_sparse<FlashTraits<Element, kHeadDim, kMTiles, 64>>(p, stream);
+  launch_block_sparse<FlashTraits<Element, kHeadDim, kMTiles, 64>>(p, stream);
 }
 
 template void run_block_sparse<__nv_bfloat16, 64, 1>(const AttentionParams&, cudaStream_t);

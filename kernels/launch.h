@@ -19,10 +19,6 @@ inline void check_cuda(cudaError_t err, const char* what) {
     throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
-// Keys per main-loop chunk for the attention kernels (32 or 64). SPARSEPLAN_KV_CHUNK
-// overrides the default, for tuning runs.
-int attention_kv_chunk(int head_dim);
-
 // Resident CTAs per SM times SMs, for persistent grids.
 int persistent_grid(const void* kernel, int threads, size_t smem_bytes);
 
