@@ -76,7 +76,9 @@ size_t block_sparse_workspace_bytes(const AttentionParams& p) {
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   const size_t items = size_t(p.batch) * p.heads * nqb;
-  return sizeof(int32_t) * (items + size_t(nkb) + 2 + 1);
+  // work list and counter, padded to 256 bytes, then the sort's scratch
+  return (sizeof(int32_t) * (items + 1) + 255) / 256 * 256 +
+         detail::work_list_scratch_bytes(int(items), nkb);
 }
 
 void block_sparse_attention_forward(AttentionParams p, DType dtype, void* workspace,
@@ -100,10 +102,11 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   p.num_work = p.batch * p.heads * nqb;
   p.work_list = ws;
   p.work_counter = ws + p.num_work;
-  int32_t* histogram = ws + p.num_work + 1;
+  void* scratch = static_cast<uint8_t*>(workspace) +
+                  (sizeof(int32_t) * (size_t(p.num_work) + 1) + 255) / 256 * 256;
   detail::check_cuda(cudaMemsetAsync(p.work_counter, 0, sizeof(int32_t), stream),
                      "clearing the work counter");
-  detail::build_work_list(p.row_offsets, p.batch * p.heads, nqb, nkb, ws, histogram, stream);
+  detail::build_work_list(p.row_offsets, p.batch * p.heads, nqb, nkb, ws, scratch, stream);
   dispatch(dtype, p.head_dim, [&](auto e, auto d) {
     using E = decltype(e);
     constexpr int D = decltype(d)::value;

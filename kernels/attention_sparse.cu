@@ -3,12 +3,16 @@
 
 #include <algorithm>
 
-#include "kernels/block_scan.cuh"
+#include <cub/device/device_radix_sort.cuh>
+
 #include "kernels/flash_fwd_kernel.cuh"
 #include "kernels/launch.h"
 
 namespace sparseplan::cuda {
 namespace {
+
+using detail::check_cuda;
+void check_cuda_call(cudaError_t e, const char* what) { check_cuda(e, what); }
 
 __device__ __forceinline__ int row_nnz(const int32_t* row_offsets, int item, int nqb, int nkb) {
   const int bh = item / nqb, qb = item % nqb;
@@ -16,40 +20,33 @@ __device__ __forceinline__ int row_nnz(const int32_t* row_offsets, int item, int
   return min(max(o[1] - o[0], 0), nkb);
 }
 
-__global__ void nnz_histogram_kernel(const int32_t* row_offsets, int num_items, int nqb, int nkb,
-                                     int32_t* histogram) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < num_items; i += gridDim.x * blockDim.x)
-    atomicAdd(histogram + row_nnz(row_offsets, i, nqb, nkb), 1);
-}
-
-// histogram[v] becomes the number of items with nnz > v: the first slot of bucket v when the
-// list runs heaviest first.
-__global__ void descending_cursor_kernel(int32_t* histogram, int nkb) {
-  __shared__ int scratch[33];
-  const int buckets = nkb + 1;
-  const int per_thread = (buckets + blockDim.x - 1) / blockDim.x;
-  // Thread t owns buckets counted from the top: v = nkb - (t * per_thread + j).
-  int local = 0;
-  for (int j = 0; j < per_thread; ++j) {
-    const int v = nkb - (int(threadIdx.x) * per_thread + j);
-    if (v >= 0) local += histogram[v];
-  }
-  int total;
-  int run = block_exclusive_scan(local, scratch, &total);
-  for (int j = 0; j < per_thread; ++j) {
-    const int v = nkb - (int(threadIdx.x) * per_thread + j);
-    if (v >= 0) {
-      const int c = histogram[v];
-      histogram[v] = run;
-      run += c;
-    }
+// Sort keys: heavier rows get smaller keys; values: the item index, so the stable radix sort
+// keeps equal-nnz rows in head-major order and concurrent CTAs share a head's K/V in L2.
+__global__ void work_keys_kernel(const int32_t* row_offsets, int num_items, int nqb, int nkb,
+                                 int32_t* keys, int32_t* items) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < num_items; i += gridDim.x * blockDim.x) {
+    keys[i] = nkb - row_nnz(row_offsets, i, nqb, nkb);
+    items[i] = i;
   }
 }
 
-__global__ void scatter_work_kernel(const int32_t* row_offsets, int num_items, int nqb, int nkb,
-                                    int32_t* cursor, int32_t* work_list) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < num_items; i += gridDim.x * blockDim.x)
-    work_list[atomicAdd(cursor + row_nnz(row_offsets, i, nqb, nkb), 1)] = i;
+int key_bits(int nkb) {
+  int bits = 1;
+  while ((1 << bits) <= nkb) ++bits;
+  return bits;
+}
+
+size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+size_t sort_temp_bytes(int items, int nkb) {
+  size_t temp = 0;
+  check_cuda_call(cub::DeviceRadixSort::SortPairs(nullptr, temp, static_cast<const int32_t*>(nullptr),
+                                                  static_cast<int32_t*>(nullptr),
+                                                  static_cast<const int32_t*>(nullptr),
+                                                  static_cast<int32_t*>(nullptr), items, 0,
+                                                  key_bits(nkb)),
+                  "sizing the work-list sort");
+  return temp;
 }
 
 }  // namespace
@@ -66,17 +63,25 @@ int persistent_grid(const void* kernel, int threads, size_t smem_bytes) {
   return sms * (per_sm > 0 ? per_sm : 1);
 }
 
+size_t work_list_scratch_bytes(int items, int nkb) {
+  return 3 * align256(sizeof(int32_t) * size_t(items)) + sort_temp_bytes(items, nkb);
+}
+
 void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int nkb,
-                     int32_t* work_list, int32_t* histogram, cudaStream_t stream) {
+                     int32_t* work_list, void* scratch, cudaStream_t stream) {
   const int items = batch_heads * nqb;
-  check_cuda(cudaMemsetAsync(histogram, 0, sizeof(int32_t) * size_t(nkb + 1), stream),
-             "clearing the work histogram");
+  const size_t array = align256(sizeof(int32_t) * size_t(items));
+  uint8_t* base = static_cast<uint8_t*>(scratch);
+  int32_t* keys_in = reinterpret_cast<int32_t*>(base);
+  int32_t* keys_out = reinterpret_cast<int32_t*>(base + array);
+  int32_t* items_in = reinterpret_cast<int32_t*>(base + 2 * array);
+  size_t temp = sort_temp_bytes(items, nkb);
   const int blocks = std::min((items + 255) / 256, 1024);
-  nnz_histogram_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, histogram);
-  descending_cursor_kernel<<<1, 1024, 0, stream>>>(histogram, nkb);
-  scatter_work_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, histogram,
-                                                  work_list);
+  work_keys_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, keys_in, items_in);
   check_cuda(cudaGetLastError(), "work list launch");
+  check_cuda(cub::DeviceRadixSort::SortPairs(base + 3 * array, temp, keys_in, keys_out, items_in,
+                                             work_list, items, 0, key_bits(nkb), stream),
+             "sorting the work list");
 }
 
 template <typename Traits>

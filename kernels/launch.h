@@ -29,9 +29,10 @@ void run_block_sparse(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kMTiles>
 void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
 
-// Sorts work items (bh * nqb + qb) by row nnz, heaviest first, into work_list.
+// Sorts work items (bh * nqb + qb) by row nnz, heaviest first and stable (equal rows stay in
+// head-major order), into work_list, using `scratch` of work_list_scratch_bytes.
+size_t work_list_scratch_bytes(int items, int num_k_blocks);
 void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_blocks,
-                     int num_k_blocks, int32_t* work_list, int32_t* histogram,
-                     cudaStream_t stream);
+                     int num_k_blocks, int32_t* work_list, void* scratch, cudaStream_t stream);
 
 }  // namespace sparseplan::cuda::detail
