@@ -29,6 +29,16 @@ void run_block_sparse(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kMTiles>
 void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
 
+// Hopper path: V is first transposed into `vt` ([batch, kv_heads, head_dim, sm90_kv_pad]).
+int sm90_kv_pad(int kv_len);
+template <typename Element, int kHeadDim>
+void run_dense_sm90(const AttentionParams& p, void* vt, cudaStream_t stream);
+template <typename Element, int kHeadDim, int kWarpGroups>
+void run_block_sparse_sm90(const AttentionParams& p, void* vt, cudaStream_t stream);
+// True on a compute capability 9.0 device unless SPARSEPLAN_FORCE_SM80=1 asks for the mma.sync
+// path (tests and benchmarks run both).
+bool use_sm90_path();
+
 // Sorts work items (bh * nqb + qb) by row nnz, heaviest first and stable (equal rows stay in
 // head-major order), into work_list, using `scratch` of work_list_scratch_bytes.
 size_t work_list_scratch_bytes(int items, int num_k_blocks);
