@@ -18,6 +18,7 @@ Command add_validate(CLI::App& app);
 Command add_layout(CLI::App& app);
 Command add_baseline(CLI::App& app);
 Command add_capture(CLI::App& app);
+Command add_generate(CLI::App& app);
 
 Command add_search(CLI::App& app);
 Command add_compare(CLI::App& app);

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       cli::add_layout(app),
       cli::add_baseline(app),
       cli::add_capture(app),
+      cli::add_generate(app),
       cli::add_search(app),
       cli::add_compare(app),
       cli::add_synth_capture(app),

@@ -1,0 +1,211 @@
+// sparseplan generate: sample a video with a Wan2.1-layout model and write it where people can
+// look at it (animated GIF, PNG contact sheet) plus the raw tensor (safetensors).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "analyzer/video_writer.h"
+#include "cli/commands.h"
+#include "cli/progress_bar.h"
+#include "runtime/flow_sampler.h"
+#include "runtime/safetensors.h"
+#include "runtime/text_encoder.h"
+#include "runtime/wan_config.h"
+#include "runtime/wan_model.h"
+
+namespace sparseplan::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// wan-mini is the default so that the README's main job runs without arguments beyond the
+// prompt; SPARSEPLAN_MODEL points the default at a user's own checkpoint.
+std::string default_model_dir() {
+  if (const char* env = std::getenv("SPARSEPLAN_MODEL"); env && *env) return env;
+  return std::string(SPARSEPLAN_SOURCE_DIR) + "/../shared/fixtures/wan-mini";
+}
+
+struct Options {
+  std::string model = default_model_dir();
+  std::string prompt;
+  bool prompt_given = false;
+  std::string negative_prompt;
+  std::string context_file;
+  std::string out;
+  int frames = 16;
+  int height = 64;
+  int width = 64;
+  int steps = 30;
+  int64_t seed = 0;
+  double shift = 3.0;
+  double guidance = 5.0;
+  std::string device = "cpu";
+  std::string dtype = "float32";
+  int fps = 8;
+  int scale = 4;
+};
+
+std::string describe(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+int run_generate(const Options& o) {
+  if (o.out.empty()) throw std::invalid_argument("--out is required (output directory)");
+  if (fs::exists(o.out) && !fs::is_directory(o.out))
+    throw std::invalid_argument("--out " + o.out + ": exists and is not a directory");
+  if (!fs::is_directory(o.model))
+    throw std::invalid_argument("--model " + o.model + ": not a directory");
+  if (o.prompt_given == !o.context_file.empty())
+    throw std::invalid_argument("give exactly one of --prompt and --context");
+  if (o.steps < 1) throw std::invalid_argument("--steps must be >= 1");
+  if (o.seed < 0) throw std::invalid_argument("--seed must be >= 0");
+  if (!(o.shift > 0) || !std::isfinite(o.shift)) throw std::invalid_argument("--shift must be > 0");
+  if (!(o.guidance >= 0) || !std::isfinite(o.guidance))
+    throw std::invalid_argument("--guidance must be >= 0");
+
+  const std::string config_path = (fs::path(o.model) / "config.json").string();
+  const WanConfig config = load_wan_config(config_path);
+  if (config.in_dim != 3 || config.out_dim != 3)
+    throw std::invalid_argument("--model " + o.model + ": in_dim/out_dim " +
+                                std::to_string(config.in_dim) + "/" +
+                                std::to_string(config.out_dim) +
+                                ": only pixel-space models (3 channels) can be written as video; "
+                                "latent models need a VAE decoder");
+  const auto& p = config.patch_size;
+  if (o.frames < 1 || o.height < 1 || o.width < 1 || o.frames % p[0] || o.height % p[1] ||
+      o.width % p[2])
+    throw std::invalid_argument("--frames/--height/--width " + std::to_string(o.frames) + "x" +
+                                std::to_string(o.height) + "x" + std::to_string(o.width) +
+                                " must be positive multiples of the patch size " +
+                                std::to_string(p[0]) + "x" + std::to_string(p[1]) + "x" +
+                                std::to_string(p[2]));
+
+  // Text first: an unknown word fails before the model is loaded.
+  SampleOptions so;
+  so.frames = o.frames;
+  so.height = o.height;
+  so.width = o.width;
+  so.steps = o.steps;
+  so.shift = o.shift;
+  so.guidance = o.guidance;
+  so.seed = uint64_t(o.seed);
+  if (!o.context_file.empty()) {
+    if (!o.negative_prompt.empty())
+      throw std::invalid_argument("--negative-prompt needs the toy text encoder; put "
+                                  "negative_context in the --context file instead");
+    const PrecomputedContext pc =
+        load_precomputed_context(o.context_file, config.text_dim, config.text_len);
+    so.context = pc.context;
+    so.negative_context = pc.negative_context;
+  } else {
+    const std::string encoder_path = (fs::path(o.model) / "text_encoder.safetensors").string();
+    if (!fs::exists(encoder_path))
+      throw std::invalid_argument("--model " + o.model +
+                                  ": no text_encoder.safetensors; give --context with "
+                                  "precomputed embeddings instead");
+    const ToyTextEncoder encoder(encoder_path, config.text_len);
+    so.context = encoder.encode(o.prompt);
+    if (!o.negative_prompt.empty()) so.negative_context = encoder.encode(o.negative_prompt);
+  }
+
+  const torch::Device device =
+      o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw std::invalid_argument("--device cuda: no CUDA device available");
+  const torch::ScalarType dtype = o.dtype == "bfloat16"  ? torch::kBFloat16
+                                  : o.dtype == "float16" ? torch::kHalf
+                                                         : torch::kFloat32;
+  const WanModel model = load_wan_model(o.model, device, dtype);
+  fs::create_directories(o.out);
+
+  const AttentionFn dense = [](const AttentionCall&, const torch::Tensor& q,
+                               const torch::Tensor& k, const torch::Tensor& v) {
+    return dense_attention(q, k, v);
+  };
+  const auto start = std::chrono::steady_clock::now();
+  torch::Tensor video;
+  {
+    ProgressBar bar("generate", o.steps);
+    video = sample_video(model, so, dense, [&](int, int) { bar.advance(); });
+    bar.finish();
+  }
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const std::string raw = (fs::path(o.out) / "video.safetensors").string();
+  const std::string gif = (fs::path(o.out) / "video.gif").string();
+  const std::string sheet = (fs::path(o.out) / "frames.png").string();
+  write_safetensors(raw, {{"video", video}},
+                    {{"layout", "[channels, frames, height, width], RGB in [-1, 1]"},
+                     {"model", o.model},
+                     {"prompt", o.context_file.empty() ? o.prompt : "context:" + o.context_file},
+                     {"negative_prompt", o.negative_prompt},
+                     {"seed", std::to_string(o.seed)},
+                     {"steps", std::to_string(o.steps)},
+                     {"shift", describe(o.shift)},
+                     {"guidance", describe(o.guidance)},
+                     {"sampler", "flow matching Euler"},
+                     {"device", o.device},
+                     {"dtype", o.dtype},
+                     {"tool", std::string("sparseplan ") + SPARSEPLAN_VERSION}});
+  const VideoFrames frames = frames_from_video(video);
+  write_gif(gif, frames, o.fps, o.scale);
+  write_contact_sheet(sheet, frames, 8, std::max(1, o.scale / 2));
+  std::printf("wrote %s, %s and %s: %d x %d x %d, %d steps, seed %lld (%.1f s sampling)\n",
+              gif.c_str(), sheet.c_str(), raw.c_str(), o.frames, o.height, o.width, o.steps,
+              static_cast<long long>(o.seed), secs);
+  return 0;
+}
+
+}  // namespace
+
+Command add_generate(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  CLI::App* sub = app.add_subcommand(
+      "generate", "Sample a video with a Wan2.1-layout model (GIF, PNG contact sheet, tensor)");
+  sub->add_option("--model", o->model,
+                  "Checkpoint directory (config.json + safetensors); default wan-mini or "
+                  "$SPARSEPLAN_MODEL")
+      ->capture_default_str();
+  sub->add_option_function<std::string>(
+      "--prompt",
+      [o](const std::string& text) {
+        o->prompt = text;
+        o->prompt_given = true;
+      },
+      "Prompt text (wan-mini: words from its vocabulary)");
+  sub->add_option("--negative-prompt", o->negative_prompt,
+                  "Prompt of the unconditional branch (default: empty)");
+  sub->add_option("--context", o->context_file,
+                  "Precomputed text embeddings (safetensors: context, optional negative_context)");
+  sub->add_option("--out", o->out, "Output directory (video.gif, frames.png, video.safetensors)");
+  sub->add_option("--frames", o->frames, "Video frames")->capture_default_str();
+  sub->add_option("--height", o->height, "Video height in pixels")->capture_default_str();
+  sub->add_option("--width", o->width, "Video width in pixels")->capture_default_str();
+  sub->add_option("--steps", o->steps, "Denoising steps")->capture_default_str();
+  sub->add_option("--seed", o->seed, "Noise seed")->capture_default_str();
+  sub->add_option("--shift", o->shift, "Timestep shift")->capture_default_str();
+  sub->add_option("--guidance", o->guidance, "Classifier-free guidance scale (1: off)")
+      ->capture_default_str();
+  sub->add_option("--device", o->device, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  sub->add_option("--dtype", o->dtype, "Linear weights: float32, bfloat16 or float16")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
+  sub->add_option("--fps", o->fps, "GIF frames per second")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  sub->add_option("--scale", o->scale, "GIF pixel upscaling (the contact sheet uses half)")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  return {sub, [o]() { return run_generate(*o); }};
+}
+
+}  // namespace sparseplan::cli
