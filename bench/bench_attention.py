@@ -128,7 +128,10 @@ def run_shape(name, out, args):
 
     t_ours = bench(lambda: ops.dense_attention(q, k, v))
     o, lse = ops.dense_attention(q, k, v)
-    log(out, dict(rec, kernel="ours_dense", ms=t_ours, tflops=flops / t_ours / 1e9))
+    log(out, dict(rec, kernel="ours_dense", ms=t_ours, tflops=flops / t_ours / 1e9,
+                  config=os.environ.get("SPARSEPLAN_SM90_DENSE", "default")))
+    if args.dense_only:
+        return
     for backend, label in ((SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
                            (SDPBackend.FLASH_ATTENTION, "sdpa_flash")):
         try:
@@ -190,6 +193,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", ""))
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--skip-check", action="store_true")
+    ap.add_argument("--dense-only", action="store_true", help="only our dense kernel")
     args = ap.parse_args()
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} "
           f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)

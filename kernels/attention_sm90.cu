@@ -3,6 +3,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/flash_sm90.cuh"
 #include "kernels/launch.h"
@@ -48,25 +50,57 @@ void launch_sparse_sm90(const AttentionParams& p, const void* vt, int kv_pad,
 
 int sm90_kv_pad(int kv_len) { return (kv_len + 127) / 128 * 128; }
 
+namespace {
+
+// Tuning knobs for measurement runs: SPARSEPLAN_SM90_V=copy uses the V^T copy instead of
+// reading V directly; SPARSEPLAN_SM90_DENSE=WGxN picks the dense tile (warpgroups x keys).
+bool v_copy() {
+  const char* e = std::getenv("SPARSEPLAN_SM90_V");
+  return e != nullptr && std::string(e) == "copy";
+}
+std::string dense_config() {
+  const char* e = std::getenv("SPARSEPLAN_SM90_DENSE");
+  return e != nullptr ? std::string(e) : std::string("2x128");
+}
+
+template <typename Element, int kHeadDim, int kWG, int kN>
+void dense_with(const AttentionParams& p, void* vt, cudaStream_t stream) {
+  const int kv_pad = sm90_kv_pad(p.kv_len);
+  if (v_copy()) {
+    transpose_v<kHeadDim>(p, vt, kv_pad, stream);
+    launch_dense_sm90<Sm90Traits<Element, kHeadDim, kWG, kN, false>>(p, vt, kv_pad, stream);
+  } else {
+    launch_dense_sm90<Sm90Traits<Element, kHeadDim, kWG, kN, true>>(p, vt, kv_pad, stream);
+  }
+}
+
+template <typename Element, int kHeadDim, int kWG, int kN>
+void sparse_with(const AttentionParams& p, void* vt, cudaStream_t stream) {
+  const int kv_pad = sm90_kv_pad(p.kv_len);
+  if (v_copy()) {
+    transpose_v<kHeadDim>(p, vt, kv_pad, stream);
+    launch_sparse_sm90<Sm90Traits<Element, kHeadDim, kWG, kN, false>>(p, vt, kv_pad, stream);
+  } else {
+    launch_sparse_sm90<Sm90Traits<Element, kHeadDim, kWG, kN, true>>(p, vt, kv_pad, stream);
+  }
+}
+
+}  // namespace
+
 template <typename Element, int kHeadDim>
 void run_dense_sm90(const AttentionParams& p, void* vt, cudaStream_t stream) {
-  const int kv_pad = sm90_kv_pad(p.kv_len);
-  transpose_v<kHeadDim>(p, vt, kv_pad, stream);
   // 128-key chunks would straddle two 64-key blocks whose padding differs.
-  if (p.kv_block_valid != nullptr && p.block_k == 64)
-    launch_dense_sm90<Sm90Traits<Element, kHeadDim, 2, 64>>(p, vt, kv_pad, stream);
-  else
-    launch_dense_sm90<Sm90Traits<Element, kHeadDim, 2, 128>>(p, vt, kv_pad, stream);
+  const std::string c = (p.kv_block_valid != nullptr && p.block_k == 64) ? "2x64" : dense_config();
+  if (c == "1x64") dense_with<Element, kHeadDim, 1, 64>(p, vt, stream);
+  else if (c == "2x64") dense_with<Element, kHeadDim, 2, 64>(p, vt, stream);
+  else if (c == "1x128") dense_with<Element, kHeadDim, 1, 128>(p, vt, stream);
+  else dense_with<Element, kHeadDim, 2, 128>(p, vt, stream);
 }
 
 template <typename Element, int kHeadDim, int kWarpGroups>
 void run_block_sparse_sm90(const AttentionParams& p, void* vt, cudaStream_t stream) {
-  const int kv_pad = sm90_kv_pad(p.kv_len);
-  transpose_v<kHeadDim>(p, vt, kv_pad, stream);
-  if (p.block_k == 64)
-    launch_sparse_sm90<Sm90Traits<Element, kHeadDim, kWarpGroups, 64>>(p, vt, kv_pad, stream);
-  else
-    launch_sparse_sm90<Sm90Traits<Element, kHeadDim, kWarpGroups, 128>>(p, vt, kv_pad, stream);
+  if (p.block_k == 64) sparse_with<Element, kHeadDim, kWarpGroups, 64>(p, vt, stream);
+  else sparse_with<Element, kHeadDim, kWarpGroups, 128>(p, vt, stream);
 }
 
 #define SPARSEPLAN_INSTANTIATE(E, D)                                                    \

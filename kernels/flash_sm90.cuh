@@ -15,8 +15,10 @@
 
 namespace sparseplan::cuda {
 
-template <typename Element_, int kHeadDim_, int kWarpGroups_, int kBlockN_>
+// kVDirect: B of P x V is the V tile itself (MN-major); otherwise a tile of a V^T copy.
+template <typename Element_, int kHeadDim_, int kWarpGroups_, int kBlockN_, bool kVDirect_>
 struct Sm90Traits {
+  static constexpr bool kVDirect = kVDirect_;
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kWarpGroups = kWarpGroups_;
@@ -98,6 +100,19 @@ __global__ void transpose_v_kernel(AttentionParams p, uint16_t* vt, int kv_pad) 
   }
 }
 
+// The V operand of one chunk: kVDirect loads the [keys x head_dim] rows of V (padded keys
+// zero-filled); otherwise the [head_dim x keys] tile of the V^T copy (padding already zero).
+template <typename Traits>
+__device__ __forceinline__ void load_v(uint32_t smem, const typename Traits::Element* v,
+                                       int64_t stride, const KeyChunk& c) {
+  if constexpr (Traits::kVDirect)
+    load_tile_sw128<Traits, Traits::kBlockN, Traits::kHeadDim>(smem, v + int64_t(c.key_start) * stride,
+                                                               stride, c.valid);
+  else
+    load_tile_sw128<Traits, Traits::kHeadDim, Traits::kBlockN>(smem, v + c.key_start, stride,
+                                                               Traits::kHeadDim);
+}
+
 template <typename Traits, typename Chunks>
 __device__ __forceinline__ void attention_mainloop_sm90(
     uint8_t* smem, const typename Traits::Element* q, int64_t q_row_stride, int q_valid,
@@ -124,7 +139,7 @@ __device__ __forceinline__ void attention_mainloop_sm90(
                                     k_row_stride, cur.valid);
   }
   sm80::cp_async_commit();
-  if (n > 0) load_tile_sw128<Traits, kD, kN>(sVt0, vt + cur.key_start, vt_row_stride, kD);
+  if (n > 0) load_v<Traits>(sVt0, vt, vt_row_stride, cur);
   sm80::cp_async_commit();
 
   // This warpgroup's 64 query rows start at row 64 * group of every Q column block.
@@ -177,14 +192,16 @@ __device__ __forceinline__ void attention_mainloop_sm90(
     sm90::fence_operand(o);
     sm90::fence();
 #pragma unroll
-    for (int kk = 0; kk < kN / 16; ++kk)
-      MmaO::rs(o, a[kk], sm90::smem_desc(sVt + (kk >> 2) * kD * 128 + (kk & 3) * 32));
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      if constexpr (Traits::kVDirect)  // 16 keys = 16 rows of the [keys x head_dim] tile
+        MmaO::rs_t(o, a[kk], sm90::smem_desc(sVt + kk * 16 * 128, kN * 128));
+      else  // 16 keys = 32 bytes along the rows of the [head_dim x keys] tile
+        MmaO::rs(o, a[kk], sm90::smem_desc(sVt + (kk >> 2) * kD * 128 + (kk & 3) * 32));
+    }
     sm90::commit();
     sm90::wait<0>();
     sm90::fence_operand(o);
-    if (has_next)
-      load_tile_sw128<Traits, kD, kN>(sVt0 + (stage ^ 1) * Traits::kVtBytes,
-                                      vt + next.key_start, vt_row_stride, kD);
+    if (has_next) load_v<Traits>(sVt0 + (stage ^ 1) * Traits::kVtBytes, vt, vt_row_stride, next);
     sm80::cp_async_commit();
     cur = next;
   }
@@ -211,14 +228,18 @@ __device__ __forceinline__ void attention_tile_sm90(uint8_t* smem, const Attenti
   const Element* q = static_cast<const Element*>(p.q) + b * p.q_batch_stride +
                      h * p.q_head_stride + int64_t(q0) * p.q_row_stride;
   const Element* k = static_cast<const Element*>(p.k) + b * p.k_batch_stride + kvh * p.k_head_stride;
-  const Element* vt = vt_all + (int64_t(b) * p.kv_heads + kvh) * Traits::kHeadDim * kv_pad;
+  const Element* vt = Traits::kVDirect
+                         ? static_cast<const Element*>(p.v) + b * p.v_batch_stride +
+                               kvh * p.v_head_stride
+                         : vt_all + (int64_t(b) * p.kv_heads + kvh) * Traits::kHeadDim * kv_pad;
+  const int64_t v_stride = Traits::kVDirect ? p.v_row_stride : kv_pad;
   Element* out = static_cast<Element*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride +
                  int64_t(q0) * p.o_row_stride;
   float* lse = p.lse + (int64_t(b) * p.heads + h) * p.q_len + q0;
   constexpr float kLog2e = 1.4426950408889634f;
   AttentionState<Traits> st;
-  attention_mainloop_sm90<Traits>(smem, q, p.q_row_stride, q_valid, k, p.k_row_stride, vt, kv_pad,
-                                  chunks, p.scale * kLog2e, st);
+  attention_mainloop_sm90<Traits>(smem, q, p.q_row_stride, q_valid, k, p.k_row_stride, vt,
+                                  v_stride, chunks, p.scale * kLog2e, st);
   attention_epilogue<Traits>(smem, st, out, p.o_row_stride, lse, q_valid);
 }
 
