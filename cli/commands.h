@@ -23,5 +23,6 @@ Command add_generate(CLI::App& app);
 Command add_search(CLI::App& app);
 Command add_compare(CLI::App& app);
 Command add_synth_capture(CLI::App& app);
+Command add_analyze(CLI::App& app);
 
 }  // namespace sparseplan::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
       cli::add_search(app),
       cli::add_compare(app),
       cli::add_synth_capture(app),
+      cli::add_analyze(app),
   };
 
   try {

@@ -33,27 +33,21 @@ double online_recall(const TileGeometry& g, const float* mass, const std::vector
     std::copy(src, src + n, row.begin());
     double total = 0.0;
     for (float x : row) total += x;
-    // Grow a sorted prefix until it reaches the recall (most rows need few blocks).
-    int k = std::min(n, 16);
+    // A short partial sort serves concentrated rows; the rest get a full sort.
+    const int first = std::min(n, 32);
+    std::partial_sort(row.begin(), row.begin() + first, row.end(), std::greater<float>());
     int take = n;
     double covered = 0.0;
-    while (true) {
-      std::partial_sort(row.begin(), row.begin() + k, row.end(), std::greater<float>());
-      covered = 0.0;
-      int i = 0;
-      for (; i < k; ++i) {
-        covered += row[size_t(i)];
-        if (covered >= rule.recall * total * (1.0 - 1e-12)) break;
-      }
-      if (i < k) {
+    for (int i = 0; i < n; ++i) {
+      if (i == first) std::sort(row.begin() + first, row.end(), std::greater<float>());
+      covered += row[size_t(i)];
+      if (covered >= rule.recall * total * (1.0 - 1e-12)) {
         take = i + 1;
         break;
       }
-      if (k == n) break;
-      k = std::min(n, k * 4);
     }
     take = std::max(lo, std::min(hi, take));
-    if (take > k) std::partial_sort(row.begin(), row.begin() + take, row.end(), std::greater<float>());
+    if (take > first) std::sort(row.begin(), row.end(), std::greater<float>());
     covered = 0.0;
     for (int i = 0; i < take; ++i) covered += row[size_t(i)];
     recall += w[size_t(q)] * covered;

@@ -40,34 +40,34 @@ HeadSearchResult search_head(const SourceInfo& info, const TileGeometry& g, cons
   out.window_density = w.density;
   HeadRule best = window_head_rule(w);
 
-  // Whether the blocks a head needs change between prompts decides between static and
-  // online rules: static blocks fitted to a few prompts would not hold for the next one.
+  // Online selection is worth it only for heads whose blocks change between prompts (static
+  // blocks fitted to a few prompts would not hold for the next one) and when selecting per
+  // input costs much less than the window.
   bool varies = false;
+  HeadRule online;
   if (w.density > o.online_min_static) {
-    out.prompt_overlap = prompt_overlap(g, mass, info.sample_prompt, info.sample_step);
-    varies = out.prompt_overlap < o.online_max_overlap;
+    online.kind = RuleKind::Online;
+    online.online = OnlineRule{std::min(1.0, target), 0.0, 1.0};
+    const RuleScore s = score_rule(g, online, mass);
+    out.online_density = s.density;
+    online.stats = HeadStats{s.worst(), s.density};
+    if (s.density < o.online_advantage * w.density) {
+      out.prompt_overlap = prompt_overlap(g, mass, info.sample_prompt, info.sample_step);
+      varies = out.prompt_overlap < o.online_max_overlap;
+    }
   }
   if (o.allow_blocks && !varies && w.density > 0.02) {
-    const BlocksChoice b = search_blocks_rule(g, mass, target);
+    const BlocksChoice b = search_blocks_rule(g, mass, target, o.blocks_advantage * w.density);
     out.blocks_density = b.density;
-    if (b.density < o.blocks_advantage * best.stats->density) {
+    if (b.density < o.blocks_advantage * best.stats->density && worst(b.recall) >= target - 1e-9) {
       best = HeadRule{};
       best.kind = RuleKind::Blocks;
       best.blocks = b.rule;
       best.stats = HeadStats{worst(b.recall), b.density};
     }
   }
-  if (o.allow_online && varies) {
-    HeadRule online;
-    online.kind = RuleKind::Online;
-    online.online = OnlineRule{std::min(1.0, target), 0.0, 1.0};
-    const RuleScore s = score_rule(g, online, mass);
-    out.online_density = s.density;
-    if (s.density < o.online_advantage * best.stats->density) {
-      online.stats = HeadStats{s.worst(), s.density};
-      best = online;
-    }
-  }
+  if (o.allow_online && varies && online.stats->density < o.online_advantage * best.stats->density)
+    best = online;
   if (best.stats->density > o.dense_above) best = dense_head_rule();
   out.rule = best;
   return out;
@@ -110,7 +110,8 @@ const std::vector<double>& budget_recall_levels() {
   return levels;
 }
 
-BlocksChoice search_blocks_rule(const TileGeometry& g, const HeadMass& mass, double target) {
+BlocksChoice search_blocks_rule(const TileGeometry& g, const HeadMass& mass, double target,
+                                double max_density) {
   check_head_mass(g, mass);
   const int n = g.total_blocks, vo = g.video_block_offset(), V = g.video_blocks, S = mass.samples;
   const std::vector<double> tokens = video_query_tokens(g);
@@ -134,13 +135,21 @@ BlocksChoice search_blocks_rule(const TileGeometry& g, const HeadMass& mass, dou
       reachable[size_t(s)] += wq * all;
     }
   }
+  // Only the best entries up to max_density can matter: partition them out, sort those.
   std::vector<int32_t> order;
   order.reserve(score.size());
   for (size_t i = 0; i < score.size(); ++i)
     if (score[i] > 0.0f) order.push_back(int32_t(i));
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+  const auto better = [&](int32_t a, int32_t b) {
     return score[size_t(a)] > score[size_t(b)] || (score[size_t(a)] == score[size_t(b)] && a < b);
-  });
+  };
+  const double budget = max_density * double(V) * n - double(g.text_blocks) * V;
+  const size_t keep = std::min(order.size(), size_t(std::max(0.0, std::ceil(budget))) + 1);
+  if (keep < order.size()) {
+    std::nth_element(order.begin(), order.begin() + keep, order.end(), better);
+    order.resize(keep);
+  }
+  std::sort(order.begin(), order.end(), better);
   std::vector<double> t(static_cast<size_t>(S));
   for (int s = 0; s < S; ++s) t[size_t(s)] = std::min(target, reachable[size_t(s)] - 1e-9);
   const auto done = [&] {

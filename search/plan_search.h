@@ -68,13 +68,15 @@ struct PlanSearchResult {
 PlanSearchResult search_plan(const MassSource& source, const PlanSearchOptions& options);
 
 // Static blocks: per query block a key-block list shared by every sample, chosen greedily by
-// mean weighted mass until every sample reaches `target`.
+// mean weighted mass until every sample reaches `target`. The search stops at `max_density`
+// (the result then falls short of the target: the caller would not use it anyway).
 struct BlocksChoice {
   BlocksRule rule;
   double density = 1.0;
   std::vector<double> recall;  // per sample
 };
-BlocksChoice search_blocks_rule(const TileGeometry& geometry, const HeadMass& mass, double target);
+BlocksChoice search_blocks_rule(const TileGeometry& geometry, const HeadMass& mass, double target,
+                                double max_density = 1.0);
 
 // Mean Jaccard overlap of the per-query-block oracle sets at `recall` between samples of
 // different prompts at the same step (between all pairs of samples with a single prompt).

@@ -20,26 +20,24 @@ double row_sum(const float* row, int n) {
   return s;
 }
 
-// Indices of one row's key blocks, largest mass first, enough of them to reach `need`
-// (all of them when it is never reached). Grows a partial selection so concentrated rows cost
-// little more than one pass.
-int fewest_reaching(const float* row, int n, double need, std::vector<int32_t>& order) {
-  order.resize(size_t(n));
-  std::iota(order.begin(), order.end(), 0);
-  const auto larger = [row](int32_t a, int32_t b) {
-    return row[a] > row[b] || (row[a] == row[b] && a < b);
-  };
-  int k = std::min(n, 8);
-  while (true) {
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), larger);
-    double covered = 0.0;
-    for (int i = 0; i < k; ++i) {
-      covered += row[order[size_t(i)]];
-      if (covered >= need) return i + 1;
+// The fewest of a row's key blocks, largest mass first, reaching `need` (all of them when it is
+// never reached): their count and the smallest mass among them. Sorting values (not indices)
+// keeps this cheap; a short partial sort serves the concentrated rows most heads have.
+int fewest_reaching(const float* row, int n, double need, std::vector<float>& sorted, float* last) {
+  sorted.assign(row, row + n);
+  const int first = std::min(n, 32);
+  std::partial_sort(sorted.begin(), sorted.begin() + first, sorted.end(), std::greater<float>());
+  double covered = 0.0;
+  for (int i = 0; i < n; ++i) {
+    if (i == first) std::sort(sorted.begin() + first, sorted.end(), std::greater<float>());
+    covered += sorted[size_t(i)];
+    if (covered >= need) {
+      *last = sorted[size_t(i)];
+      return i + 1;
     }
-    if (k == n) return n;
-    k = std::min(n, k * 4);
   }
+  *last = n > 0 ? sorted[size_t(n) - 1] : 0.0f;
+  return n;
 }
 
 }  // namespace
@@ -125,15 +123,22 @@ std::vector<uint8_t> oracle_row_mask(const TileGeometry& g, const float* mass, d
                                      double* density) {
   const int n = g.total_blocks;
   std::vector<uint8_t> mask(size_t(n) * n, 0);
-  std::vector<int32_t> order;
+  std::vector<float> sorted;
   int64_t selected = 0;
   for (int q = 0; q < n; ++q) {
     if (is_text_block(g, q)) continue;
     const float* row = mass + size_t(q) * n;
     const double s = row_sum(row, n);
     if (s <= 0.0) continue;
-    const int k = fewest_reaching(row, n, recall * s * (1.0 - 1e-12), order);
-    for (int i = 0; i < k; ++i) mask[size_t(q) * n + size_t(order[size_t(i)])] = 1;
+    float last = 0.0f;
+    const int k = fewest_reaching(row, n, recall * s * (1.0 - 1e-12), sorted, &last);
+    // Everything above the k-th value, then as many ties as still needed, lowest index first.
+    int above = 0;
+    for (int j = 0; j < n; ++j) above += row[j] > last ? 1 : 0;
+    int ties = k - above;
+    uint8_t* m = mask.data() + size_t(q) * n;
+    for (int j = 0; j < n; ++j)
+      if (row[j] > last || (row[j] == last && ties-- > 0)) m[j] = 1;
     selected += k;
   }
   if (density) *density = double(selected) / (double(g.video_blocks) * n);

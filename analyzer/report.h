@@ -1,0 +1,36 @@
+// `sparseplan analyze`: per-head statistics of captures and a report people open: index.html
+// with PNG figures (layer x head map of the density needed for 90% recall, oracle recall
+// curves per layer, block-mass heatmaps in tile order for representative heads) and
+// analysis.json with every number behind them.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "analyzer/head_stats.h"
+#include "search/mass_source.h"
+
+namespace sparseplan {
+
+struct AnalyzeOptions {
+  std::array<int, 3> tile{0, 0, 0};  // {0,0,0}: the first tile shape of the captures
+  int threads = 2;
+  int heatmaps = 8;                  // representative heads drawn as block-mass heatmaps
+  std::function<void()> progress;    // after every head
+};
+
+struct Analysis {
+  std::array<int, 3> tile{0, 0, 0};
+  std::vector<std::vector<HeadStatsSummary>> heads;  // [layer][head]
+};
+
+// Throws std::invalid_argument for a tile the captures do not hold.
+Analysis analyze_captures(const MassSource& source, const AnalyzeOptions& options);
+
+// Writes DIR/index.html, DIR/analysis.json and DIR/figures/*.png (creating DIR).
+void write_analysis_report(const std::string& dir, const MassSource& source,
+                           const Analysis& analysis, const AnalyzeOptions& options);
+
+}  // namespace sparseplan
