@@ -1,6 +1,7 @@
 #include "runtime/block_layout.h"
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 
@@ -78,6 +79,12 @@ void check_rule_fits(const TileGeometry& g, const HeadRule& rule) {
   }
 }
 
+void append_range(std::vector<int32_t>& cols, int begin, int end) {
+  const size_t old = cols.size();
+  cols.resize(old + size_t(end - begin));
+  std::iota(cols.begin() + std::ptrdiff_t(old), cols.end(), begin);
+}
+
 bool same_mask_rule(const HeadRule& a, const HeadRule& b) {
   if (a.kind != b.kind) return false;
   switch (a.kind) {
@@ -122,7 +129,7 @@ BlockLayout compile_head_layout(const TileGeometry& g, const HeadRule& rule) {
     const bool text_query = qb >= to && qb < to + g.text_blocks;
     const size_t begin = cols.size();
     if (dense || text_query) {
-      for (int kb = 0; kb < g.total_blocks; ++kb) cols.push_back(kb);
+      append_range(cols, 0, g.total_blocks);
     } else if (rule.kind == RuleKind::Window && (qb - vo) / g.blocks_per_tile == row_tile) {
       // Blocks of one tile share the tile's row.
       cols.insert(cols.end(), cols.begin() + std::ptrdiff_t(tile_row_begin),
@@ -130,14 +137,13 @@ BlockLayout compile_head_layout(const TileGeometry& g, const HeadRule& rule) {
     } else {
       // Column indices stay sorted: text blocks come first exactly when they precede video.
       const auto push_text = [&] {
-        for (int kb = 0; kb < g.text_blocks; ++kb) cols.push_back(to + kb);
+        append_range(cols, to, to + g.text_blocks);
       };
       if (text_first) push_text();
       if (rule.kind == RuleKind::Window) {
         row_tile = (qb - vo) / g.blocks_per_tile;
         window_ranges(g, rule.window, g.tile_coord(row_tile), ranges);
-        for (const auto& [b0, b1] : ranges)
-          for (int kb = b0; kb < b1; ++kb) cols.push_back(vo + kb);
+        for (const auto& [b0, b1] : ranges) append_range(cols, vo + b0, vo + b1);
       } else {
         for (int32_t kb : rule.blocks.rows[size_t(qb - vo)]) cols.push_back(vo + kb);
       }
