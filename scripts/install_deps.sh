@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 packages=(build-essential cmake g++ libtorch-dev libhdf5-dev libcli11-dev nlohmann-json3-dev
-          catch2 libeigen3-dev zlib1g-dev python3 python3-pip)
+          catch2 libeigen3-dev zlib1g-dev python3 python3-pip python3-torch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

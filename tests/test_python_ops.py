@@ -1,0 +1,98 @@
+"""The torch ops from Python, as a PyTorch pipeline calls them (python/sparseplan).
+
+Runs with a Python whose torch matches the LibTorch the ops library was built against (on
+Debian: /usr/bin/python3 with python3-torch). On CUDA machines the same checks run on the GPU.
+"""
+import math
+import os
+import sys
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(root, "python"))
+import torch  # noqa: E402
+
+import sparseplan  # noqa: E402
+
+passed = failed = 0
+
+
+def check(name, condition):
+    global passed, failed
+    if condition:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", name)
+
+
+def rel_l2(a, b):
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def masked_reference(q, k, v, mask):
+    """Dense softmax attention with a token mask [H, N, N]; q, k, v [1, N, H, D]."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    s = torch.einsum("bnhd,bmhd->bhnm", q.double(), k.double()) * scale
+    s = s.masked_fill(~mask.unsqueeze(0), float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    return torch.einsum("bhnm,bmhd->bnhd", p, v.double()), lse
+
+
+sparseplan.load(os.environ.get("SPARSEPLAN_OPS_LIB"))
+devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+torch.manual_seed(0)
+for device in devices:
+    n, h, d, bs = 256, 2, 64, 64
+    q, k, v = (torch.randn(1, n, h, d, device=device) for _ in range(3))
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    out, lse = sparseplan.dense_attention(q.to(dtype), k.to(dtype), v.to(dtype))
+    ref, ref_lse = masked_reference(q, k, v, torch.ones(h, n, n, dtype=torch.bool, device=device))
+    check(f"{device}: dense attention matches softmax attention", rel_l2(out, ref) < 1e-2)
+    check(f"{device}: dense LSE matches", rel_l2(lse, ref_lse) < 1e-3)
+
+    # A block mask per head: head 0 block-diagonal, head 1 also sees key block 0.
+    nb = n // bs
+    blocks = torch.zeros(h, nb, nb, dtype=torch.bool)
+    for i in range(nb):
+        blocks[0, i, i] = blocks[1, i, i] = blocks[1, i, 0] = True
+    offsets = [0]
+    cols = []
+    for head in range(h):
+        for i in range(nb):
+            row = torch.nonzero(blocks[head, i]).flatten().tolist()
+            cols += row
+            offsets.append(offsets[-1] + len(row))
+    # Global offsets into one col_indices array, each head after the previous one.
+    row_offsets = torch.tensor([offsets[hh * nb: hh * nb + nb + 1] for hh in range(h)],
+                               dtype=torch.int32, device=device).view(1, h, nb + 1)
+    col_indices = torch.tensor(cols, dtype=torch.int32, device=device)
+    out, lse = sparseplan.block_sparse_attention(q.to(dtype), k.to(dtype), v.to(dtype),
+                                                 row_offsets, col_indices, bs, bs)
+    token_mask = blocks.repeat_interleave(bs, 1).repeat_interleave(bs, 2).to(device)
+    ref, ref_lse = masked_reference(q, k, v, token_mask)
+    check(f"{device}: block-sparse attention matches masked attention", rel_l2(out, ref) < 1e-2)
+    check(f"{device}: block-sparse LSE matches", rel_l2(lse, ref_lse) < 1e-3)
+
+    _, full_lse = sparseplan.dense_attention(q, k, v) if device == "cpu" else \
+        sparseplan.dense_attention(q.to(dtype), k.to(dtype), v.to(dtype))
+    mass = sparseplan.block_mass(q.to(dtype), k.to(dtype), full_lse, bs, bs)
+    check(f"{device}: block mass has one row per query block", tuple(mass.shape) == (1, h, nb, nb))
+    check(f"{device}: block mass rows sum to one",
+          bool(torch.allclose(mass.sum(-1).float().cpu(), torch.ones(1, h, nb), atol=1e-3)))
+    sel_offsets, sel_cols = sparseplan.select_blocks(mass, 0.9)
+    check(f"{device}: selection gives a CSR per head", tuple(sel_offsets.shape) == (1, h, nb + 1))
+
+    index = torch.randperm(n, device=device).to(torch.int32)
+    moved = sparseplan.load().reorder_tokens(q, index)
+    check(f"{device}: reorder_tokens gathers rows", bool(torch.equal(moved, q[:, index.long()])))
+
+try:
+    sparseplan.dense_attention(torch.randn(1, 8, 2, 64), torch.randn(1, 8, 3, 64),
+                               torch.randn(1, 8, 2, 64))
+    check("mismatched shapes are rejected", False)
+except RuntimeError as e:
+    check(f"the error names the argument: {e}", "k" in str(e))
+
+print(f"python ops: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
