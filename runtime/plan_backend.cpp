@@ -1,0 +1,322 @@
+#include "runtime/plan_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+#include "analyzer/block_mass_torch.h"
+#include "kernels/block_select_reference.h"
+#include "runtime/block_sparse_torch.h"
+#include "runtime/plan_loader.h"
+
+namespace sparseplan {
+
+struct PlanBackend::LayerPlan {
+  std::vector<BlockLayout> heads;  // compiled static layouts; online heads dense placeholders
+  std::vector<int> online;         // online heads, increasing
+  std::vector<int> online_pos;     // [heads]: position in `online`, -1 for static heads
+  bool all_dense = true;
+};
+
+struct PlanBackend::DeviceLayout {
+  int64_t batch = 0;
+  torch::Device device{torch::kCPU};
+  torch::Tensor row_offsets;  // int32 [B, H, nqb + 1], global offsets into col_indices
+  torch::Tensor col_indices;  // int32
+  double density = 0.0;       // blocks run / all blocks; online heads at a selection count 1
+};
+
+struct PlanBackend::DeviceOrder {
+  torch::Device device{torch::kCPU};
+  torch::Tensor gather;         // int64 [padded]: model token of each slot, N for padding
+  torch::Tensor slot_of_token;  // int64 [N]
+  torch::Tensor kv_valid;       // int32 [total_blocks]
+};
+
+namespace {
+
+bool contains(const std::vector<int>& values, int value) {
+  return std::find(values.begin(), values.end(), value) != values.end();
+}
+
+std::string join(const std::vector<std::string>& parts) {
+  std::string s;
+  for (const auto& p : parts) s += (s.empty() ? "" : "; ") + p;
+  return s;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("plan backend: " + what);
+}
+
+template <typename T>
+torch::Tensor to_tensor(const std::vector<T>& values, torch::ScalarType dtype,
+                        const torch::Device& device) {
+  return torch::tensor(at::ArrayRef<T>(values), dtype).to(device);
+}
+
+// Per query block the fewest key blocks reaching the rule's recall, between min_density and
+// max_density of all key blocks (counted as the search counts them, search/plan_compare.cpp);
+// text key blocks are always kept and text query rows see every block.
+BlockLayout select_head(const TileGeometry& g, const OnlineRule& rule, const float* mass) {
+  const int n = g.total_blocks;
+  const int lo = std::max(0, int(std::ceil(rule.min_density * n - 1e-9)));
+  const int hi = std::max(1, int(std::floor(rule.max_density * n + 1e-9)));
+  ref::SelectionRule r;
+  r.mass_target = float(rule.recall);
+  r.min_blocks = lo;
+  r.max_blocks = std::max(lo, hi);
+  std::vector<uint8_t> text(size_t(n), 0);
+  for (int b = 0; b < g.text_blocks; ++b) text[size_t(g.text_block_offset() + b)] = 1;
+  std::vector<int32_t> ro, ci;
+  ref::select_blocks(r, mass, n, n, text.data(), ro, ci);
+
+  BlockLayout layout;
+  layout.num_q_blocks = layout.num_k_blocks = n;
+  layout.kind = RuleKind::Online;
+  layout.row_offsets.push_back(0);
+  for (int q = 0; q < n; ++q) {
+    if (text[size_t(q)]) {
+      for (int c = 0; c < n; ++c) layout.col_indices.push_back(c);
+    } else {
+      layout.col_indices.insert(layout.col_indices.end(), ci.begin() + ro[size_t(q)],
+                                ci.begin() + ro[size_t(q) + 1]);
+    }
+    layout.row_offsets.push_back(int32_t(layout.col_indices.size()));
+  }
+  return layout;
+}
+
+}  // namespace
+
+double PlanRunStats::mean_sparse_density() const {
+  return sparse_calls == 0 ? 0.0 : sparse_density_sum / double(sparse_calls);
+}
+
+double PlanRunStats::mean_density() const {
+  const int64_t calls = dense_calls + sparse_calls;
+  return calls == 0 ? 0.0 : (double(dense_calls) + sparse_density_sum) / double(calls);
+}
+
+std::string format_plan_stats(const PlanRunStats& s) {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "plan: %lld dense calls, %lld sparse calls (mean density %.3f), %lld online "
+                "selections; overall density %.3f",
+                static_cast<long long>(s.dense_calls), static_cast<long long>(s.sparse_calls),
+                s.mean_sparse_density(), static_cast<long long>(s.reselections),
+                s.mean_density());
+  return line;
+}
+
+PlanBackend::PlanBackend(Plan plan)
+    : plan_(std::move(plan)), geometry_(make_tile_geometry(plan_)),
+      order_(make_token_order(geometry_)) {
+  layers_.resize(plan_.layers.size());
+}
+
+PlanBackend::~PlanBackend() = default;
+
+AttentionFn PlanBackend::attention() {
+  return [this](const AttentionCall& call, const torch::Tensor& q, const torch::Tensor& k,
+                const torch::Tensor& v) { return (*this)(call, q, k, v); };
+}
+
+void PlanBackend::check_model(const ModelInfo& model) const {
+  const auto problems = check_plan_matches_model(plan_, model);
+  if (!problems.empty()) fail("the plan does not fit the model: " + join(problems));
+}
+
+bool PlanBackend::runs_dense(const AttentionCall& call) const {
+  const Schedule& s = plan_.schedule;
+  return call.step < 0 || call.step < s.warmup_steps || contains(s.dense_steps, call.step);
+}
+
+const PlanBackend::OnlineSelection* PlanBackend::online_selection(int layer, int branch) const {
+  const auto it = selections_.find({layer, branch});
+  return it == selections_.end() ? nullptr : &it->second;
+}
+
+void PlanBackend::check_call(const AttentionCall& call, const torch::Tensor& q,
+                             const torch::Tensor& k, const torch::Tensor& v) const {
+  if (q.dim() != 4 || k.sizes() != q.sizes() || v.sizes() != q.sizes())
+    fail("q, k, v must be [B, N, H, D] of one shape");
+  if (q.size(2) != plan_.model.heads)
+    fail("the model's self-attention has " + std::to_string(q.size(2)) + " heads, the plan (" +
+         plan_.model.id + ") has " + std::to_string(plan_.model.heads));
+  if (q.size(3) != plan_.model.head_dim)
+    fail("the model's head_dim is " + std::to_string(q.size(3)) + ", the plan (" +
+         plan_.model.id + ") has " + std::to_string(plan_.model.head_dim));
+  if (call.layer < 0 || call.layer >= int(plan_.layers.size()))
+    fail("layer " + std::to_string(call.layer) + " is outside the plan's " +
+         std::to_string(plan_.layers.size()) + " layers");
+  const auto problems = check_plan_matches_grid(plan_, call.grid, call.text);
+  if (!problems.empty()) fail(join(problems));
+  if (q.size(1) != geometry_.sequence_tokens())
+    fail("q has " + std::to_string(q.size(1)) + " tokens, the plan's grid and text give " +
+         std::to_string(geometry_.sequence_tokens()));
+}
+
+const PlanBackend::LayerPlan& PlanBackend::layer_plan(int layer) {
+  auto& slot = layers_[size_t(layer)];
+  if (slot) return *slot;
+  auto lp = std::make_unique<LayerPlan>();
+  lp->heads = compile_layer_layouts(plan_, geometry_, layer);
+  const auto& rules = plan_.layers[size_t(layer)];
+  lp->online_pos.assign(rules.size(), -1);
+  for (size_t h = 0; h < rules.size(); ++h) {
+    if (rules[h].kind != RuleKind::Dense) lp->all_dense = false;
+    if (rules[h].kind == RuleKind::Online) {
+      lp->online_pos[h] = int(lp->online.size());
+      lp->online.push_back(int(h));
+    }
+  }
+  slot = std::move(lp);
+  return *slot;
+}
+
+const PlanBackend::DeviceOrder& PlanBackend::device_order(const torch::Device& device) {
+  if (device_order_ && device_order_->device == device) return *device_order_;
+  const int64_t n = geometry_.sequence_tokens();
+  std::vector<int64_t> gather(order_.token_of_slot.size());
+  for (size_t i = 0; i < gather.size(); ++i)
+    gather[i] = order_.token_of_slot[i] < 0 ? n : order_.token_of_slot[i];
+  const std::vector<int64_t> slots(order_.slot_of_token.begin(), order_.slot_of_token.end());
+  auto d = std::make_unique<DeviceOrder>();
+  d->device = device;
+  d->gather = to_tensor(gather, torch::kLong, device);
+  d->slot_of_token = to_tensor(slots, torch::kLong, device);
+  d->kv_valid = to_tensor(order_.block_valid, torch::kInt, device);
+  device_order_ = std::move(d);
+  return *device_order_;
+}
+
+PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t batch,
+                                                    const OnlineSelection* selection,
+                                                    bool online_empty,
+                                                    const torch::Device& device) const {
+  const int64_t H = int64_t(lp.heads.size());
+  const int64_t nqb = geometry_.total_blocks, nkb = geometry_.total_blocks;
+  std::vector<int32_t> ro, ci;
+  ro.reserve(size_t(batch * H * (nqb + 1)));
+  double run = 0.0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int pos = lp.online_pos[size_t(h)];
+      const int32_t base = int32_t(ci.size());
+      if (pos >= 0 && online_empty) {
+        // This call takes these heads' output from the dense pass of the selection.
+        ro.insert(ro.end(), size_t(nqb + 1), base);
+        run += double(nqb) * double(nkb);
+        continue;
+      }
+      const BlockLayout& l =
+          pos >= 0 ? selection->layouts[size_t(b * int64_t(lp.online.size()) + pos)]
+                   : lp.heads[size_t(h)];
+      for (int32_t r : l.row_offsets) ro.push_back(base + r);
+      ci.insert(ci.end(), l.col_indices.begin(), l.col_indices.end());
+      run += double(l.nnz());
+    }
+  if (ci.empty()) ci.push_back(0);  // a valid pointer for the kernels; never read
+  DeviceLayout d;
+  d.batch = batch;
+  d.device = device;
+  d.row_offsets = to_tensor(ro, torch::kInt, device).view({batch, H, nqb + 1});
+  d.col_indices = to_tensor(ci, torch::kInt, device);
+  d.density = run / (double(batch * H) * double(nqb) * double(nkb));
+  return d;
+}
+
+void PlanBackend::reselect(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
+                           const torch::Tensor& k, const torch::Tensor& v,
+                           torch::Tensor& online_out) {
+  if (!mass_) {
+    BlockMassOptions options;
+    options.block_size = plan_.block_size;
+    options.tiles = {plan_.tile};
+    mass_ = std::make_unique<BlockMassComputer>(plan_.grid, plan_.text, options);
+  }
+  const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
+  const torch::Tensor index = to_tensor(heads, torch::kLong, q.device());
+  AttentionWithMass r =
+      (*mass_)(q.index_select(2, index), k.index_select(2, index), v.index_select(2, index));
+  online_out = r.out;
+  const torch::Tensor mass = r.tiles.at(0).mass.contiguous();  // [B, Ho, nb, nb] on the CPU
+  const int64_t B = q.size(0), Ho = int64_t(heads.size()), nb = geometry_.total_blocks;
+  OnlineSelection sel;
+  sel.step = call.step;
+  sel.batch = B;
+  sel.heads = lp.online;
+  const float* m = mass.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < Ho; ++i) {
+      const HeadRule& rule = plan_.layers[size_t(call.layer)][size_t(heads[size_t(i)])];
+      sel.layouts.push_back(select_head(geometry_, rule.online, m + (b * Ho + i) * nb * nb));
+    }
+  selections_[{call.layer, call.branch}] = std::move(sel);
+  ++stats_.reselections;
+}
+
+torch::Tensor PlanBackend::operator()(const AttentionCall& call, const torch::Tensor& q,
+                                      const torch::Tensor& k, const torch::Tensor& v) {
+  check_call(call, q, k, v);
+  if (runs_dense(call)) {
+    ++stats_.dense_calls;
+    return dense_attention(q, k, v);
+  }
+  torch::NoGradGuard no_grad;
+  const LayerPlan& lp = layer_plan(call.layer);
+  ++stats_.sparse_calls;
+  if (lp.all_dense) {
+    stats_.sparse_density_sum += 1.0;
+    return dense_attention(q, k, v);
+  }
+
+  const int64_t B = q.size(0), H = q.size(2), D = q.size(3);
+  const torch::Device device = q.device();
+  const auto key = std::make_pair(call.layer, call.branch);
+  torch::Tensor online_out;
+  DeviceLayout fresh;
+  const DeviceLayout* layout = nullptr;
+  if (lp.online.empty()) {
+    auto& slot = static_layouts_[call.layer];
+    if (!slot || slot->batch != B || slot->device != device)
+      slot = std::make_unique<DeviceLayout>(build_layout(lp, B, nullptr, false, device));
+    layout = slot.get();
+  } else {
+    const auto it = selections_.find(key);
+    const bool due = it == selections_.end() || it->second.batch != B ||
+                     (contains(plan_.schedule.reselect_steps, call.step) &&
+                      it->second.step != call.step);
+    if (due) {
+      reselect(call, lp, q, k, v, online_out);
+      selected_layouts_.erase(key);
+      fresh = build_layout(lp, B, nullptr, /*online_empty=*/true, device);
+      layout = &fresh;
+    } else {
+      auto& slot = selected_layouts_[key];
+      if (!slot || slot->device != device)
+        slot = std::make_unique<DeviceLayout>(build_layout(lp, B, &it->second, false, device));
+      layout = slot.get();
+    }
+  }
+
+  const DeviceOrder& order = device_order(device);
+  const auto to_tiles = [&](const torch::Tensor& x) {
+    return torch::cat({x, torch::zeros({B, 1, H, D}, x.options())}, 1).index_select(1, order.gather);
+  };
+  const auto result = run_block_sparse_attention(
+      to_tiles(q), to_tiles(k), to_tiles(v), layout->row_offsets, layout->col_indices,
+      plan_.block_size, plan_.block_size, order.kv_valid);
+  torch::Tensor out =
+      std::get<0>(result).index_select(1, order.slot_of_token).to(torch::kFloat32).contiguous();
+  if (online_out.defined()) {
+    const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
+    out.index_copy_(2, to_tensor(heads, torch::kLong, device), online_out.to(device));
+  }
+  stats_.sparse_density_sum += layout->density;
+  return out;
+}
+
+}  // namespace sparseplan

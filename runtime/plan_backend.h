@@ -1,0 +1,109 @@
+// The plan backend: an AttentionFn that runs a sparsity plan inside the model runner.
+// Calls outside sampling (step < 0), warm-up steps and the schedule's dense_steps run the
+// runtime's dense_attention. Every other call reorders q, k, v into the plan's padded tile
+// order, runs block-sparse attention with the layer's compiled layouts (CUDA kernels on CUDA
+// tensors, plain LibTorch ops otherwise) and reorders the output back.
+// Online heads select their key blocks at the schedule's reselect_steps (and at their first
+// sparse step when no reselect step came before): dense attention with LSE for those heads
+// (its output is used for that call), exact block mass, per query block the fewest key blocks
+// reaching the rule's recall within its densities, text blocks always kept. The selection is
+// kept per (layer, guidance branch) until the next reselect step.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/attention_backend.h"
+#include "runtime/block_layout.h"
+#include "runtime/plan.h"
+#include "runtime/tile_geometry.h"
+
+namespace sparseplan {
+
+class BlockMassComputer;
+
+struct PlanRunStats {
+  int64_t dense_calls = 0;    // calls the schedule ran dense (warm-up, dense steps, step < 0)
+  int64_t sparse_calls = 0;   // calls on sparse steps
+  int64_t reselections = 0;   // online selections made, one per (layer, branch, reselect step)
+  double sparse_density_sum = 0.0;  // per sparse call: kept blocks / all blocks, over heads
+
+  // Mean fraction of key blocks attended over the sparse calls (online heads count as dense
+  // at the call that selects them); 0 without sparse calls.
+  double mean_sparse_density() const;
+  // The same over all calls, dense calls counting 1.
+  double mean_density() const;
+};
+
+// One line, e.g. "plan: 96 dense calls, 384 sparse calls (mean density 0.231), 48 online
+// selections; overall density 0.385".
+std::string format_plan_stats(const PlanRunStats& stats);
+
+class PlanBackend {
+ public:
+  // Throws std::invalid_argument when the plan's tile geometry is unusable.
+  explicit PlanBackend(Plan plan);
+  ~PlanBackend();
+  PlanBackend(const PlanBackend&) = delete;
+  PlanBackend& operator=(const PlanBackend&) = delete;
+
+  // Hands the runner this function. A call whose grid, text layout, heads, head_dim, token
+  // count or layer does not fit the plan throws std::invalid_argument naming the mismatch.
+  AttentionFn attention();
+
+  // The function's body, for direct use. Returns float32 [B, N, H, D] like dense_attention.
+  torch::Tensor operator()(const AttentionCall& call, const torch::Tensor& q,
+                           const torch::Tensor& k, const torch::Tensor& v);
+
+  // Throws std::invalid_argument listing every way the plan does not fit the model's shape.
+  void check_model(const ModelInfo& model) const;
+
+  // Whether the schedule runs this call dense.
+  bool runs_dense(const AttentionCall& call) const;
+
+  // The current online selection of (layer, branch): per batch element and online head
+  // (batch-major, heads in increasing order) a layout over the padded blocks, and the step it
+  // was made at; nullptr before the first selection.
+  struct OnlineSelection {
+    int step = -1;
+    int64_t batch = 0;
+    std::vector<int> heads;             // the layer's online heads
+    std::vector<BlockLayout> layouts;   // [batch * heads.size()]
+  };
+  const OnlineSelection* online_selection(int layer, int branch) const;
+
+  const Plan& plan() const { return plan_; }
+  const TileGeometry& geometry() const { return geometry_; }
+  const PlanRunStats& stats() const { return stats_; }
+
+ private:
+  struct LayerPlan;
+  struct DeviceLayout;
+  struct DeviceOrder;
+
+  void check_call(const AttentionCall& call, const torch::Tensor& q, const torch::Tensor& k,
+                  const torch::Tensor& v) const;
+  const LayerPlan& layer_plan(int layer);
+  const DeviceOrder& device_order(const torch::Device& device);
+  void reselect(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
+                const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& online_out);
+  DeviceLayout build_layout(const LayerPlan& lp, int64_t batch, const OnlineSelection* selection,
+                            bool online_empty, const torch::Device& device) const;
+
+  Plan plan_;
+  TileGeometry geometry_;
+  TokenOrder order_;
+  std::vector<std::unique_ptr<LayerPlan>> layers_;
+  std::unique_ptr<DeviceOrder> device_order_;
+  std::unique_ptr<BlockMassComputer> mass_;
+  std::map<int, std::unique_ptr<DeviceLayout>> static_layouts_;  // layers without online heads
+  std::map<std::pair<int, int>, OnlineSelection> selections_;    // (layer, branch)
+  std::map<std::pair<int, int>, std::unique_ptr<DeviceLayout>> selected_layouts_;
+  PlanRunStats stats_;
+};
+
+}  // namespace sparseplan
