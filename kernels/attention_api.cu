@@ -55,11 +55,6 @@ void dispatch(DType dtype, int head_dim, F&& f) {
   }
 }
 
-size_t vt_bytes(const AttentionParams& p) {
-  return (size_t(p.batch) * p.kv_heads * p.head_dim * detail::sm90_kv_pad(p.kv_len) * 2 + 255) /
-         256 * 256;
-}
-
 }  // namespace
 
 namespace detail {
@@ -73,10 +68,7 @@ bool use_sm90_path() {
 }
 }  // namespace detail
 
-size_t dense_workspace_bytes(const AttentionParams& p) { return vt_bytes(p); }
-
-void dense_attention_forward(const AttentionParams& p, DType dtype, void* workspace,
-                             cudaStream_t stream) {
+void dense_attention_forward(const AttentionParams& p, DType dtype, cudaStream_t stream) {
   const char* op = "dense_attention";
   check_common(op, p.batch, p.heads, p.kv_heads, p.q_len, p.kv_len, p.head_dim, p.scale);
   check_strides(op, "q", p.q_row_stride, p.q_head_stride, p.q_batch_stride, p.q);
@@ -88,9 +80,8 @@ void dense_attention_forward(const AttentionParams& p, DType dtype, void* worksp
   if (p.kv_block_valid != nullptr) check_block(op, "block_k", p.block_k);
   if (p.batch == 0 || p.q_len == 0) return;
   const bool sm90 = detail::use_sm90_path();
-  require(!sm90 || workspace != nullptr, std::string(op) + ": workspace is null");
   dispatch(dtype, p.head_dim, [&](auto e, auto d) {
-    if (sm90) detail::run_dense_sm90<decltype(e), decltype(d)::value>(p, workspace, stream);
+    if (sm90) detail::run_dense_sm90<decltype(e), decltype(d)::value>(p, stream);
     else detail::run_dense<decltype(e), decltype(d)::value>(p, stream);
   });
 }
@@ -100,7 +91,7 @@ size_t block_sparse_workspace_bytes(const AttentionParams& p) {
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   const size_t items = size_t(p.batch) * p.heads * nqb;
   // work list and counter, padded to 256 bytes, then the sort's scratch
-  return vt_bytes(p) + (sizeof(int32_t) * (items + 1) + 255) / 256 * 256 +
+  return (sizeof(int32_t) * (items + 1) + 255) / 256 * 256 +
          detail::work_list_scratch_bytes(int(items), nkb);
 }
 
@@ -121,8 +112,7 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   if (p.batch == 0 || p.q_len == 0) return;
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
-  void* vt = workspace;
-  int32_t* ws = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(workspace) + vt_bytes(p));
+  int32_t* ws = static_cast<int32_t*>(workspace);
   p.num_work = p.batch * p.heads * nqb;
   p.work_list = ws;
   p.work_counter = ws + p.num_work;
@@ -136,8 +126,8 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     using E = decltype(e);
     constexpr int D = decltype(d)::value;
     if (sm90) {
-      if (p.block_q == 64) detail::run_block_sparse_sm90<E, D, 1>(p, vt, stream);
-      else detail::run_block_sparse_sm90<E, D, 2>(p, vt, stream);
+      if (p.block_q == 64) detail::run_block_sparse_sm90<E, D, 1>(p, stream);
+      else detail::run_block_sparse_sm90<E, D, 2>(p, stream);
     } else {
       if (p.block_q == 64) detail::run_block_sparse<E, D, 1>(p, stream);
       else detail::run_block_sparse<E, D, 2>(p, stream);

@@ -17,13 +17,10 @@ namespace sparseplan::cuda {
 
 // Dense attention forward: p.out and p.lse over all keys (p.row_offsets must be null).
 // p.kv_block_valid (with p.block_k) optionally masks padded keys. On Hopper the wgmma path
-// runs (SPARSEPLAN_FORCE_SM80=1 selects the mma.sync one); it keeps a transposed V in
-// `workspace` of dense_workspace_bytes.
-size_t dense_workspace_bytes(const AttentionParams& p);
-void dense_attention_forward(const AttentionParams& p, DType dtype, void* workspace,
-                             cudaStream_t stream);
+// runs (SPARSEPLAN_FORCE_SM80=1 selects the mma.sync one, for tests and comparisons).
+void dense_attention_forward(const AttentionParams& p, DType dtype, cudaStream_t stream);
 
-// Bytes of device scratch block_sparse_attention_forward needs (transposed V, work list, sort).
+// Bytes of device scratch block_sparse_attention_forward needs (work list and its sort).
 size_t block_sparse_workspace_bytes(const AttentionParams& p);
 
 // Block-sparse attention forward over p.row_offsets / p.col_indices (see AttentionParams).

@@ -1,8 +1,8 @@
 // Hopper (sm_90a) attention forward: the same tile schedule, chunk sources, online softmax and
 // epilogue as the sm80 path, with both products on wgmma. One warpgroup owns 64 query rows;
-// S = Q K^T reads Q and K from 128-byte-swizzled shared memory, O += P V takes P from
-// registers and V^T (K-major, from a transposed copy of V that zeroes padded keys) from shared
-// memory. cp.async double-buffers K and V^T.
+// S = Q K^T reads Q and K (K-major) from 128-byte-swizzled shared memory, O += P V takes P from
+// registers and the V tile as an MN-major operand. cp.async double-buffers K and V; padded
+// keys are zero-filled so P x V never meets garbage.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +15,8 @@
 
 namespace sparseplan::cuda {
 
-// kVDirect: B of P x V is the V tile itself (MN-major); otherwise a tile of a V^T copy.
-template <typename Element_, int kHeadDim_, int kWarpGroups_, int kBlockN_, bool kVDirect_>
+template <typename Element_, int kHeadDim_, int kWarpGroups_, int kBlockN_>
 struct Sm90Traits {
-  static constexpr bool kVDirect = kVDirect_;
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kWarpGroups = kWarpGroups_;
@@ -33,8 +31,7 @@ struct Sm90Traits {
   static constexpr int kRowBytes = kHeadDim * 2;
   static constexpr int kQBytes = kBlockM * kRowBytes;
   static constexpr int kKBytes = kBlockN * kRowBytes;
-  static constexpr int kVtBytes = kHeadDim * kBlockN * 2;
-  static constexpr int kSmemBytes = kQBytes + 2 * kKBytes + 2 * kVtBytes;
+  static constexpr int kSmemBytes = kQBytes + 4 * kKBytes;  // Q, two K and two V stages
   static_assert(kBlockN == 64 || kBlockN == 128, "key chunks of 64 or 128");
   static_assert(kQBytes % 1024 == 0 && kKBytes % 1024 == 0, "swizzle atoms are 1024 bytes");
 
@@ -68,56 +65,11 @@ __device__ __forceinline__ void load_tile_sw128(uint32_t smem, const typename Tr
   }
 }
 
-// V^T for the sm90 path: vt[b, h, d, n] = v[b, n, h, d] for keys that exist, 0 for padded keys
-// and for n in [kv_len, kv_pad), so P x V never meets garbage.
-template <int kHeadDim>
-__global__ void transpose_v_kernel(AttentionParams p, uint16_t* vt, int kv_pad) {
-  __shared__ uint16_t tile[64][kHeadDim + 8];
-  const int n0 = blockIdx.x * 64, h = blockIdx.y, b = blockIdx.z;
-  const uint16_t* v = static_cast<const uint16_t*>(p.v) + b * p.v_batch_stride + h * p.v_head_stride;
-  constexpr int kVec = kHeadDim / 8;
-  for (int i = threadIdx.x; i < 64 * kVec; i += blockDim.x) {
-    const int r = i / kVec, c = (i % kVec) * 8;
-    const int n = n0 + r;
-    bool exists = n < p.kv_len;
-    if (exists && p.kv_block_valid != nullptr)
-      exists = (n % p.block_k) < p.kv_block_valid[n / p.block_k];
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (exists) val = *reinterpret_cast<const uint4*>(v + int64_t(n) * p.v_row_stride + c);
-    const uint16_t* e = reinterpret_cast<const uint16_t*>(&val);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) tile[r][c + j] = e[j];
-  }
-  __syncthreads();
-  uint16_t* out = vt + (int64_t(b) * p.kv_heads + h) * kHeadDim * kv_pad;
-  for (int i = threadIdx.x; i < kHeadDim * 8; i += blockDim.x) {
-    const int d = i / 8, c = (i % 8) * 8;
-    uint4 packed;
-    uint16_t* vals = reinterpret_cast<uint16_t*>(&packed);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) vals[j] = tile[c + j][d];
-    *reinterpret_cast<uint4*>(out + int64_t(d) * kv_pad + n0 + c) = packed;
-  }
-}
-
-// The V operand of one chunk: kVDirect loads the [keys x head_dim] rows of V (padded keys
-// zero-filled); otherwise the [head_dim x keys] tile of the V^T copy (padding already zero).
-template <typename Traits>
-__device__ __forceinline__ void load_v(uint32_t smem, const typename Traits::Element* v,
-                                       int64_t stride, const KeyChunk& c) {
-  if constexpr (Traits::kVDirect)
-    load_tile_sw128<Traits, Traits::kBlockN, Traits::kHeadDim>(smem, v + int64_t(c.key_start) * stride,
-                                                               stride, c.valid);
-  else
-    load_tile_sw128<Traits, Traits::kHeadDim, Traits::kBlockN>(smem, v + c.key_start, stride,
-                                                               Traits::kHeadDim);
-}
-
 template <typename Traits, typename Chunks>
 __device__ __forceinline__ void attention_mainloop_sm90(
     uint8_t* smem, const typename Traits::Element* q, int64_t q_row_stride, int q_valid,
-    const typename Traits::Element* k, int64_t k_row_stride, const typename Traits::Element* vt,
-    int64_t vt_row_stride, const Chunks& chunks, float scale_log2, AttentionState<Traits>& st) {
+    const typename Traits::Element* k, int64_t k_row_stride, const typename Traits::Element* v,
+    int64_t v_row_stride, const Chunks& chunks, float scale_log2, AttentionState<Traits>& st) {
   using Element = typename Traits::Element;
   using MmaS = sm90::Wgmma<Element, Traits::kBlockN>;
   using MmaO = sm90::Wgmma<Element, Traits::kHeadDim>;
@@ -127,7 +79,7 @@ __device__ __forceinline__ void attention_mainloop_sm90(
   const int group = threadIdx.x / 128;
   const uint32_t sQ = sm80::smem_addr(smem);
   const uint32_t sK0 = sQ + Traits::kQBytes;
-  const uint32_t sVt0 = sK0 + 2 * Traits::kKBytes;
+  const uint32_t sV0 = sK0 + 2 * Traits::kKBytes;
   st.init();
   const int n = chunks.count();
 
@@ -139,7 +91,9 @@ __device__ __forceinline__ void attention_mainloop_sm90(
                                     k_row_stride, cur.valid);
   }
   sm80::cp_async_commit();
-  if (n > 0) load_v<Traits>(sVt0, vt, vt_row_stride, cur);
+  if (n > 0)
+    load_tile_sw128<Traits, kN, kD>(sV0, v + int64_t(cur.key_start) * v_row_stride, v_row_stride,
+                                    cur.valid);
   sm80::cp_async_commit();
 
   // This warpgroup's 64 query rows start at row 64 * group of every Q column block.
@@ -147,7 +101,7 @@ __device__ __forceinline__ void attention_mainloop_sm90(
   for (int t = 0; t < n; ++t) {
     const int stage = t & 1;
     const uint32_t sK = sK0 + stage * Traits::kKBytes;
-    const uint32_t sVt = sVt0 + stage * Traits::kVtBytes;
+    const uint32_t sV = sV0 + stage * Traits::kKBytes;
     sm80::cp_async_wait<1>();
     sm90::fence_proxy_async();
     __syncthreads();
@@ -192,16 +146,15 @@ __device__ __forceinline__ void attention_mainloop_sm90(
     sm90::fence_operand(o);
     sm90::fence();
 #pragma unroll
-    for (int kk = 0; kk < kN / 16; ++kk) {
-      if constexpr (Traits::kVDirect)  // 16 keys = 16 rows of the [keys x head_dim] tile
-        MmaO::rs_t(o, a[kk], sm90::smem_desc(sVt + kk * 16 * 128, kN * 128));
-      else  // 16 keys = 32 bytes along the rows of the [head_dim x keys] tile
-        MmaO::rs(o, a[kk], sm90::smem_desc(sVt + (kk >> 2) * kD * 128 + (kk & 3) * 32));
-    }
+    for (int kk = 0; kk < kN / 16; ++kk)  // 16 keys = 16 rows of the [keys x head_dim] tile
+      MmaO::rs_t(o, a[kk], sm90::smem_desc(sV + kk * 16 * 128, kN * 128));
     sm90::commit();
     sm90::wait<0>();
     sm90::fence_operand(o);
-    if (has_next) load_v<Traits>(sVt0 + (stage ^ 1) * Traits::kVtBytes, vt, vt_row_stride, next);
+    if (has_next)
+      load_tile_sw128<Traits, kN, kD>(sV0 + (stage ^ 1) * Traits::kKBytes,
+                                      v + int64_t(next.key_start) * v_row_stride, v_row_stride,
+                                      next.valid);
     sm80::cp_async_commit();
     cur = next;
   }
@@ -217,10 +170,8 @@ __device__ __forceinline__ uint8_t* align_1024(uint8_t* p) {
 }
 
 template <typename Traits, typename Chunks>
-__device__ __forceinline__ void attention_tile_sm90(uint8_t* smem, const AttentionParams& p,
-                                                    const typename Traits::Element* vt_all,
-                                                    int kv_pad, int b, int h, int q_tile,
-                                                    const Chunks& chunks) {
+__device__ __forceinline__ void attention_tile_sm90(uint8_t* smem, const AttentionParams& p, int b,
+                                                    int h, int q_tile, const Chunks& chunks) {
   using Element = typename Traits::Element;
   const int kvh = h / (p.heads / p.kv_heads);
   const int q0 = q_tile * Traits::kBlockM;
@@ -228,34 +179,29 @@ __device__ __forceinline__ void attention_tile_sm90(uint8_t* smem, const Attenti
   const Element* q = static_cast<const Element*>(p.q) + b * p.q_batch_stride +
                      h * p.q_head_stride + int64_t(q0) * p.q_row_stride;
   const Element* k = static_cast<const Element*>(p.k) + b * p.k_batch_stride + kvh * p.k_head_stride;
-  const Element* vt = Traits::kVDirect
-                         ? static_cast<const Element*>(p.v) + b * p.v_batch_stride +
-                               kvh * p.v_head_stride
-                         : vt_all + (int64_t(b) * p.kv_heads + kvh) * Traits::kHeadDim * kv_pad;
-  const int64_t v_stride = Traits::kVDirect ? p.v_row_stride : kv_pad;
+  const Element* v = static_cast<const Element*>(p.v) + b * p.v_batch_stride + kvh * p.v_head_stride;
   Element* out = static_cast<Element*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride +
                  int64_t(q0) * p.o_row_stride;
   float* lse = p.lse + (int64_t(b) * p.heads + h) * p.q_len + q0;
   constexpr float kLog2e = 1.4426950408889634f;
   AttentionState<Traits> st;
-  attention_mainloop_sm90<Traits>(smem, q, p.q_row_stride, q_valid, k, p.k_row_stride, vt,
-                                  v_stride, chunks, p.scale * kLog2e, st);
+  attention_mainloop_sm90<Traits>(smem, q, p.q_row_stride, q_valid, k, p.k_row_stride, v,
+                                  p.v_row_stride, chunks, p.scale * kLog2e, st);
   attention_epilogue<Traits>(smem, st, out, p.o_row_stride, lse, q_valid);
 }
 
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
-    dense_attention_sm90_kernel(AttentionParams p, const typename Traits::Element* vt, int kv_pad) {
+    dense_attention_sm90_kernel(AttentionParams p) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* smem = align_1024(smem_raw);
   const DenseChunks<Traits::kBlockN> chunks{p.kv_len, p.block_k, p.kv_block_valid};
-  attention_tile_sm90<Traits>(smem, p, vt, kv_pad, blockIdx.z, blockIdx.y, blockIdx.x, chunks);
+  attention_tile_sm90<Traits>(smem, p, blockIdx.z, blockIdx.y, blockIdx.x, chunks);
 }
 
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
-    block_sparse_attention_sm90_kernel(AttentionParams p, const typename Traits::Element* vt,
-                                       int kv_pad) {
+    block_sparse_attention_sm90_kernel(AttentionParams p) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* smem = align_1024(smem_raw);
   __shared__ int s_item;
@@ -273,7 +219,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                                             p.kv_len,
                                             (p.kv_len + p.block_k - 1) / p.block_k,
                                             p.kv_block_valid};
-    attention_tile_sm90<Traits>(smem, p, vt, kv_pad, w.bh / p.heads, w.bh % p.heads, w.qb, chunks);
+    attention_tile_sm90<Traits>(smem, p, w.bh / p.heads, w.bh % p.heads, w.qb, chunks);
     __syncthreads();
   }
 }

@@ -29,12 +29,11 @@ void run_block_sparse(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kMTiles>
 void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
 
-// Hopper path: V is first transposed into `vt` ([batch, kv_heads, head_dim, sm90_kv_pad]).
-int sm90_kv_pad(int kv_len);
+// Hopper (wgmma) path.
 template <typename Element, int kHeadDim>
-void run_dense_sm90(const AttentionParams& p, void* vt, cudaStream_t stream);
+void run_dense_sm90(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kWarpGroups>
-void run_block_sparse_sm90(const AttentionParams& p, void* vt, cudaStream_t stream);
+void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream);
 // True on a compute capability 9.0 device unless SPARSEPLAN_FORCE_SM80=1 asks for the mma.sync
 // path (tests and benchmarks run both).
 bool use_sm90_path();

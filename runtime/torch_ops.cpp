@@ -329,11 +329,8 @@ std::tuple<Tensor, Tensor> dense_attention_cuda(const Tensor& q, const Tensor& k
   auto out = at::empty(q.sizes(), q.options());
   auto lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
   auto p = attention_params(q, k, v, out, lse, resolve_scale(op, scale, q.size(3)));
-  const size_t bytes = cuda::dense_workspace_bytes(p);
-  auto workspace = at::empty({int64_t(bytes)}, q.options().dtype(at::kByte));
   run_kernel(op, [&] {
-    cuda::dense_attention_forward(p, dtype, workspace.data_ptr(),
-                                  c10::cuda::getCurrentCUDAStream().stream());
+    cuda::dense_attention_forward(p, dtype, c10::cuda::getCurrentCUDAStream().stream());
   });
   return {out, lse};
 }

@@ -240,8 +240,7 @@ void run_dense_case(int B, int N, int H, int D, DType dt) {
   out.poison();
   lse.poison();
   auto p = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
-  DeviceBuffer<uint8_t> ws(sparseplan::cuda::dense_workspace_bytes(p));
-  sparseplan::cuda::dense_attention_forward(p, dt, ws.ptr, nullptr);
+  sparseplan::cuda::dense_attention_forward(p, dt, nullptr);
   cuda_ok(cudaDeviceSynchronize(), "dense attention");
   sparseplan::ref::HeadShape shape{N, N, D, p.scale};
   check_against(pr, out.download(), lse.download(), [&](int b, int h, float* o, float* l) {
@@ -490,7 +489,7 @@ TEST_CASE("kernels reject bad arguments with a message naming them", "[gpu]") {
   sparseplan::cuda::AttentionParams p;
   p.batch = 1, p.heads = 2, p.kv_heads = 2, p.q_len = 10, p.kv_len = 10, p.head_dim = 96;
   p.scale = 0.1f;
-  CHECK_THROWS_WITH(sparseplan::cuda::dense_attention_forward(p, DType::BF16, nullptr, nullptr),
+  CHECK_THROWS_WITH(sparseplan::cuda::dense_attention_forward(p, DType::BF16, nullptr),
                     Catch::Contains("head_dim"));
   p.head_dim = 64;
   p.block_q = 32;
