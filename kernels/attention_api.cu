@@ -144,11 +144,17 @@ void block_mass_forward(const BlockMassParams& p, DType dtype, cudaStream_t stre
   check_block(op, "block_k", p.block_k);
   require(p.lse != nullptr && p.mass != nullptr, std::string(op) + ": lse and mass are required");
   if (p.batch == 0 || p.q_len == 0 || p.kv_len == 0) return;
+  const bool sm90 = detail::use_sm90_path();
   dispatch(dtype, p.head_dim, [&](auto e, auto d) {
     using E = decltype(e);
     constexpr int D = decltype(d)::value;
-    if (p.block_q == 64) detail::run_block_mass<E, D, 1>(p, stream);
-    else detail::run_block_mass<E, D, 2>(p, stream);
+    if (sm90) {
+      if (p.block_q == 64) detail::run_block_mass_sm90<E, D, 1>(p, stream);
+      else detail::run_block_mass_sm90<E, D, 2>(p, stream);
+    } else {
+      if (p.block_q == 64) detail::run_block_mass<E, D, 1>(p, stream);
+      else detail::run_block_mass<E, D, 2>(p, stream);
+    }
   });
 }
 

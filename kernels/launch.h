@@ -30,6 +30,8 @@ template <typename Element, int kHeadDim, int kMTiles>
 void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
 
 // Hopper (wgmma) path.
+template <typename Element, int kHeadDim, int kWarpGroups>
+void run_block_mass_sm90(const BlockMassParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim>
 void run_dense_sm90(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kWarpGroups>
