@@ -12,6 +12,8 @@
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
 #include "runtime/flow_sampler.h"
+#include "runtime/plan_backend.h"
+#include "runtime/plan_loader.h"
 #include "runtime/safetensors.h"
 #include "runtime/text_encoder.h"
 #include "runtime/wan_config.h"
@@ -36,6 +38,7 @@ struct Options {
   std::string negative_prompt;
   std::string context_file;
   std::string out;
+  std::string plan;
   int frames = 16;
   int height = 64;
   int width = 64;
@@ -121,6 +124,22 @@ int run_generate(const Options& o) {
   const torch::ScalarType dtype = o.dtype == "bfloat16"  ? torch::kBFloat16
                                   : o.dtype == "float16" ? torch::kHalf
                                                          : torch::kFloat32;
+  // The plan is checked against the model and grid before the weights are loaded.
+  std::unique_ptr<PlanBackend> plan;
+  if (!o.plan.empty()) {
+    plan = std::make_unique<PlanBackend>(load_plan(o.plan));
+    const ModelInfo info{fs::path(o.model).filename().string(), config.num_layers,
+                         config.num_heads, config.head_dim()};
+    auto problems = check_plan_matches_model(plan->plan(), info);
+    const Grid grid{o.frames / p[0], o.height / p[1], o.width / p[2]};
+    for (auto& e : check_plan_matches_grid(plan->plan(), grid, TextLayout{}))
+      problems.push_back(std::move(e));
+    if (!problems.empty()) {
+      std::string text;
+      for (const auto& e : problems) text += (text.empty() ? "" : "; ") + e;
+      throw std::invalid_argument("--plan " + o.plan + ": " + text);
+    }
+  }
   const WanModel model = load_wan_model(o.model, device, dtype);
   fs::create_directories(o.out);
 
@@ -128,11 +147,12 @@ int run_generate(const Options& o) {
                                const torch::Tensor& k, const torch::Tensor& v) {
     return dense_attention(q, k, v);
   };
+  const AttentionFn attention = plan ? plan->attention() : dense;
   const auto start = std::chrono::steady_clock::now();
   torch::Tensor video;
   {
     ProgressBar bar("generate", o.steps);
-    video = sample_video(model, so, dense, [&](int, int) { bar.advance(); });
+    video = sample_video(model, so, attention, [&](int, int) { bar.advance(); });
     bar.finish();
   }
   const double secs =
@@ -153,6 +173,7 @@ int run_generate(const Options& o) {
                      {"sampler", "flow matching Euler"},
                      {"device", o.device},
                      {"dtype", o.dtype},
+                     {"plan", o.plan},
                      {"tool", std::string("sparseplan ") + SPARSEPLAN_VERSION}});
   const VideoFrames frames = frames_from_video(video);
   write_gif(gif, frames, o.fps, o.scale);
@@ -160,6 +181,7 @@ int run_generate(const Options& o) {
   std::printf("wrote %s, %s and %s: %d x %d x %d, %d steps, seed %lld (%.1f s sampling)\n",
               gif.c_str(), sheet.c_str(), raw.c_str(), o.frames, o.height, o.width, o.steps,
               static_cast<long long>(o.seed), secs);
+  if (plan) std::printf("%s\n", format_plan_stats(plan->stats()).c_str());
   return 0;
 }
 
@@ -185,6 +207,8 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--context", o->context_file,
                   "Precomputed text embeddings (safetensors: context, optional negative_context)");
   sub->add_option("--out", o->out, "Output directory (video.gif, frames.png, video.safetensors)");
+  sub->add_option("--plan", o->plan,
+                  "Sparsity plan (JSON) to run self-attention with instead of dense attention");
   sub->add_option("--frames", o->frames, "Video frames")->capture_default_str();
   sub->add_option("--height", o->height, "Video height in pixels")->capture_default_str();
   sub->add_option("--width", o->width, "Video width in pixels")->capture_default_str();
