@@ -10,9 +10,6 @@
 namespace sparseplan {
 namespace {
 
-namespace F = torch::nn::functional;
-using torch::indexing::Slice;
-
 constexpr double kRopeTheta = 10000.0;
 
 // Loads tensors by name, checking shapes, and remembers which names were used so that unknown
@@ -206,7 +203,8 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
     y = linear(y.to(torch::kFloat32).reshape({B, L, c.dim}), w.o_w, w.o_b);
     x = x + y * m[2];
 
-    // Cross-attention on the text (always dense: it is small and not what plans sparsify).
+    // Cross-attention on the text, always dense: it is small and not what plans sparsify. Its
+    // q/k/v are rounded to bf16 too, as the official model's flash attention runs in bf16.
     h = c.cross_attn_norm ? torch::layer_norm(x, {c.dim}, w.norm3_w, w.norm3_b, c.eps) : x;
     q = linear(h, w.cq_w, w.cq_b);
     k = linear(context, w.ck_w, w.ck_b);
