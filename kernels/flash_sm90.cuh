@@ -118,12 +118,13 @@ __device__ __forceinline__ void attention_mainloop_sm90(
     float S[1][Traits::kNTiles][4];
     float(&s)[kN / 2] = reinterpret_cast<float(&)[kN / 2]>(S);
     sm90::fence();
+    MmaS::ss0(s, sm90::smem_desc(sQg), sm90::smem_desc(sK));
 #pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
+    for (int kk = 1; kk < kD / 16; ++kk) {
       const uint32_t col = kk >> 2;  // 64-element column block of head_dim
       const uint32_t in_atom = (kk & 3) * 32;
       MmaS::ss(s, sm90::smem_desc(sQg + col * Traits::kBlockM * 128 + in_atom),
-               sm90::smem_desc(sK + col * kN * 128 + in_atom), kk > 0 ? 1 : 0);
+               sm90::smem_desc(sK + col * kN * 128 + in_atom), 1);
     }
     sm90::commit();
     sm90::wait<0>();
