@@ -10,8 +10,10 @@
 
 namespace sparseplan::cuda {
 
+// Two CTAs per SM (no P x V, so the registers fit): one CTA's exponentials overlap the other's
+// wgmma, which a single lockstep CTA cannot do.
 template <typename Traits>
-__global__ void __launch_bounds__(Traits::kThreads, 1) block_mass_sm90_kernel(BlockMassParams p) {
+__global__ void __launch_bounds__(Traits::kThreads, 2) block_mass_sm90_kernel(BlockMassParams p) {
   using Element = typename Traits::Element;
   using MmaS = sm90::Wgmma<Element, Traits::kBlockN>;
   constexpr int kD = Traits::kHeadDim, kN = Traits::kBlockN;
