@@ -302,7 +302,9 @@ Command add_capture(CLI::App& app) {
       "capture",
       "Run a model densely and record per-head block attention mass and LSE statistics (HDF5)");
   sub->add_option("--model", o->model, "Checkpoint directory (config.json + safetensors)");
-  sub->add_option("--prompt", o->prompt, "Prompt text (repeat for several prompts)");
+  // One quoted prompt per --prompt, so a prompt's words never become several prompts.
+  sub->add_option("--prompt", o->prompt, "Prompt text (repeat for several prompts)")
+      ->allow_extra_args(false);
   sub->add_option("--prompts", o->prompts_file, "File with one prompt per line (# comments)");
   sub->add_option("--context", o->context_file,
                   "Precomputed text embeddings (safetensors: context, negative_context)");
