@@ -88,12 +88,12 @@ double relative_l2(const torch::Tensor& got, const torch::Tensor& want) {
 }
 
 // Finite LSEs match closely; -inf exactly where the reference has -inf.
-void check_lse(const torch::Tensor& got, const torch::Tensor& want) {
+void check_lse(const torch::Tensor& got, const torch::Tensor& want, double tolerance = 1e-4) {
   const torch::Tensor empty = torch::isinf(want);
   CHECK(torch::equal(torch::isinf(got), empty));
   CHECK(torch::isnan(got).sum().item<int64_t>() == 0);
   const torch::Tensor diff = (got - want).masked_fill(empty, 0).abs().max();
-  CHECK(diff.item<double>() < 1e-4);
+  CHECK(diff.item<double>() < tolerance);
 }
 
 }  // namespace
@@ -169,4 +169,23 @@ TEST_CASE("block-sparse attention on the CPU takes the torch path") {
   const auto [b, lb] = block_sparse_attention_torch(c.q, c.k, c.v, c.row_offsets,
                                                     c.col_indices, 64, 64, c.kv_valid);
   CHECK(torch::equal(a, b));
+}
+
+TEST_CASE("block-sparse attention on CUDA (kernels, bf16) matches the torch path") {
+  if (!torch::cuda::is_available()) {
+    WARN("skipped: no CUDA device");
+    return;
+  }
+  Case c = random_case(17, 64, 300);
+  const auto dev = torch::Device(torch::kCUDA);
+  const auto bf = [&](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kFloat32); };
+  const torch::Tensor q = bf(c.q), k = bf(c.k), v = bf(c.v);
+  const auto [want, want_lse] = block_sparse_attention_torch(q, k, v, c.row_offsets,
+                                                             c.col_indices, 64, 64, c.kv_valid);
+  const auto [got, got_lse] = run_block_sparse_attention(
+      q.to(dev), k.to(dev), v.to(dev), c.row_offsets.to(dev), c.col_indices.to(dev), 64, 64,
+      c.kv_valid.to(dev));
+  CHECK(torch::isnan(got).sum().item<int64_t>() == 0);
+  CHECK(relative_l2(got.cpu(), want) < 1e-2);
+  check_lse(got_lse.cpu(), want_lse, 1e-2);
 }
