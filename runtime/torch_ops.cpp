@@ -25,18 +25,43 @@ namespace {
 
 using at::Tensor;
 
+// Builds error messages without std::ostream: inside the pip torch 2.11 Python process,
+// inserting an integer into an ostream from this library crashed (segfault in TORCH_CHECK's
+// message formatting); strings are safe.
+std::string piece(const char* s) { return s; }
+std::string piece(const std::string& s) { return s; }
+std::string piece(int64_t v) { return std::to_string(v); }
+std::string piece(int v) { return std::to_string(v); }
+std::string piece(double v) { return std::to_string(v); }
+std::string piece(at::ScalarType t) { return c10::toString(t); }
+std::string piece(const at::Device& d) { return d.str(); }
+std::string piece(c10::IntArrayRef sizes) {
+  std::string s = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
+  return s + "]";
+}
+template <typename... Args>
+std::string message(const Args&... args) {
+  std::string s;
+  ((s += piece(args)), ...);
+  return s;
+}
+
 void check_qkv_like(const char* op, const char* name, const Tensor& t) {
-  TORCH_CHECK(t.dim() == 4, op, ": ", name, " must be 4-D [B, N, H, D], got shape ", t.sizes());
-  TORCH_CHECK(t.stride(3) == 1, op, ": ", name, " must be contiguous in its last dimension");
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name,
-              " must be a floating-point tensor, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 4,
+              message(op, ": ", name, " must be 4-D [B, N, H, D], got shape ", t.sizes()));
+  TORCH_CHECK(t.stride(3) == 1,
+              message(op, ": ", name, " must be contiguous in its last dimension"));
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()),
+              message(op, ": ", name, " must be a floating-point tensor, got ", t.scalar_type()));
 }
 
 void check_same(const char* op, const char* name, const Tensor& t, const Tensor& q) {
-  TORCH_CHECK(t.device() == q.device(), op, ": ", name, " must be on ", q.device(), ", got ",
-              t.device());
-  TORCH_CHECK(t.scalar_type() == q.scalar_type(), op, ": ", name, " must have q's dtype ",
-              q.scalar_type(), ", got ", t.scalar_type());
+  TORCH_CHECK(t.device() == q.device(),
+              message(op, ": ", name, " must be on ", q.device(), ", got ", t.device()));
+  TORCH_CHECK(
+      t.scalar_type() == q.scalar_type(),
+      message(op, ": ", name, " must have q's dtype ", q.scalar_type(), ", got ", t.scalar_type()));
 }
 
 // Checks q, k, v [B, N, H, D] and returns kv_heads.
@@ -44,35 +69,39 @@ int64_t check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor
   check_qkv_like(op, "q", q);
   check_qkv_like(op, "k", k);
   check_same(op, "k", k, q);
-  TORCH_CHECK(k.size(0) == q.size(0) && k.size(3) == q.size(3), op,
-              ": k must have q's batch and head_dim, got k ", k.sizes(), " and q ", q.sizes());
-  TORCH_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0, op, ": k's heads (", k.size(2),
-              ") must divide q's heads (", q.size(2), ")");
+  TORCH_CHECK(
+      k.size(0) == q.size(0) && k.size(3) == q.size(3),
+      message(op, ": k must have q's batch and head_dim, got k ", k.sizes(), " and q ", q.sizes()));
+  TORCH_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0,
+              message(op, ": k's heads (", k.size(2), ") must divide q's heads (", q.size(2), ")"));
   if (v != nullptr) {
     check_qkv_like(op, "v", *v);
     check_same(op, "v", *v, q);
-    TORCH_CHECK(v->sizes() == k.sizes(), op, ": v must have k's shape ", k.sizes(), ", got ",
-                v->sizes());
+    TORCH_CHECK(v->sizes() == k.sizes(),
+                message(op, ": v must have k's shape ", k.sizes(), ", got ", v->sizes()));
   }
   return k.size(2);
 }
 
 void check_int32(const char* op, const char* name, const Tensor& t, const at::Device& device) {
-  TORCH_CHECK(t.scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
-              t.scalar_type());
-  TORCH_CHECK(t.device() == device, op, ": ", name, " must be on ", device, ", got ", t.device());
-  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+  TORCH_CHECK(t.scalar_type() == at::kInt,
+              message(op, ": ", name, " must be int32, got ", t.scalar_type()));
+  TORCH_CHECK(t.device() == device,
+              message(op, ": ", name, " must be on ", device, ", got ", t.device()));
+  TORCH_CHECK(t.is_contiguous(), message(op, ": ", name, " must be contiguous"));
 }
 
 void check_block(const char* op, const char* name, int64_t block) {
-  TORCH_CHECK(block == 64 || block == 128, op, ": ", name, " must be 64 or 128, got ", block);
+  TORCH_CHECK(block == 64 || block == 128,
+              message(op, ": ", name, " must be 64 or 128, got ", block));
 }
 
 int64_t blocks(int64_t len, int64_t block) { return (len + block - 1) / block; }
 
 double resolve_scale(const char* op, c10::optional<double> scale, int64_t head_dim) {
   const double s = scale.has_value() ? *scale : 1.0 / std::sqrt(double(head_dim));
-  TORCH_CHECK(s > 0.0 && std::isfinite(s), op, ": scale must be positive and finite, got ", s);
+  TORCH_CHECK(s > 0.0 && std::isfinite(s),
+              message(op, ": scale must be positive and finite, got ", s));
   return s;
 }
 
@@ -82,17 +111,18 @@ void check_layout(const char* op, const Tensor& q, int64_t nqb, const Tensor& ro
   check_int32(op, "col_indices", col_indices, q.device());
   TORCH_CHECK(row_offsets.dim() == 3 && row_offsets.size(0) == q.size(0) &&
                   row_offsets.size(1) == q.size(2) && row_offsets.size(2) == nqb + 1,
-              op, ": row_offsets must be [B, H, nqb + 1] = [", q.size(0), ", ", q.size(2), ", ",
-              nqb + 1, "], got ", row_offsets.sizes());
-  TORCH_CHECK(col_indices.dim() == 1, op, ": col_indices must be 1-D, got ", col_indices.sizes());
+              message(op, ": row_offsets must be [B, H, nqb + 1] = [", q.size(0), ", ", q.size(2),
+                      ", ", nqb + 1, "], got ", row_offsets.sizes()));
+  TORCH_CHECK(col_indices.dim() == 1,
+              message(op, ": col_indices must be 1-D, got ", col_indices.sizes()));
 }
 
 void check_valid(const char* op, const char* name, const c10::optional<Tensor>& t, int64_t n,
                  const at::Device& device) {
   if (!t.has_value()) return;
   check_int32(op, name, *t, device);
-  TORCH_CHECK(t->dim() == 1 && t->size(0) == n, op, ": ", name, " must be [", n, "], got ",
-              t->sizes());
+  TORCH_CHECK(t->dim() == 1 && t->size(0) == n,
+              message(op, ": ", name, " must be [", n, "], got ", t->sizes()));
 }
 
 // ---- CPU: the float32 references, one (batch, head) at a time -------------------------------
@@ -129,13 +159,14 @@ std::tuple<Tensor, Tensor> attention_cpu(const char* op, const Tensor& q, const 
         const int32_t* ro = row_offsets->data_ptr<int32_t>() + (b * H + h) * (nqb + 1);
         std::vector<int32_t> local(ro, ro + nqb + 1);
         for (auto& x : local) x -= ro[0];
-        TORCH_CHECK(ro[0] >= 0 && ro[nqb] <= col_indices->numel() && local.back() >= 0, op,
-                    ": row_offsets of head (", b, ", ", h, ") point outside col_indices");
+        TORCH_CHECK(
+            ro[0] >= 0 && ro[nqb] <= col_indices->numel() && local.back() >= 0,
+            message(op, ": row_offsets of head (", b, ", ", h, ") point outside col_indices"));
         const int32_t* cols = col_indices->data_ptr<int32_t>() + ro[0];
         const int64_t nkb = blocks(k.size(1), block_k);
         for (int64_t i = 0; i < local.back(); ++i)
-          TORCH_CHECK(cols[i] >= 0 && cols[i] < nkb, op, ": col_indices value ", cols[i],
-                      " is outside [0, ", nkb, ")");
+          TORCH_CHECK(cols[i] >= 0 && cols[i] < nkb,
+                      message(op, ": col_indices value ", cols[i], " is outside [0, ", nkb, ")"));
         ref::BlockSparsity sp{int(block_q), int(block_k), local.data(), cols, opt_ptr(kvv)};
         ref::block_sparse_attention(shape, sp, qh.data_ptr<float>(), kh.data_ptr<float>(),
                                     vh.data_ptr<float>(), oh.data_ptr<float>(),
@@ -155,10 +186,12 @@ std::tuple<Tensor, Tensor> dense_attention_cpu(const Tensor& q, const Tensor& k,
                        resolve_scale(op, scale, q.size(3)));
 }
 
-std::tuple<Tensor, Tensor> block_sparse_attention_cpu(
-    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
-    const Tensor& col_indices, int64_t block_q, int64_t block_k,
-    const c10::optional<Tensor>& kv_block_valid, c10::optional<double> scale) {
+std::tuple<Tensor, Tensor> block_sparse_attention_cpu(const Tensor& q, const Tensor& k,
+                                                      const Tensor& v, const Tensor& row_offsets,
+                                                      const Tensor& col_indices, int64_t block_q,
+                                                      int64_t block_k,
+                                                      const c10::optional<Tensor>& kv_block_valid,
+                                                      c10::optional<double> scale) {
   const char* op = "sparseplan::block_sparse_attention";
   check_qkv(op, q, k, &v);
   check_block(op, "block_q", block_q);
@@ -175,14 +208,14 @@ void check_mass_args(const char* op, const Tensor& q, const Tensor& k, const Ten
   check_qkv(op, q, k, nullptr);
   check_block(op, "block_q", block_q);
   check_block(op, "block_k", block_k);
-  TORCH_CHECK(lse.scalar_type() == at::kFloat, op, ": lse must be float32, got ",
-              lse.scalar_type());
-  TORCH_CHECK(lse.device() == q.device(), op, ": lse must be on ", q.device());
-  TORCH_CHECK(lse.is_contiguous(), op, ": lse must be contiguous");
+  TORCH_CHECK(lse.scalar_type() == at::kFloat,
+              message(op, ": lse must be float32, got ", lse.scalar_type()));
+  TORCH_CHECK(lse.device() == q.device(), message(op, ": lse must be on ", q.device()));
+  TORCH_CHECK(lse.is_contiguous(), message(op, ": lse must be contiguous"));
   TORCH_CHECK(lse.dim() == 3 && lse.size(0) == q.size(0) && lse.size(1) == q.size(2) &&
                   lse.size(2) == q.size(1),
-              op, ": lse must be [B, H, N] = [", q.size(0), ", ", q.size(2), ", ", q.size(1),
-              "], got ", lse.sizes());
+              message(op, ": lse must be [B, H, N] = [", q.size(0), ", ", q.size(2), ", ",
+                      q.size(1), "], got ", lse.sizes()));
   check_valid(op, "q_block_valid", qv, blocks(q.size(1), block_q), q.device());
   check_valid(op, "kv_block_valid", kvv, blocks(k.size(1), block_k), q.device());
 }
@@ -210,28 +243,30 @@ Tensor block_mass_cpu(const Tensor& q, const Tensor& k, const Tensor& lse, int64
   return mass;
 }
 
-ref::SelectionRule make_rule(const char* op, double mass_target, int64_t top_k,
-                             int64_t min_blocks, int64_t max_blocks) {
+ref::SelectionRule make_rule(const char* op, double mass_target, int64_t top_k, int64_t min_blocks,
+                             int64_t max_blocks) {
   ref::SelectionRule rule{float(mass_target), int(top_k), int(min_blocks), int(max_blocks)};
   try {
     ref::check_selection_rule(rule);
   } catch (const std::invalid_argument& e) {
-    TORCH_CHECK(false, op, ": ", e.what());
+    TORCH_CHECK(false, message(op, ": ", e.what()));
   }
   return rule;
 }
 
 void check_select_args(const char* op, const Tensor& mass, const c10::optional<Tensor>& forced) {
-  TORCH_CHECK(mass.dim() == 4, op, ": mass must be [B, H, nqb, nkb], got ", mass.sizes());
-  TORCH_CHECK(mass.scalar_type() == at::kFloat, op, ": mass must be float32, got ",
-              mass.scalar_type());
-  TORCH_CHECK(mass.is_contiguous(), op, ": mass must be contiguous");
+  TORCH_CHECK(mass.dim() == 4, message(op, ": mass must be [B, H, nqb, nkb], got ", mass.sizes()));
+  TORCH_CHECK(mass.scalar_type() == at::kFloat,
+              message(op, ": mass must be float32, got ", mass.scalar_type()));
+  TORCH_CHECK(mass.is_contiguous(), message(op, ": mass must be contiguous"));
   if (forced.has_value()) {
-    TORCH_CHECK(forced->scalar_type() == at::kByte || forced->scalar_type() == at::kBool, op,
-                ": forced must be uint8 or bool, got ", forced->scalar_type());
-    TORCH_CHECK(forced->device() == mass.device(), op, ": forced must be on ", mass.device());
-    TORCH_CHECK(forced->dim() == 1 && forced->size(0) == mass.size(3), op,
-                ": forced must be [nkb] = [", mass.size(3), "], got ", forced->sizes());
+    TORCH_CHECK(forced->scalar_type() == at::kByte || forced->scalar_type() == at::kBool,
+                message(op, ": forced must be uint8 or bool, got ", forced->scalar_type()));
+    TORCH_CHECK(forced->device() == mass.device(),
+                message(op, ": forced must be on ", mass.device()));
+    TORCH_CHECK(
+        forced->dim() == 1 && forced->size(0) == mass.size(3),
+        message(op, ": forced must be [nkb] = [", mass.size(3), "], got ", forced->sizes()));
   }
 }
 
@@ -244,9 +279,8 @@ Tensor per_head_offsets(const std::vector<int32_t>& ro, int64_t B, int64_t H, in
   return out;
 }
 
-std::tuple<Tensor, Tensor> select_blocks_cpu(const Tensor& mass, double mass_target,
-                                             int64_t top_k, int64_t min_blocks,
-                                             int64_t max_blocks,
+std::tuple<Tensor, Tensor> select_blocks_cpu(const Tensor& mass, double mass_target, int64_t top_k,
+                                             int64_t min_blocks, int64_t max_blocks,
                                              const c10::optional<Tensor>& forced) {
   const char* op = "sparseplan::select_blocks";
   check_select_args(op, mass, forced);
@@ -263,10 +297,10 @@ std::tuple<Tensor, Tensor> select_blocks_cpu(const Tensor& mass, double mass_tar
 }
 
 void check_reorder_args(const char* op, const Tensor& x, const Tensor& index) {
-  TORCH_CHECK(x.dim() >= 2, op, ": x must be [B, N, ...], got ", x.sizes());
-  TORCH_CHECK(x.is_contiguous(), op, ": x must be contiguous");
+  TORCH_CHECK(x.dim() >= 2, message(op, ": x must be [B, N, ...], got ", x.sizes()));
+  TORCH_CHECK(x.is_contiguous(), message(op, ": x must be contiguous"));
   check_int32(op, "index", index, x.device());
-  TORCH_CHECK(index.dim() == 1, op, ": index must be 1-D, got ", index.sizes());
+  TORCH_CHECK(index.dim() == 1, message(op, ": index must be 1-D, got ", index.sizes()));
 }
 
 Tensor reorder_tokens_cpu(const Tensor& x, const Tensor& index) {
@@ -288,7 +322,7 @@ Tensor reorder_tokens_cpu(const Tensor& x, const Tensor& index) {
 cuda::DType kernel_dtype(const char* op, const Tensor& q) {
   if (q.scalar_type() == at::kBFloat16) return cuda::DType::BF16;
   if (q.scalar_type() == at::kHalf) return cuda::DType::FP16;
-  TORCH_CHECK(false, op, ": q must be bfloat16 or float16 on CUDA, got ", q.scalar_type());
+  TORCH_CHECK(false, message(op, ": q must be bfloat16 or float16 on CUDA, got ", q.scalar_type()));
 }
 
 // Rethrows the kernels' std::invalid_argument / runtime_error as torch errors.
@@ -297,7 +331,7 @@ void run_kernel(const char* op, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, op, ": ", e.what());
+    TORCH_CHECK(false, message(op, ": ", e.what()));
   }
 }
 
@@ -312,8 +346,7 @@ cuda::AttentionParams attention_params(const Tensor& q, const Tensor& k, const T
   p.q_batch_stride = q.stride(0), p.q_row_stride = q.stride(1), p.q_head_stride = q.stride(2);
   p.k_batch_stride = k.stride(0), p.k_row_stride = k.stride(1), p.k_head_stride = k.stride(2);
   p.v_batch_stride = v.stride(0), p.v_row_stride = v.stride(1), p.v_head_stride = v.stride(2);
-  p.o_batch_stride = out.stride(0), p.o_row_stride = out.stride(1),
-  p.o_head_stride = out.stride(2);
+  p.o_batch_stride = out.stride(0), p.o_row_stride = out.stride(1), p.o_head_stride = out.stride(2);
   p.batch = int(q.size(0)), p.heads = int(q.size(2)), p.kv_heads = int(k.size(2));
   p.q_len = int(q.size(1)), p.kv_len = int(k.size(1)), p.head_dim = int(q.size(3));
   p.scale = float(scale);
@@ -335,10 +368,12 @@ std::tuple<Tensor, Tensor> dense_attention_cuda(const Tensor& q, const Tensor& k
   return {out, lse};
 }
 
-std::tuple<Tensor, Tensor> block_sparse_attention_cuda(
-    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
-    const Tensor& col_indices, int64_t block_q, int64_t block_k,
-    const c10::optional<Tensor>& kv_block_valid, c10::optional<double> scale) {
+std::tuple<Tensor, Tensor> block_sparse_attention_cuda(const Tensor& q, const Tensor& k,
+                                                       const Tensor& v, const Tensor& row_offsets,
+                                                       const Tensor& col_indices, int64_t block_q,
+                                                       int64_t block_k,
+                                                       const c10::optional<Tensor>& kv_block_valid,
+                                                       c10::optional<double> scale) {
   const char* op = "sparseplan::block_sparse_attention";
   check_qkv(op, q, k, &v);
   check_block(op, "block_q", block_q);
@@ -383,15 +418,13 @@ Tensor block_mass_cuda(const Tensor& q, const Tensor& k, const Tensor& lse, int6
   p.block_q = int(block_q), p.block_k = int(block_k);
   p.q_block_valid = opt_ptr(q_block_valid);
   p.kv_block_valid = opt_ptr(kv_block_valid);
-  run_kernel(op, [&] {
-    cuda::block_mass_forward(p, dtype, c10::cuda::getCurrentCUDAStream().stream());
-  });
+  run_kernel(
+      op, [&] { cuda::block_mass_forward(p, dtype, c10::cuda::getCurrentCUDAStream().stream()); });
   return mass;
 }
 
-std::tuple<Tensor, Tensor> select_blocks_cuda(const Tensor& mass, double mass_target,
-                                              int64_t top_k, int64_t min_blocks,
-                                              int64_t max_blocks,
+std::tuple<Tensor, Tensor> select_blocks_cuda(const Tensor& mass, double mass_target, int64_t top_k,
+                                              int64_t min_blocks, int64_t max_blocks,
                                               const c10::optional<Tensor>& forced) {
   const char* op = "sparseplan::select_blocks";
   check_select_args(op, mass, forced);
@@ -406,8 +439,10 @@ std::tuple<Tensor, Tensor> select_blocks_cuda(const Tensor& mass, double mass_ta
   }
   // Columns per row at most: the cap (or top_k when nothing is forced), never below forced.
   int64_t per_row = nkb;
-  if (max_blocks > 0) per_row = std::max(max_blocks, num_forced);
-  else if (top_k > 0 && !forced.has_value()) per_row = std::max(top_k, min_blocks);
+  if (max_blocks > 0)
+    per_row = std::max(max_blocks, num_forced);
+  else if (top_k > 0 && !forced.has_value())
+    per_row = std::max(top_k, min_blocks);
   per_row = std::min(per_row, nkb);
   const int64_t rows = B * H * nqb;
   auto opts = mass.options().dtype(at::kInt);
@@ -432,14 +467,13 @@ Tensor reorder_tokens_cuda(const Tensor& x, const Tensor& index) {
   sizes[1] = index.size(0);
   auto out = at::empty(sizes, x.options());
   const int64_t row_bytes = x.numel() == 0 ? 0 : x.stride(1) * int64_t(x.element_size());
-  TORCH_CHECK(row_bytes % 16 == 0, op, ": x's token rows must be a multiple of 16 bytes, got ",
-              row_bytes);
+  TORCH_CHECK(row_bytes % 16 == 0,
+              message(op, ": x's token rows must be a multiple of 16 bytes, got ", row_bytes));
   if (out.numel() == 0) return out;
   run_kernel(op, [&] {
     cuda::gather_rows(x.data_ptr(), x.stride(0) * x.element_size(), x.size(1), out.data_ptr(),
-                      out.stride(0) * out.element_size(), out.size(1), row_bytes,
-                      int(x.size(0)), index.data_ptr<int32_t>(),
-                      c10::cuda::getCurrentCUDAStream().stream());
+                      out.stride(0) * out.element_size(), out.size(1), row_bytes, int(x.size(0)),
+                      index.data_ptr<int32_t>(), c10::cuda::getCurrentCUDAStream().stream());
   });
   return out;
 }
@@ -459,8 +493,8 @@ std::tuple<Tensor, Tensor> dense_attention(const Tensor& q, const Tensor& k, con
   return op.call(q, k, v, scale);
 }
 
-std::tuple<Tensor, Tensor> block_sparse_attention(const Tensor& q, const Tensor& k,
-                                                  const Tensor& v, const Tensor& row_offsets,
+std::tuple<Tensor, Tensor> block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                  const Tensor& row_offsets,
                                                   const Tensor& col_indices, int64_t block_q,
                                                   int64_t block_k,
                                                   const c10::optional<Tensor>& kv_block_valid,
