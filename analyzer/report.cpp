@@ -165,10 +165,11 @@ Analysis analyze_captures(const MassSource& source, const AnalyzeOptions& option
   if (!info.has_tile(a.tile))
     throw std::invalid_argument("--tile " + tile_text(a.tile) + " was not captured");
   const TileGeometry g = info.geometry(a.tile);
-  const int L = info.model.layers, H = info.model.heads;
+  const int L = int(info.layers.size()), H = info.model.heads;
+  a.layers = info.layers;
   a.heads.assign(size_t(L), std::vector<HeadStatsSummary>(size_t(H)));
   parallel_for(L * H, options.threads, [&](int job) {
-    const HeadMass m = source.head_mass(a.tile, job / H, job % H);
+    const HeadMass m = source.head_mass(a.tile, info.layers[size_t(job / H)], job % H);
     a.heads[size_t(job / H)][size_t(job % H)] = head_stats(g, m, info.sample_prompt, info.sample_step);
     if (options.progress) options.progress();
   });
@@ -184,7 +185,7 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
 
   draw_density_map((fs::path(dir) / "figures" / "density_map.png").string(), a);
   for (int l = 0; l < L; ++l)
-    draw_recall_curves((fs::path(dir) / "figures" / ("recall_layer" + std::to_string(l) + ".png")).string(),
+    draw_recall_curves((fs::path(dir) / "figures" / ("recall_layer" + std::to_string(a.layers[size_t(l)]) + ".png")).string(),
                        a.heads[size_t(l)]);
 
   // Representative heads: the first of every label, then the heads needing most density.
@@ -208,8 +209,8 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
   if (int(picks.size()) > options.heatmaps) picks.resize(size_t(std::max(0, options.heatmaps)));
   for (const auto& [l, h] : picks)
     draw_heatmap((fs::path(dir) / "figures" /
-                  ("mass_l" + std::to_string(l) + "_h" + std::to_string(h) + ".png")).string(),
-                 source.head_mass(a.tile, l, h));
+                  ("mass_l" + std::to_string(a.layers[size_t(l)]) + "_h" + std::to_string(h) + ".png")).string(),
+                 source.head_mass(a.tile, a.layers[size_t(l)], h));
 
   nlohmann::json j;
   j["model"] = {{"id", info.model.id}, {"layers", info.model.layers}, {"heads", info.model.heads}};
@@ -223,11 +224,12 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
     for (int h = 0; h < H; ++h) {
       const HeadStatsSummary& s = a.heads[size_t(l)][size_t(h)];
       const HeadPatternNumbers& x = s.pattern.numbers;
-      heads.push_back({{"layer", l}, {"head", h},
+      heads.push_back({{"layer", a.layers[size_t(l)]}, {"head", h},
                        {"pattern", head_pattern_name(s.pattern.pattern)},
                        {"reason", s.pattern.reason},
                        {"numbers", {{"same_frame", x.same_frame}, {"local_window", x.local_window},
-                                    {"local_in_frame", x.local_in_frame}, {"same_position", x.same_position},
+                                    {"local_in_frame", x.local_in_frame}, {"frame_spread", x.frame_spread},
+                                    {"same_position", x.same_position},
                                     {"stripe_far", x.stripe_far}, {"first_frame", x.first_frame},
                                     {"top_blocks", x.top_blocks}, {"text", x.text},
                                     {"density_90", x.density_90}}},
@@ -264,20 +266,20 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
   html << "</ul><p>Overlap of the blocks needed for 90% recall (Jaccard, mean over heads): between "
        << "consecutive steps " << fmt(nstep ? step / nstep : -1.0) << ", between prompts "
        << fmt(nprompt ? prompt / nprompt : -1.0) << ".</p>\n";
-  html << "<h2>Density needed for 90% recall</h2><p>Layer (rows) x head (columns), worst sample; "
+  html << "<h2>Density needed for 90% recall</h2><p>Captured layer (rows) x head (columns), worst sample; "
        << "dark purple = 0, yellow = 1.</p><img src=\"figures/density_map.png\">\n";
   html << "<h2>Oracle recall curves</h2><p>Per layer, one line per head: recall (y, 0.5 to 1) against "
        << "density (x, 0 to 1) of the per-query-block oracle, mean over samples. Grid lines every "
        << "0.25 density and 0.1 recall; head colours cycle blue, orange, green, red, purple, brown, "
        << "pink, grey, olive, cyan, navy, maroon.</p>\n";
   for (int l = 0; l < L; ++l)
-    html << "<figure><img src=\"figures/recall_layer" << l << ".png\"><figcaption>layer " << l
-         << "</figcaption></figure>\n";
+    html << "<figure><img src=\"figures/recall_layer" << a.layers[size_t(l)]
+         << ".png\"><figcaption>layer " << a.layers[size_t(l)] << "</figcaption></figure>\n";
   html << "<h2>Block mass in tile order</h2><p>Mean over samples, query blocks down, key blocks "
        << "across, log colour scale centred on the uniform share (black: no mass).</p>\n";
   for (const auto& [l, h] : picks)
-    html << "<figure><img src=\"figures/mass_l" << l << "_h" << h << ".png\" width=\"256\"><figcaption>layer "
-         << l << " head " << h << ": " << escape(head_pattern_name(a.heads[size_t(l)][size_t(h)].pattern.pattern))
+    html << "<figure><img src=\"figures/mass_l" << a.layers[size_t(l)] << "_h" << h
+         << ".png\" width=\"256\"><figcaption>layer " << a.layers[size_t(l)] << " head " << h << ": " << escape(head_pattern_name(a.heads[size_t(l)][size_t(h)].pattern.pattern))
          << "</figcaption></figure>\n";
   html << "<h2>Heads</h2><table><tr><th>layer</th><th>head</th><th>pattern</th><th>why</th>"
        << "<th>density @90% (mean / worst)</th><th>density @95%</th><th>step overlap</th>"
@@ -290,7 +292,7 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
           if (std::abs(s.levels[i] - level) < 1e-9) return d[i];
         return -1.0;
       };
-      html << "<tr><td>" << l << "</td><td>" << h << "</td><td>"
+      html << "<tr><td>" << a.layers[size_t(l)] << "</td><td>" << h << "</td><td>"
            << escape(head_pattern_name(s.pattern.pattern)) << "</td><td>" << escape(s.pattern.reason)
            << "</td><td>" << fmt(at(0.9, s.mean_density)) << " / " << fmt(at(0.9, s.worst_density))
            << "</td><td>" << fmt(at(0.95, s.worst_density)) << "</td><td>" << fmt(s.step_overlap)

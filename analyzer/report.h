@@ -23,7 +23,8 @@ struct AnalyzeOptions {
 
 struct Analysis {
   std::array<int, 3> tile{0, 0, 0};
-  std::vector<std::vector<HeadStatsSummary>> heads;  // [layer][head]
+  std::vector<int> layers;                           // captured model layers
+  std::vector<std::vector<HeadStatsSummary>> heads;  // [captured layer index][head]
 };
 
 // Throws std::invalid_argument for a tile the captures do not hold.

@@ -46,6 +46,7 @@ HeadPatternResult classify_head(const TileGeometry& g, const HeadMass& mass) {
         const int df = std::abs(tk.f - tq.f), dh = std::abs(tk.h - tq.h), dw = std::abs(tk.w - tq.w);
         column[size_t(k)] += v;
         if (df == 0) x.same_frame += v;
+        if (df == 0 && (dh != 0 || dw != 0)) x.frame_spread += v;
         if (df == 0 && dh <= 1 && dw <= 1) x.local_in_frame += v;
         if (df <= 1 && dh <= 1 && dw <= 1) x.local_window += v;
         if (dh == 0 && dw == 0) {
@@ -86,13 +87,13 @@ HeadPatternResult classify_head(const TileGeometry& g, const HeadMass& mass) {
   } else if (x.density_90 >= 0.5) {
     r.pattern = HeadPattern::GlobalDiffuse;
     why("90%% recall needs density %.2f even per input", x.density_90);
+  } else if (x.frame_spread >= 0.2 && x.stripe_far >= 0.2 && x.same_frame + x.stripe_far >= 0.75) {
+    r.pattern = HeadPattern::Cross;
+    why("%.2f across the own frame plus %.2f at the same position in other frames",
+        x.frame_spread, x.stripe_far);
   } else if (x.same_position >= 0.6 && x.stripe_far >= 0.35) {
     r.pattern = HeadPattern::TemporalStripe;
     why("%.2f at the same spatial tile, %.2f of it in other frames", x.same_position, x.stripe_far);
-  } else if (x.same_frame >= 0.25 && x.stripe_far >= 0.2 && x.same_frame + x.stripe_far >= 0.75) {
-    r.pattern = HeadPattern::Cross;
-    why("%.2f in the own frame plus %.2f at the same position in other frames", x.same_frame,
-        x.stripe_far);
   } else if (x.same_frame >= 0.7 && x.local_in_frame < 0.7) {
     r.pattern = HeadPattern::SpatialOnly;
     why("%.2f in the own frame, only %.2f of it near the query", x.same_frame, x.local_in_frame);

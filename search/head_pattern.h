@@ -18,6 +18,7 @@ struct HeadPatternNumbers {
   double same_frame = 0.0;      // key tile in the query tile's frame
   double local_window = 0.0;    // key tile within 1 tile of the query tile in f, h and w
   double local_in_frame = 0.0;  // of the same-frame mass, the share within 1 tile in h and w
+  double frame_spread = 0.0;    // same-frame mass away from the query tile's (h, w)
   double same_position = 0.0;   // key tile at the query tile's (h, w), any frame
   double stripe_far = 0.0;      // ... in another frame
   double first_frame = 0.0;     // of queries outside the first tile frame, mass on it
@@ -33,8 +34,9 @@ struct HeadPatternResult {
 };
 
 // Labels in this order: sink-dominated (first frame or top blocks >= 0.5), global/diffuse
-// (density at 90% recall >= 0.5), temporal stripe (same position >= 0.6 with >= 0.35 in other
-// frames), cross-shaped (same frame >= 0.25, stripe >= 0.2, together >= 0.75), spatial-only
+// (density at 90% recall >= 0.5), cross-shaped (frame spread >= 0.2, stripe >= 0.2, together
+// with the own tile >= 0.75), temporal stripe (same position >= 0.6 with >= 0.35 in other
+// frames), spatial-only
 // (same frame >= 0.7 spread over the frame), local 3D window (local window >= 0.6); anything
 // else is global/diffuse.
 HeadPatternResult classify_head(const TileGeometry& geometry, const HeadMass& mass);

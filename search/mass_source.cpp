@@ -14,9 +14,8 @@ void check_layer_head(const SourceInfo& info, const std::array<int, 3>& tile, in
                       int head) {
   if (!info.has_tile(tile))
     throw std::invalid_argument("the captures hold no tile " + tile_text(tile));
-  if (layer < 0 || layer >= info.model.layers)
-    throw std::invalid_argument("layer " + std::to_string(layer) + " outside [0, " +
-                                std::to_string(info.model.layers) + ")");
+  if (!info.has_layer(layer))
+    throw std::invalid_argument("layer " + std::to_string(layer) + " was not captured");
   if (head < 0 || head >= info.model.heads)
     throw std::invalid_argument("head " + std::to_string(head) + " outside [0, " +
                                 std::to_string(info.model.heads) + ")");
@@ -30,6 +29,10 @@ std::string tile_text(const std::array<int, 3>& tile) {
 
 bool SourceInfo::has_tile(const std::array<int, 3>& tile) const {
   return std::find(tiles.begin(), tiles.end(), tile) != tiles.end();
+}
+
+bool SourceInfo::has_layer(int layer) const {
+  return std::find(layers.begin(), layers.end(), layer) != layers.end();
 }
 
 TileGeometry SourceInfo::geometry(const std::array<int, 3>& tile) const {
@@ -48,6 +51,9 @@ CaptureSet::CaptureSet(const std::vector<std::string>& paths) {
   info_.text = first.text;
   info_.block_size = first.block_size;
   info_.tiles = first.tiles;
+  info_.layers = first.layers;
+  if (info_.layers.empty())
+    for (int l = 0; l < first.model.layers; ++l) info_.layers.push_back(l);
   for (size_t i = 0; i < infos_.size(); ++i) {
     const CaptureInfo& c = infos_[i];
     const std::string what = "capture " + paths[i] + " does not match " + paths[0] + ": ";
@@ -63,6 +69,8 @@ CaptureSet::CaptureSet(const std::vector<std::string>& paths) {
     if (c.text.position != first.text.position || c.text.tokens != first.text.tokens)
       throw std::invalid_argument(what + "text layout (" + std::to_string(c.text.tokens) + " vs " +
                                   std::to_string(first.text.tokens) + " tokens)");
+    if (!c.layers.empty() && c.layers != info_.layers)
+      throw std::invalid_argument(what + "captured layers differ");
     if (c.block_size != first.block_size)
       throw std::invalid_argument(what + "block size " + std::to_string(c.block_size) + " vs " +
                                   std::to_string(first.block_size));
@@ -109,6 +117,7 @@ SyntheticSource::SyntheticSource(SyntheticSpec spec) : spec_(std::move(spec)) {
   info_.text = spec_.text;
   info_.block_size = spec_.block_size;
   info_.tiles = spec_.tiles;
+  for (int l = 0; l < spec_.model.layers; ++l) info_.layers.push_back(l);
   info_.samples = spec_.prompts * spec_.steps;
   for (int p = 0; p < spec_.prompts; ++p)
     for (int s = 0; s < spec_.steps; ++s) {

@@ -23,12 +23,14 @@ struct SourceInfo {
   TextLayout text;
   int block_size = 64;
   std::vector<std::array<int, 3>> tiles;  // tile shapes every input holds
+  std::vector<int> layers;                // captured model layers (all of them by default)
   int samples = 0;
   std::vector<int> sample_prompt;  // [samples]: prompt number across all inputs
   std::vector<int> sample_step;    // [samples]: captured step index within its input
   std::vector<std::string> captures;
 
   bool has_tile(const std::array<int, 3>& tile) const;
+  bool has_layer(int layer) const;
   TileGeometry geometry(const std::array<int, 3>& tile) const;
 };
 

@@ -100,6 +100,7 @@ double PlanScore::share_within(double target, double tolerance) const {
   int total = 0, ok = 0;
   for (const auto& layer : heads)
     for (const HeadScore& h : layer) {
+      if (!h.scored) continue;
       ++total;
       ok += h.worst_recall >= target - tolerance ? 1 : 0;
     }
@@ -155,8 +156,8 @@ std::vector<PlanScore> score_plans(const std::vector<Plan>& plans,
     scores[i].tile = plans[i].tile;
     scores[i].heads.assign(size_t(L), std::vector<HeadScore>(size_t(H)));
   }
-  parallel_for(L * H, options.threads, [&](int job) {
-    const int l = job / H, h = job % H;
+  parallel_for(int(info.layers.size()) * H, options.threads, [&](int job) {
+    const int l = info.layers[size_t(job / H)], h = job % H;
     for (const auto& [tile, members] : by_tile) {
       const TileGeometry g = info.geometry(tile);
       const HeadMass mass = source.head_mass(tile, l, h);
@@ -166,6 +167,7 @@ std::vector<PlanScore> score_plans(const std::vector<Plan>& plans,
         const RuleScore r = score_rule(g, rule, mass);
         HeadScore& out = scores[i].heads[size_t(l)][size_t(h)];
         out.kind = rule.kind;
+        out.scored = true;
         out.density = r.density;
         out.mean_recall = r.mean();
         out.worst_recall = r.worst();
@@ -185,12 +187,13 @@ std::vector<PlanScore> score_plans(const std::vector<Plan>& plans,
     double d = 0.0, m = 0.0, o = 0.0, worst = 1.0;
     for (const auto& layer : p.heads)
       for (const HeadScore& h : layer) {
+        if (!h.scored) continue;
         d += h.density;
         m += h.mean_recall;
         o += h.oracle_recall;
         worst = std::min(worst, h.worst_recall);
       }
-    const double n = double(L) * H;
+    const double n = double(info.layers.size()) * H;
     p.mean_density = d / n;
     p.mean_recall = m / n;
     p.worst_recall = worst;

@@ -32,12 +32,14 @@ struct HeadScore {
   double mean_recall = 0.0;
   double worst_recall = 0.0;
   double oracle_recall = -1.0;  // per-input top-k at the same density; < 0 when not computed
+  bool scored = false;          // false for layers the captures do not hold
 };
 
 struct PlanScore {
   std::string name;
   std::array<int, 3> tile{0, 0, 0};
   std::vector<std::vector<HeadScore>> heads;  // [layer][head]
+  // Means over the heads of captured layers.
   double mean_density = 0.0;
   double mean_recall = 0.0;    // over heads of the per-head mean
   double worst_recall = 0.0;   // lowest per-head worst

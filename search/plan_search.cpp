@@ -210,9 +210,14 @@ PlanSearchResult search_plan(const MassSource& source, const PlanSearchOptions& 
   for (const auto& tile : tiles) {
     const TileGeometry g = info.geometry(tile);
     auto heads = std::vector<std::vector<HeadSearchResult>>(size_t(L), std::vector<HeadSearchResult>(size_t(H)));
-    std::vector<std::vector<HeadRule>> ladders(budget_mode ? size_t(L) * H : 0);
-    parallel_for(L * H, o.threads, [&](int job) {
-      const int l = job / H, h = job % H;
+    std::vector<std::vector<HeadRule>> ladders(budget_mode ? info.layers.size() * H : 0);
+    const int CL = int(info.layers.size());
+    // Layers the captures lack stay dense: nothing says what they could drop.
+    for (int l = 0; l < L; ++l)
+      if (!info.has_layer(l))
+        for (int h = 0; h < H; ++h) heads[size_t(l)][size_t(h)].rule = dense_head_rule();
+    parallel_for(CL * H, o.threads, [&](int job) {
+      const int l = info.layers[size_t(job / H)], h = job % H;
       const HeadMass mass = source.head_mass(tile, l, h);
       if (budget_mode)
         ladders[size_t(job)] = head_ladder(g, mass, o);
@@ -226,7 +231,7 @@ PlanSearchResult search_plan(const MassSource& source, const PlanSearchOptions& 
         for (const HeadRule& r : ladders[j]) options[j].push_back({r.stats->density, r.stats->recall});
       const BudgetAllocation a = allocate_density_budget(options, o.density_budget);
       for (size_t j = 0; j < ladders.size(); ++j) {
-        HeadSearchResult& r = heads[j / size_t(H)][j % size_t(H)];
+        HeadSearchResult& r = heads[size_t(info.layers[j / size_t(H)])][j % size_t(H)];
         r.rule = ladders[j][size_t(a.choice[j])];
         r.window_density = r.rule.stats->density;
       }

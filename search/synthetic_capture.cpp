@@ -139,7 +139,8 @@ HeadMass synthetic_head_mass(const SyntheticSpec& spec, const TileGeometry& g, i
           case PlantedPattern::SpatialOnly: score = -0.5 * df * df * 4.0; break;
           case PlantedPattern::TemporalStripe: score = -0.5 * (dh * dh + dw * dw) * 4.0; break;
           case PlantedPattern::Cross:
-            score = std::max(-0.5 * df * df * 4.0, -0.5 * (dh * dh + dw * dw) * 4.0);
+            // The stripe is weighted up so that neither arm holds most of the mass.
+            score = std::max(-0.5 * df * df * 4.0, 2.0 - 0.5 * (dh * dh + dw * dw) * 4.0);
             break;
           case PlantedPattern::FirstFrameSink:
             score = std::max(local, ck.f < std::max(1.0, frames / 8.0) ? 0.0 : -1e9);
