@@ -67,8 +67,7 @@ __device__ __forceinline__ void load_tile_sw128(uint32_t smem, const typename Tr
 
 template <typename Traits, typename Chunks>
 __device__ __forceinline__ void attention_mainloop_sm90(
-    uint8_t* smem, const typename Traits::Element* q, int64_t q_row_stride, int q_valid,
-    const typename Traits::Element* k, int64_t k_row_stride, const typename Traits::Element* v,
+    uint8_t* smem, const typename Traits::Element* k, int64_t k_row_stride, const typename Traits::Element* v,
     int64_t v_row_stride, const Chunks& chunks, float scale_log2, AttentionState<Traits>& st) {
   using Element = typename Traits::Element;
   using MmaS = sm90::Wgmma<Element, Traits::kBlockN>;
@@ -82,19 +81,9 @@ __device__ __forceinline__ void attention_mainloop_sm90(
   const uint32_t sV0 = sK0 + 2 * Traits::kKBytes;
   st.init();
   const int n = chunks.count();
-
-  load_tile_sw128<Traits, Traits::kBlockM, kD>(sQ, q, q_row_stride, q_valid);
-  KeyChunk cur{0, 0};
-  if (n > 0) {
-    cur = chunks(0);
-    load_tile_sw128<Traits, kN, kD>(sK0, k + int64_t(cur.key_start) * k_row_stride,
-                                    k_row_stride, cur.valid);
-  }
-  sm80::cp_async_commit();
-  if (n > 0)
-    load_tile_sw128<Traits, kN, kD>(sV0, v + int64_t(cur.key_start) * v_row_stride, v_row_stride,
-                                    cur.valid);
-  sm80::cp_async_commit();
+  // The caller issued the first two cp.async groups: Q with the first K chunk, then the first
+  // V chunk (issue_q_k0, issue_v0).
+  KeyChunk cur = n > 0 ? chunks(0) : KeyChunk{0, 0};
 
   // This warpgroup's 64 query rows start at row 64 * group of every Q column block.
   const uint32_t sQg = sQ + group * 64 * 128;
@@ -170,25 +159,68 @@ __device__ __forceinline__ uint8_t* align_1024(uint8_t* p) {
   return p + ((1024 - (addr & 1023)) & 1023);
 }
 
-template <typename Traits, typename Chunks>
-__device__ __forceinline__ void attention_tile_sm90(uint8_t* smem, const AttentionParams& p, int b,
-                                                    int h, int q_tile, const Chunks& chunks) {
+// Global pointers of one (batch, head, query tile).
+template <typename Traits>
+struct TileView {
   using Element = typename Traits::Element;
-  const int kvh = h / (p.heads / p.kv_heads);
-  const int q0 = q_tile * Traits::kBlockM;
-  const int q_valid = min(Traits::kBlockM, p.q_len - q0);
-  const Element* q = static_cast<const Element*>(p.q) + b * p.q_batch_stride +
-                     h * p.q_head_stride + int64_t(q0) * p.q_row_stride;
-  const Element* k = static_cast<const Element*>(p.k) + b * p.k_batch_stride + kvh * p.k_head_stride;
-  const Element* v = static_cast<const Element*>(p.v) + b * p.v_batch_stride + kvh * p.v_head_stride;
-  Element* out = static_cast<Element*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride +
-                 int64_t(q0) * p.o_row_stride;
-  float* lse = p.lse + (int64_t(b) * p.heads + h) * p.q_len + q0;
+  const Element *q, *k, *v;
+  Element* out;
+  float* lse;
+  int q_valid;
+
+  __device__ TileView(const AttentionParams& p, int b, int h, int q_tile) {
+    const int kvh = h / (p.heads / p.kv_heads);
+    const int q0 = q_tile * Traits::kBlockM;
+    q_valid = min(Traits::kBlockM, p.q_len - q0);
+    q = static_cast<const Element*>(p.q) + b * p.q_batch_stride + h * p.q_head_stride +
+        int64_t(q0) * p.q_row_stride;
+    k = static_cast<const Element*>(p.k) + b * p.k_batch_stride + kvh * p.k_head_stride;
+    v = static_cast<const Element*>(p.v) + b * p.v_batch_stride + kvh * p.v_head_stride;
+    out = static_cast<Element*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride +
+          int64_t(q0) * p.o_row_stride;
+    lse = p.lse + (int64_t(b) * p.heads + h) * p.q_len + q0;
+  }
+};
+
+// Shared memory: Q, two K stages, two V stages. The epilogue stages O in the V stages, so the
+// next tile's Q and first K chunk can load while this tile's output is written.
+template <typename Traits, typename Chunks>
+__device__ __forceinline__ void issue_q_k0(uint8_t* smem, const AttentionParams& p,
+                                           const TileView<Traits>& t, const Chunks& chunks) {
+  const uint32_t sQ = sm80::smem_addr(smem);
+  load_tile_sw128<Traits, Traits::kBlockM, Traits::kHeadDim>(sQ, t.q, p.q_row_stride, t.q_valid);
+  if (chunks.count() > 0) {
+    const KeyChunk c = chunks(0);
+    load_tile_sw128<Traits, Traits::kBlockN, Traits::kHeadDim>(
+        sQ + Traits::kQBytes, t.k + int64_t(c.key_start) * p.k_row_stride, p.k_row_stride,
+        c.valid);
+  }
+  sm80::cp_async_commit();
+}
+
+template <typename Traits, typename Chunks>
+__device__ __forceinline__ void issue_v0(uint8_t* smem, const AttentionParams& p,
+                                         const TileView<Traits>& t, const Chunks& chunks) {
+  if (chunks.count() > 0) {
+    const KeyChunk c = chunks(0);
+    load_tile_sw128<Traits, Traits::kBlockN, Traits::kHeadDim>(
+        sm80::smem_addr(smem) + Traits::kQBytes + 2 * Traits::kKBytes,
+        t.v + int64_t(c.key_start) * p.v_row_stride, p.v_row_stride, c.valid);
+  }
+  sm80::cp_async_commit();
+}
+
+template <typename Traits, typename Chunks>
+__device__ __forceinline__ void attention_tile_sm90(uint8_t* smem, const AttentionParams& p,
+                                                    const TileView<Traits>& t,
+                                                    const Chunks& chunks) {
   constexpr float kLog2e = 1.4426950408889634f;
   AttentionState<Traits> st;
-  attention_mainloop_sm90<Traits>(smem, q, p.q_row_stride, q_valid, k, p.k_row_stride, v,
-                                  p.v_row_stride, chunks, p.scale * kLog2e, st);
-  attention_epilogue<Traits>(smem, st, out, p.o_row_stride, lse, q_valid);
+  attention_mainloop_sm90<Traits>(smem, t.k, p.k_row_stride, t.v, p.v_row_stride, chunks,
+                                  p.scale * kLog2e, st);
+  static_assert(2 * Traits::kKBytes >= Traits::kQBytes, "O staging fits in the V stages");
+  attention_epilogue<Traits>(smem + Traits::kQBytes + 2 * Traits::kKBytes, st, t.out,
+                             p.o_row_stride, t.lse, t.q_valid);
 }
 
 template <typename Traits>
@@ -197,7 +229,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* smem = align_1024(smem_raw);
   const DenseChunks<Traits::kBlockN> chunks{p.kv_len, p.block_k, p.kv_block_valid};
-  attention_tile_sm90<Traits>(smem, p, blockIdx.z, blockIdx.y, blockIdx.x, chunks);
+  const TileView<Traits> t(p, blockIdx.z, blockIdx.y, blockIdx.x);
+  issue_q_k0<Traits>(smem, p, t, chunks);
+  issue_v0<Traits>(smem, p, t, chunks);
+  attention_tile_sm90<Traits>(smem, p, t, chunks);
 }
 
 template <typename Traits>
@@ -207,21 +242,43 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   uint8_t* smem = align_1024(smem_raw);
   __shared__ int s_item;
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
-  for (;;) {
-    const int item = next_work(p.work_counter, p.work_list, p.num_work, &s_item);
-    if (item < 0) break;
-    const WorkItem w = decode_work(item, nqb);
+  const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
+  auto row_chunks = [&](const WorkItem& w) {
     const int32_t* offsets = p.row_offsets + int64_t(w.bh) * (nqb + 1);
     const int begin = __ldg(offsets + w.qb);
-    const CsrChunks<Traits::kBlockN> chunks{p.col_indices + begin,
-                                            __ldg(offsets + w.qb + 1) - begin,
-                                            p.block_k / Traits::kBlockN,
-                                            p.block_k,
-                                            p.kv_len,
-                                            (p.kv_len + p.block_k - 1) / p.block_k,
-                                            p.kv_block_valid};
-    attention_tile_sm90<Traits>(smem, p, w.bh / p.heads, w.bh % p.heads, w.qb, chunks);
+    return CsrChunks<Traits::kBlockN>{p.col_indices + begin,   __ldg(offsets + w.qb + 1) - begin,
+                                      p.block_k / Traits::kBlockN, p.block_k,
+                                      p.kv_len,                  nkb,
+                                      p.kv_block_valid};
+  };
+  int item = next_work(p.work_counter, p.work_list, p.num_work, &s_item);
+  if (item >= 0) {
+    const WorkItem w = decode_work(item, nqb);
+    issue_q_k0<Traits>(smem, p, TileView<Traits>(p, w.bh / p.heads, w.bh % p.heads, w.qb),
+                       row_chunks(w));
+  }
+  while (item >= 0) {
+    const WorkItem w = decode_work(item, nqb);
+    const TileView<Traits> t(p, w.bh / p.heads, w.bh % p.heads, w.qb);
+    const auto chunks = row_chunks(w);
+    issue_v0<Traits>(smem, p, t, chunks);
+    constexpr float kLog2e = 1.4426950408889634f;
+    AttentionState<Traits> st;
+    attention_mainloop_sm90<Traits>(smem, t.k, p.k_row_stride, t.v, p.v_row_stride, chunks,
+                                    p.scale * kLog2e, st);
+    // Draw the next item and start its Q and first K chunk before this item's epilogue, which
+    // stages O in the V stages (the mainloop left every stage idle and the CTA synchronized).
     __syncthreads();
+    const int next = next_work(p.work_counter, p.work_list, p.num_work, &s_item);
+    if (next >= 0) {
+      const WorkItem nw = decode_work(next, nqb);
+      issue_q_k0<Traits>(smem, p, TileView<Traits>(p, nw.bh / p.heads, nw.bh % p.heads, nw.qb),
+                         row_chunks(nw));
+    }
+    attention_epilogue<Traits>(smem + Traits::kQBytes + 2 * Traits::kKBytes, st, t.out,
+                               p.o_row_stride, t.lse, t.q_valid);
+    __syncthreads();
+    item = next;
   }
 }
 
