@@ -305,7 +305,7 @@ void run_sparse_case(int B, int N, int H, int D, DType dt, int block_q, int bloc
 
 }  // namespace
 
-TEST_CASE("dense attention matches the reference (bf16, fp16; head_dim 64, 128)", "[gpu]") {
+TEST_CASE("dense attention matches the reference (bf16 and fp16, head_dim 64 and 128)", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
   for (DType dt : {DType::BF16, DType::FP16})
