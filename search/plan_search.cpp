@@ -105,8 +105,9 @@ void check_options(const SourceInfo& info, const PlanSearchOptions& o) {
 }  // namespace
 
 const std::vector<double>& budget_recall_levels() {
-  static const std::vector<double> levels = {0.5,  0.6,  0.7,  0.75, 0.8,  0.85, 0.88, 0.9,
-                                             0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995};
+  static const std::vector<double> levels = {0.2,  0.3,  0.4,  0.5,  0.6,  0.7,  0.75,
+                                             0.8,  0.85, 0.88, 0.9,  0.92, 0.94, 0.95,
+                                             0.96, 0.97, 0.98, 0.99, 0.995};
   return levels;
 }
 
