@@ -27,7 +27,7 @@ $bin baseline --model wan-mini --grid 64px-16f --steps 30 --warmup 6 --out "$out
   --plan "$out/sta.json" --out "$out/gen-cuda-plan" 2>&1 | grep -E "wrote|wall|error|plan|dense"
 echo "== capture (2 prompts, 10 steps, 5 captured steps): cuda vs cpu"
 for dev in cuda cpu; do
-  /usr/bin/time -f "capture $dev wall %e s" $bin capture --prompt "$prompt" \
+  /usr/bin/time -f "capture $dev wall %e s" $bin capture --model "$SPARSEPLAN_MODEL" --prompt "$prompt" \
     --prompt "bg-solid bgcolor-red pan-down black circle move-right large" --steps 10 --device $dev \
     --out "$out/capture-$dev.h5" 2>&1 | grep -E "wrote|wall|error"
 done
