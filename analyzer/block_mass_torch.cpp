@@ -103,7 +103,6 @@ AttentionWithMass BlockMassComputer::operator()(const torch::Tensor& q, const to
     const torch::Tensor qh = q[b].transpose(0, 1).to(fopts).contiguous();                 // [H,N,D]
     const torch::Tensor kh = torch::cat({k[b].transpose(0, 1).to(fopts), zero_row}, 1);  // [H,N+1,D]
     const torch::Tensor vh = torch::cat({v[b].transpose(0, 1).to(fopts), zero_row}, 1);
-    const torch::Tensor kt = kh.transpose(1, 2).contiguous();                              // [H,D,N+1]
     torch::Tensor out = torch::empty({H, N, D}, fopts);
     torch::Tensor lse = torch::empty({H, N}, fopts);
     std::vector<torch::Tensor> mass;
@@ -112,18 +111,21 @@ AttentionWithMass BlockMassComputer::operator()(const torch::Tensor& q, const to
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
       const int64_t r1 = std::min(N, r0 + chunk);
       const int64_t c = r1 - r0;
-      torch::Tensor p = torch::matmul(qh.narrow(1, r0, c), kt).mul_(scale);  // [H,c,N+1]
-      p.select(2, N).fill_(-inf);
-      const torch::Tensor row_lse = torch::logsumexp(p, 2, /*keepdim=*/true);  // [H,c,1]
-      lse.narrow(1, r0, c).copy_(row_lse.squeeze(2));
+      // Scores transposed, keys x queries: gathering keys into tile order then moves whole
+      // contiguous rows, and summing a block's keys runs along rows (4x faster than gathering
+      // columns of queries x keys on a CPU).
+      torch::Tensor p = torch::matmul(kh, qh.narrow(1, r0, c).transpose(1, 2)).mul_(scale);  // [H,N+1,c]
+      p.select(1, N).fill_(-inf);
+      const torch::Tensor row_lse = torch::logsumexp(p, 1, /*keepdim=*/true);  // [H,1,c]
+      lse.narrow(1, r0, c).copy_(row_lse.squeeze(1));
       p.sub_(row_lse).exp_();
-      out.narrow(1, r0, c).copy_(torch::matmul(p, vh));
+      out.narrow(1, r0, c).copy_(torch::matmul(p.transpose(1, 2), vh));
       for (size_t t = 0; t < maps_.size(); ++t) {
         const TileMaps& m = maps_[t];
-        const torch::Tensor key_blocks = p.index_select(2, dev[t].column_of_slot)
-                                             .view({H, c, m.num_blocks, m.block_size})
-                                             .sum(3);  // [H,c,nb]
-        mass[t].index_add_(1, dev[t].block_of_token.narrow(0, r0, c), key_blocks);
+        const torch::Tensor key_blocks = p.index_select(1, dev[t].column_of_slot)
+                                             .view({H, m.num_blocks, m.block_size, c})
+                                             .sum(2);  // [H,nb,c]
+        mass[t].index_add_(1, dev[t].block_of_token.narrow(0, r0, c), key_blocks.transpose(1, 2));
       }
     }
 
