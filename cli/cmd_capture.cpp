@@ -245,6 +245,9 @@ int run_capture(const Options& o) {
     for (const std::string& prompt : prompts) contexts.push_back(encoder.encode(prompt));
   }
 
+  g_interrupted = false;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   CaptureWriter::Options wopts;
   wopts.full_lse = o.full_lse;
   CaptureWriter writer(o.out, info, wopts);  // validates tiles against the grid
@@ -265,9 +268,7 @@ int run_capture(const Options& o) {
     throw_if_interrupted();
     return capture(call, q, k, v);
   };
-  g_interrupted = false;
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  throw_if_interrupted();
 
   const auto start = std::chrono::steady_clock::now();
   {

@@ -76,7 +76,12 @@ check "the output is in place" test -s "$out"
 "$bin" capture --model "$model" --prompt "$prompt" --frames 8 --height 64 --width 64 --steps 50 \
   --out "$tmp/int.h5" >"$tmp/int.log" 2>&1 &
 pid=$!
-sleep 3
+# Once the temporary file exists the capture is under way and handles the signal.
+for _ in $(seq 600); do
+  ls "$tmp" | grep -q 'int.h5.tmp-' && break
+  sleep 0.1
+done
+sleep 1
 kill -INT "$pid"
 wait "$pid"
 code=$?
