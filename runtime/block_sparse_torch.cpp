@@ -181,8 +181,10 @@ std::tuple<Tensor, Tensor> run_block_sparse_attention(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, int64_t block_q, int64_t block_k,
     const std::optional<Tensor>& kv_block_valid, std::optional<double> scale) {
+  // The kernels cover block sizes 64 and 128 and head dims 64 and 128; the rest runs in torch.
   const bool kernel_blocks = (block_q == 64 || block_q == 128) && (block_k == 64 || block_k == 128);
-  if (q.is_cuda() && kernel_blocks && cuda_kernels_registered()) {
+  const bool kernel_head_dim = q.size(-1) == 64 || q.size(-1) == 128;
+  if (q.is_cuda() && kernel_blocks && kernel_head_dim && cuda_kernels_registered()) {
     // The kernels run bfloat16/float16; the runner's attention inputs are bf16-rounded already.
     const auto dtype = q.scalar_type() == at::kHalf ? at::kHalf : at::kBFloat16;
     c10::optional<Tensor> valid;

@@ -28,8 +28,9 @@ int64_t num_blocks(int64_t n, int block) { return (n + block - 1) / block; }
 
 // Random q/k/v (never zeros) and a random layout with some empty rows; kv_valid masks part of
 // some key blocks, as tile padding does.
-Case random_case(uint64_t seed, int block = 64, int64_t N = 200) {
+Case random_case(uint64_t seed, int block = 64, int64_t N = 200, int64_t D = 16) {
   Case c;
+  c.D = D;
   c.block = block;
   c.N = N;
   torch::manual_seed(seed);
@@ -176,7 +177,7 @@ TEST_CASE("block-sparse attention on CUDA (kernels, bf16) matches the torch path
     WARN("skipped: no CUDA device");
     return;
   }
-  Case c = random_case(17, 64, 300);
+  Case c = random_case(17, 64, 300, 64);  // the kernels run head_dim 64 and 128
   const auto dev = torch::Device(torch::kCUDA);
   const auto bf = [&](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kFloat32); };
   const torch::Tensor q = bf(c.q), k = bf(c.k), v = bf(c.v);
