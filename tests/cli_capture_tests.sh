@@ -5,38 +5,9 @@
 set -u
 bin=${SPARSEPLAN:?set SPARSEPLAN to the sparseplan binary}
 model=${WAN_MINI:?set WAN_MINI to the wan-mini fixture directory}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
+source "$(dirname "$0")/cli_expect.sh"
 
-# expect NAME EXIT_CODE TEXT -- COMMAND...: the command exits with EXIT_CODE ("nonzero": any
-# failure) and prints TEXT.
-expect() {
-  local name=$1 code=$2 text=$3
-  shift 4
-  local out
-  out=$("$@" 2>&1)
-  local got=$?
-  if { [ "$code" = nonzero ] && [ "$got" -ne 0 ] || [ "$got" = "$code" ]; } && grep -qF -- "$text" <<<"$out"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name (exit $got, expected $code; expected output containing: $text)"
-    echo "$out" | head -20 | sed 's/^/    /'
-  fi
-}
 
-check() {
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name"
-  fi
-}
 
 prompt="bg-solid bgcolor-black pan-still red circle move-right large"
 small=(--frames 4 --height 32 --width 32 --steps 2)
@@ -99,5 +70,4 @@ kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 check "a killed capture leaves no output" test ! -e "$tmp/kill.h5"
 
-echo "cli_capture_tests: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "cli_capture_tests"

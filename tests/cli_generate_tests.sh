@@ -5,32 +5,9 @@
 set -u
 bin=${SPARSEPLAN:?set SPARSEPLAN to the sparseplan binary}
 model=${WAN_MINI:?set WAN_MINI to the wan-mini directory}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
+source "$(dirname "$0")/cli_expect.sh"
 
-# expect NAME EXIT_CODE TEXT -- COMMAND...: the command exits with EXIT_CODE and prints TEXT.
-expect() {
-  local name=$1 code=$2 text=$3
-  shift 4
-  local out
-  out=$("$@" 2>&1)
-  local got=$?
-  if [ "$got" -eq "$code" ] && grep -qF -- "$text" <<<"$out"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name (exit $got, expected $code; expected output containing: $text)"
-    echo "$out" | head -20 | sed 's/^/    /'
-  fi
-}
 
-check() {
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
 
 prompt="bg-stripes bgcolor-blue pan-right red circle move-left large"
 gen() { "$bin" generate --model "$model" "$@"; }
@@ -69,5 +46,4 @@ expect "a truncated shard is reported" 1 "diffusion_pytorch_model-00002-of-00003
 rm "$shard"
 expect "a missing shard is reported" 1 "shard diffusion_pytorch_model-00002-of-00003.safetensors" -- "$bin" generate --model "$tmp/broken" --prompt "$prompt" "${small[@]}" --out "$tmp/b"
 
-echo "cli_generate_tests: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "cli_generate_tests"

@@ -3,31 +3,8 @@
 # messages, files written. $SPARSEPLAN is the binary under test.
 set -u
 bin=${SPARSEPLAN:?set SPARSEPLAN to the sparseplan binary}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
+source "$(dirname "$0")/cli_expect.sh"
 
-# expect NAME EXIT_CODE TEXT -- COMMAND...: the command exits with EXIT_CODE and prints TEXT.
-expect() {
-  local name=$1 code=$2 text=$3
-  shift 4
-  local out
-  out=$("$@" 2>&1)
-  local got=$?
-  if [ "$got" -eq "$code" ] && grep -qF -- "$text" <<<"$out"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name (exit $got, expected $code; expected output containing: $text)"
-    echo "$out" | head -20 | sed 's/^/    /'
-  fi
-}
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
 
 small=(--grid 8x16x32 --tile 2x4x8 --tile 2x8x8 --layers 2 --heads 6 --steps 2 --quiet)
 expect "synth-capture writes a capture" 0 "wrote" -- "$bin" synth-capture --out "$tmp/train.h5" "${small[@]}" --prompts 2
@@ -58,5 +35,4 @@ expect "analyze writes a report" 0 "index.html" -- "$bin" analyze "$tmp/train.h5
 check "the report has its figures" test -s "$tmp/report/figures/density_map.png" -a -s "$tmp/report/figures/recall_layer0.png" -a -s "$tmp/report/analysis.json"
 expect "analyze rejects an uncaptured tile" 1 "--tile 4x4x4 was not captured" -- "$bin" analyze "$tmp/train.h5" --tile 4x4x4 --out "$tmp/r2" --quiet
 
-echo "cli search tests: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "cli search tests"

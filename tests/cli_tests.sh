@@ -4,26 +4,8 @@
 set -u
 bin=${SPARSEPLAN:?set SPARSEPLAN to the sparseplan binary}
 root=$(cd "$(dirname "$0")/.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
+source "$(dirname "$0")/cli_expect.sh"
 
-# expect NAME EXIT_CODE TEXT -- COMMAND...: the command exits with EXIT_CODE and prints TEXT.
-expect() {
-  local name=$1 code=$2 text=$3
-  shift 4
-  local out
-  out=$("$@" 2>&1)
-  local got=$?
-  if [ "$got" -eq "$code" ] && grep -qF -- "$text" <<<"$out"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name (exit $got, expected $code; expected output containing: $text)"
-    echo "$out" | head -20 | sed 's/^/    /'
-  fi
-}
 
 plans=$root/configs/plans
 good=$plans/wan2.1-1.3b-480p-sliding-tile.json
@@ -60,5 +42,4 @@ expect "baseline rejects a malformed tile" 1 "--tile '4,4': expected 3 integers"
 expect "an unknown subcommand is a usage error" 106 "A subcommand is required" -- "$bin" frobnicate
 expect "--help lists the subcommands" 0 "validate" -- "$bin" --help
 
-echo "cli: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "cli"
