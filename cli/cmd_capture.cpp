@@ -171,19 +171,12 @@ int run_capture(const Options& o) {
 
   const std::string config_path = (std::filesystem::path(o.model) / "config.json").string();
   const WanConfig config = load_wan_config(config_path);
-  const auto& patch = config.patch_size;
-  if (o.frames < 1 || o.height < 1 || o.width < 1 || o.frames % patch[0] ||
-      o.height % patch[1] || o.width % patch[2])
-    throw std::invalid_argument("--frames/--height/--width " + std::to_string(o.frames) + "x" +
-                                std::to_string(o.height) + "x" + std::to_string(o.width) +
-                                " must be positive multiples of the patch size " +
-                                std::to_string(patch[0]) + "x" + std::to_string(patch[1]) + "x" +
-                                std::to_string(patch[2]));
+  const Grid grid = token_grid(config, o.frames, o.height, o.width);
 
   CaptureInfo info;
   info.model = ModelInfo{model_id_of(o.model), config.num_layers, config.num_heads,
                          config.head_dim()};
-  info.grid = Grid{o.frames / patch[0], o.height / patch[1], o.width / patch[2]};
+  info.grid = grid;
   info.block_size = o.block_size;
   std::stringstream tiles(o.tiles);
   for (std::string item; std::getline(tiles, item, ',');) {

@@ -80,14 +80,7 @@ int run_generate(const Options& o) {
                                 std::to_string(config.out_dim) +
                                 ": only pixel-space models (3 channels) can be written as video; "
                                 "latent models need a VAE decoder");
-  const auto& p = config.patch_size;
-  if (o.frames < 1 || o.height < 1 || o.width < 1 || o.frames % p[0] || o.height % p[1] ||
-      o.width % p[2])
-    throw std::invalid_argument("--frames/--height/--width " + std::to_string(o.frames) + "x" +
-                                std::to_string(o.height) + "x" + std::to_string(o.width) +
-                                " must be positive multiples of the patch size " +
-                                std::to_string(p[0]) + "x" + std::to_string(p[1]) + "x" +
-                                std::to_string(p[2]));
+  const Grid grid = token_grid(config, o.frames, o.height, o.width);
 
   // Text first: an unknown word fails before the model is loaded.
   SampleOptions so;
@@ -131,7 +124,6 @@ int run_generate(const Options& o) {
     const ModelInfo info{fs::path(o.model).filename().string(), config.num_layers,
                          config.num_heads, config.head_dim()};
     auto problems = check_plan_matches_model(plan->plan(), info);
-    const Grid grid{o.frames / p[0], o.height / p[1], o.width / p[2]};
     for (auto& e : check_plan_matches_grid(plan->plan(), grid, TextLayout{}))
       problems.push_back(std::move(e));
     if (!problems.empty()) {

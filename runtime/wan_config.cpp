@@ -102,4 +102,14 @@ WanConfig load_wan_config(const std::string& path) {
   return parse_wan_config(j, path);
 }
 
+Grid token_grid(const WanConfig& config, int frames, int height, int width) {
+  const auto& p = config.patch_size;
+  if (frames < 1 || height < 1 || width < 1 || frames % p[0] || height % p[1] || width % p[2])
+    throw std::invalid_argument(
+        "video size " + std::to_string(frames) + " x " + std::to_string(height) + " x " +
+        std::to_string(width) + " must be positive multiples of the patch size (" +
+        std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " + std::to_string(p[2]) + ")");
+  return Grid{frames / p[0], height / p[1], width / p[2]};
+}
+
 }  // namespace sparseplan

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "runtime/plan.h"
+
 namespace sparseplan {
 
 struct WanConfig {
@@ -33,5 +35,9 @@ struct WanConfig {
 WanConfig parse_wan_config(const nlohmann::json& json, const std::string& source);
 WanConfig load_wan_config(const std::string& config_json_path);
 void validate_wan_config(const WanConfig& config, const std::string& source);
+
+// The token grid (F/pf, H/ph, W/pw) of a video of the given size; throws
+// std::invalid_argument when the size is not a positive multiple of the patch size.
+Grid token_grid(const WanConfig& config, int frames, int height, int width);
 
 }  // namespace sparseplan

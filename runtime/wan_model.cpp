@@ -125,13 +125,7 @@ torch::Tensor rope_angles(const Grid& grid, int head_dim) {
 }
 
 Grid WanModel::token_grid(int frames, int height, int width) const {
-  const auto& p = config.patch_size;
-  if (frames < 1 || height < 1 || width < 1 || frames % p[0] || height % p[1] || width % p[2])
-    throw std::invalid_argument(
-        "video size " + std::to_string(frames) + " x " + std::to_string(height) + " x " +
-        std::to_string(width) + " must be positive multiples of the patch size (" +
-        std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " + std::to_string(p[2]) + ")");
-  return Grid{frames / p[0], height / p[1], width / p[2]};
+  return sparseplan::token_grid(config, frames, height, width);
 }
 
 torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& t,
