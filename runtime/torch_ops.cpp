@@ -186,6 +186,16 @@ std::tuple<Tensor, Tensor> dense_attention_cpu(const Tensor& q, const Tensor& k,
                        resolve_scale(op, scale, q.size(3)));
 }
 
+void check_sparse_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& row_offsets, const Tensor& col_indices, int64_t block_q,
+                       int64_t block_k, const c10::optional<Tensor>& kv_block_valid) {
+  check_qkv(op, q, k, &v);
+  check_block(op, "block_q", block_q);
+  check_block(op, "block_k", block_k);
+  check_layout(op, q, blocks(q.size(1), block_q), row_offsets, col_indices);
+  check_valid(op, "kv_block_valid", kv_block_valid, blocks(k.size(1), block_k), q.device());
+}
+
 std::tuple<Tensor, Tensor> block_sparse_attention_cpu(const Tensor& q, const Tensor& k,
                                                       const Tensor& v, const Tensor& row_offsets,
                                                       const Tensor& col_indices, int64_t block_q,
@@ -193,11 +203,7 @@ std::tuple<Tensor, Tensor> block_sparse_attention_cpu(const Tensor& q, const Ten
                                                       const c10::optional<Tensor>& kv_block_valid,
                                                       c10::optional<double> scale) {
   const char* op = "sparseplan::block_sparse_attention";
-  check_qkv(op, q, k, &v);
-  check_block(op, "block_q", block_q);
-  check_block(op, "block_k", block_k);
-  check_layout(op, q, blocks(q.size(1), block_q), row_offsets, col_indices);
-  check_valid(op, "kv_block_valid", kv_block_valid, blocks(k.size(1), block_k), q.device());
+  check_sparse_args(op, q, k, v, row_offsets, col_indices, block_q, block_k, kv_block_valid);
   return attention_cpu(op, q, k, v, &row_offsets, &col_indices, block_q, block_k, kv_block_valid,
                        resolve_scale(op, scale, q.size(3)));
 }
@@ -375,11 +381,7 @@ std::tuple<Tensor, Tensor> block_sparse_attention_cuda(const Tensor& q, const Te
                                                        const c10::optional<Tensor>& kv_block_valid,
                                                        c10::optional<double> scale) {
   const char* op = "sparseplan::block_sparse_attention";
-  check_qkv(op, q, k, &v);
-  check_block(op, "block_q", block_q);
-  check_block(op, "block_k", block_k);
-  check_layout(op, q, blocks(q.size(1), block_q), row_offsets, col_indices);
-  check_valid(op, "kv_block_valid", kv_block_valid, blocks(k.size(1), block_k), q.device());
+  check_sparse_args(op, q, k, v, row_offsets, col_indices, block_q, block_k, kv_block_valid);
   const auto dtype = kernel_dtype(op, q);
   c10::cuda::CUDAGuard guard(q.device());
   auto out = at::empty(q.sizes(), q.options());
