@@ -1,57 +1,72 @@
-// Launchers of the sm_90a (wgmma) attention kernels.
+// Launchers of the warp-specialized sm_90a attention kernel. Where the TMA unit cannot address
+// a tensor (the driver refuses its map), the mma.sync kernels run instead.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <string>
 
-#include "kernels/flash_sm90.cuh"
+#include "kernels/flash_ws_kernel.cuh"
 #include "kernels/launch.h"
+#include "kernels/tma_descriptor.h"
 
 namespace sparseplan::cuda::detail {
 namespace {
 
 template <typename Traits>
-void launch_dense_sm90(const AttentionParams& p, cudaStream_t stream) {
-  auto kernel = dense_attention_sm90_kernel<Traits>;
-  const int smem = Traits::kSmemBytes + 1024;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-             "dense attention (sm90): raising the shared-memory limit");
-  const dim3 grid((p.q_len + Traits::kBlockM - 1) / Traits::kBlockM, p.heads, p.batch);
-  kernel<<<grid, Traits::kThreads, smem, stream>>>(p);
-  check_cuda(cudaGetLastError(), "dense attention (sm90) launch");
+bool encode_maps(const AttentionParams& a, WsParams* wp) {
+  wp->a = a;
+  std::string why;
+  const TileMapShape q{a.q, a.batch, a.q_len, a.heads, a.head_dim,
+                       a.q_row_stride, a.q_head_stride, a.q_batch_stride, Traits::kBlockM};
+  const TileMapShape k{a.k, a.batch, a.kv_len, a.kv_heads, a.head_dim,
+                       a.k_row_stride, a.k_head_stride, a.k_batch_stride, Traits::kBlockN};
+  const TileMapShape v{a.v, a.batch, a.kv_len, a.kv_heads, a.head_dim,
+                       a.v_row_stride, a.v_head_stride, a.v_batch_stride, Traits::kBlockN};
+  return encode_tile_map(&wp->tma_q, q, &why) && encode_tile_map(&wp->tma_k, k, &why) &&
+         encode_tile_map(&wp->tma_v, v, &why);
 }
 
-template <typename Traits>
-void launch_sparse_sm90(const AttentionParams& p, cudaStream_t stream) {
-  auto kernel = block_sparse_attention_sm90_kernel<Traits>;
-  const int smem = Traits::kSmemBytes + 1024;
+// Returns false (nothing launched) when the tensors cannot be mapped for TMA.
+template <typename Traits, bool kSparse>
+bool launch_ws(const AttentionParams& a, cudaStream_t stream) {
+  WsParams wp;
+  if (!encode_maps<Traits>(a, &wp)) return false;
+  auto kernel = flash_ws_kernel<Traits, kSparse>;
+  constexpr int smem = ws_smem_bytes<Traits>();
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-             "block-sparse attention (sm90): raising the shared-memory limit");
-  const int grid = std::min(
-      p.num_work, persistent_grid(reinterpret_cast<const void*>(kernel), Traits::kThreads, smem));
-  if (grid == 0) return;
-  kernel<<<grid, Traits::kThreads, smem, stream>>>(p);
-  check_cuda(cudaGetLastError(), "block-sparse attention (sm90) launch");
+             "attention (sm90): raising the shared-memory limit");
+  const int q_tiles = (a.q_len + Traits::kBlockM - 1) / Traits::kBlockM;
+  const int items = kSparse ? a.num_work : a.batch * a.heads * q_tiles;
+  const int grid =
+      std::min(items, persistent_grid(reinterpret_cast<const void*>(kernel), Traits::kThreads, smem));
+  if (grid > 0) kernel<<<grid, Traits::kThreads, smem, stream>>>(wp);
+  check_cuda(cudaGetLastError(), "attention (sm90) launch");
+  return true;
 }
+
+// Two stages of 128 keys fill shared memory at head_dim 128 (with two Q stages); head_dim 64
+// has room for a third.
+template <typename Element, int kHeadDim, int kConsumers, int kBlockN>
+using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, kHeadDim == 128 ? 2 : 3>;
 
 }  // namespace
 
-// Two warpgroups and 128-key chunks measured fastest of {1, 2} x {64, 128} on the H100
-// (bench/RESULTS.md); 128-key chunks would straddle 64-key blocks whose padding differs.
+// 128-key chunks would straddle 64-key blocks whose padding differs.
 template <typename Element, int kHeadDim>
 void run_dense_sm90(const AttentionParams& p, cudaStream_t stream) {
-  if (p.kv_block_valid != nullptr && p.block_k == 64)
-    launch_dense_sm90<Sm90Traits<Element, kHeadDim, 2, 64>>(p, stream);
-  else
-    launch_dense_sm90<Sm90Traits<Element, kHeadDim, 2, 128>>(p, stream);
+  const bool launched = p.kv_block_valid != nullptr && p.block_k == 64
+                            ? launch_ws<Ws<Element, kHeadDim, 2, 64>, false>(p, stream)
+                            : launch_ws<Ws<Element, kHeadDim, 2, 128>, false>(p, stream);
+  if (!launched) run_dense<Element, kHeadDim>(p, stream);
 }
 
-template <typename Element, int kHeadDim, int kWarpGroups>
+template <typename Element, int kHeadDim, int kConsumers>
 void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream) {
-  if (p.block_k == 64)
-    launch_sparse_sm90<Sm90Traits<Element, kHeadDim, kWarpGroups, 64>>(p, stream);
-  else
-    launch_sparse_sm90<Sm90Traits<Element, kHeadDim, kWarpGroups, 128>>(p, stream);
+  const bool launched = p.block_k == 64
+                            ? launch_ws<Ws<Element, kHeadDim, kConsumers, 64>, true>(p, stream)
+                            : launch_ws<Ws<Element, kHeadDim, kConsumers, 128>, true>(p, stream);
+  if (!launched) run_block_sparse<Element, kHeadDim, kConsumers>(p, stream);
 }
 
 #define SPARSEPLAN_INSTANTIATE(E, D)                                                    \

@@ -1,0 +1,236 @@
+// Consumer warpgroups of the warp-specialized attention kernel. Each owns 64 query rows and
+// overlaps its two products across key chunks (FlashAttention-3's intra-warpgroup overlap):
+// S(j) = Q K(j)^T is issued, then O += P(j-1) V(j-1), and the softmax of S(j) runs while the
+// tensor cores work on P(j-1) V(j-1). O is rescaled only after that product has landed.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/flash_ws_scheduler.cuh"
+#include "kernels/mma_sm80.cuh"
+#include "kernels/sm90_sync.cuh"
+#include "kernels/wgmma_sm90.cuh"
+
+namespace sparseplan::cuda {
+
+// Online softmax over one warp's 16 rows (two per thread) of a 64-row block; scores are in
+// wgmma accumulator order: S[n8 tile][row r: 2r, 2r+1].
+template <typename Traits>
+struct WsSoftmax {
+  float m[2];  // running max of the log2-scaled scores
+  float l[2];  // running sum over this thread's columns
+
+  __device__ __forceinline__ void init() {
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+  }
+
+  // Turns S into unnormalized probabilities and returns the factor by which O must shrink.
+  __device__ __forceinline__ void step(float (&S)[Traits::kNTiles][4], float scale_log2,
+                                       float (&alpha)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < Traits::kNTiles; ++nt)
+        mx = fmaxf(mx, fmaxf(S[nt][2 * r], S[nt][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m[r], mx * scale_log2);
+      // A row that has seen only masked keys keeps max -inf; use 0 so exp2 gives 0, not NaN.
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[r] = exp2f(m[r] - m_use);
+      m[r] = m_new;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < Traits::kNTiles; ++nt)
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const float e = exp2f(fmaf(S[nt][2 * r + i], scale_log2, -m_use));
+          S[nt][2 * r + i] = e;
+          sum += e;
+        }
+      l[r] = l[r] * alpha[r] + sum;
+    }
+  }
+};
+
+template <typename Traits>
+__device__ __forceinline__ void mask_chunk(float (&S)[Traits::kNTiles][4], int valid) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int nt = 0; nt < Traits::kNTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+      if (nt * 8 + (lane & 3) * 2 + i >= valid) {
+        S[nt][i] = -INFINITY;
+        S[nt][i + 2] = -INFINITY;
+      }
+}
+
+template <typename Traits>
+__device__ __forceinline__ void issue_scores(float (&S)[Traits::kNTiles][4], uint32_t sQg, uint32_t sK) {
+  using Mma = sm90::Wgmma<typename Traits::Element, Traits::kBlockN>;
+  float(&s)[Traits::kBlockN / 2] = reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S);
+  sm90::fence();
+  Mma::ss0(s, sm90::smem_desc(sQg), sm90::smem_desc(sK));
+#pragma unroll
+  for (int kk = 1; kk < Traits::kHeadDim / 16; ++kk) {
+    const uint32_t col = kk >> 2;  // 64-element column block of head_dim
+    const uint32_t in_atom = (kk & 3) * 32;
+    Mma::ss(s, sm90::smem_desc(sQg + col * Traits::kBlockM * 128 + in_atom),
+            sm90::smem_desc(sK + col * Traits::kBlockN * 128 + in_atom), 1);
+  }
+  sm90::commit();
+}
+
+template <typename Traits>
+__device__ __forceinline__ void issue_pv(float (&O)[Traits::kDTiles][4],
+                                         const uint32_t (&P)[Traits::kBlockN / 16][4], uint32_t sV) {
+  using Mma = sm90::Wgmma<typename Traits::Element, Traits::kHeadDim>;
+  float(&o)[Traits::kHeadDim / 2] = reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O);
+  sm90::fence_operand(o);
+  sm90::fence();
+#pragma unroll
+  for (int kk = 0; kk < Traits::kBlockN / 16; ++kk)  // 16 keys = 16 rows of the V tile
+    Mma::rs_t(o, P[kk], sm90::smem_desc(sV + kk * 16 * 128, Traits::kBlockN * 128));
+  sm90::commit();
+}
+
+template <typename Traits>
+__device__ __forceinline__ void pack_probabilities(const float (&S)[Traits::kNTiles][4],
+                                                   uint32_t (&P)[Traits::kBlockN / 16][4]) {
+  using Pack = sm80::Mma<typename Traits::Element>;
+#pragma unroll
+  for (int kk = 0; kk < Traits::kBlockN / 16; ++kk) {
+    P[kk][0] = Pack::pack(S[2 * kk][0], S[2 * kk][1]);
+    P[kk][1] = Pack::pack(S[2 * kk][2], S[2 * kk][3]);
+    P[kk][2] = Pack::pack(S[2 * kk + 1][0], S[2 * kk + 1][1]);
+    P[kk][3] = Pack::pack(S[2 * kk + 1][2], S[2 * kk + 1][3]);
+  }
+}
+
+// Normalizes O, writes the LSE, stages O in this warpgroup's rows of the Q stage (its last
+// Q K^T has completed) and stores it as 16-byte rows, then releases the Q stage.
+template <typename Traits>
+__device__ __forceinline__ void consumer_epilogue(const AttentionParams& p, const WsTile& t, int g,
+                                                  uint8_t* sQ, float (&O)[Traits::kDTiles][4],
+                                                  const WsSoftmax<Traits>& sm, uint64_t* q_empty) {
+  using Element = typename Traits::Element;
+  using Pack = sm80::Mma<Element>;
+  constexpr float kLn2 = 0.69314718055994530942f;
+  constexpr int kChunksPerRow = Traits::kHeadDim / 8;
+  const int tid = threadIdx.x % 128;
+  const int lane = tid % 32, warp = tid / 32;
+  const int q0 = t.q_tile * Traits::kBlockM;
+  const int q_valid = min(Traits::kBlockM, p.q_len - q0);
+  float* lse = p.lse + (int64_t(t.b) * p.heads + t.h) * p.q_len + q0;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = sm.l[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const int row = g * 64 + warp * 16 + (lane >> 2) + r * 8;
+    if ((lane & 3) == 0 && row < q_valid)
+      lse[row] = l > 0.0f ? sm.m[r] * kLn2 + logf(l) : -INFINITY;
+#pragma unroll
+    for (int dt = 0; dt < Traits::kDTiles; ++dt)
+      *reinterpret_cast<uint32_t*>(sQ + Traits::template sw128<Traits::kBlockM>(row, dt) +
+                                   (lane & 3) * 4) = Pack::pack(O[dt][2 * r] * inv, O[dt][2 * r + 1] * inv);
+  }
+  sm90::named_barrier_sync(1 + g, 128);
+  Element* out = static_cast<Element*>(p.out) + t.b * p.o_batch_stride + t.h * p.o_head_stride +
+                 int64_t(q0) * p.o_row_stride;
+#pragma unroll
+  for (int i = 0; i < 64 * kChunksPerRow / 128; ++i) {
+    const int idx = i * 128 + tid;
+    const int row = g * 64 + idx / kChunksPerRow, chunk = idx % kChunksPerRow;
+    if (row < q_valid)
+      *reinterpret_cast<uint4*>(out + row * p.o_row_stride + chunk * 8) =
+          *reinterpret_cast<const uint4*>(sQ + Traits::template sw128<Traits::kBlockM>(row, chunk));
+  }
+  // The next Q arrives by TMA (the async proxy) into memory this warpgroup just used.
+  sm90::fence_proxy_async();
+  sm90::named_barrier_sync(1 + g, 128);
+  if (tid == 0) sm90::mbarrier_arrive(q_empty);
+}
+
+template <typename Traits, bool kSparse>
+__device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
+                                        WsBarriers<Traits::kStages>& bar, int g) {
+  const AttentionParams& p = wp.a;
+  const WsSchedule<Traits, kSparse> schedule{p};
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float scale_log2 = p.scale * kLog2e;
+  const bool leader = threadIdx.x % 128 == 0;
+  const uint32_t s_base = sm90::smem_u32(smem);
+  sm90::PipelineState<Traits::kQStages> qs;
+  sm90::PipelineState<Traits::kStages> ks;
+  for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
+    const WsTile t = schedule.tile(i);
+    const auto chunks = schedule.chunks(t);
+    const int n = chunks.count();
+    float O[Traits::kDTiles][4];
+#pragma unroll
+    for (int dt = 0; dt < Traits::kDTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
+    WsSoftmax<Traits> sm;
+    sm.init();
+    const uint32_t sQg = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes + g * 64 * 128;
+    sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
+    if (n > 0) {
+      float S[Traits::kNTiles][4];
+      uint32_t P[Traits::kBlockN / 16][4];
+      float alpha[2];
+      KeyChunk c = chunks(0);
+      sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
+      issue_scores<Traits>(S, sQg, s_base + Traits::kKOffset + ks.stage * Traits::kKBytes);
+      sm90::wait<0>();
+      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
+      if (leader) sm90::mbarrier_arrive(&bar.k_empty[ks.stage]);
+      if (c.valid < Traits::kBlockN) mask_chunk<Traits>(S, c.valid);
+      sm.step(S, scale_log2, alpha);
+      pack_probabilities<Traits>(S, P);
+      sm90::PipelineState<Traits::kStages> prev = ks;
+      ks.advance();
+      for (int j = 1; j < n; ++j) {
+        c = chunks(j);
+        sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
+        issue_scores<Traits>(S, sQg, s_base + Traits::kKOffset + ks.stage * Traits::kKBytes);
+        sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
+        issue_pv<Traits>(O, P, s_base + Traits::kVOffset + prev.stage * Traits::kKBytes);
+        sm90::wait<1>();
+        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
+        if (leader) sm90::mbarrier_arrive(&bar.k_empty[ks.stage]);
+        if (c.valid < Traits::kBlockN) mask_chunk<Traits>(S, c.valid);
+        sm.step(S, scale_log2, alpha);
+        sm90::wait<0>();
+        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
+        if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
+#pragma unroll
+        for (int dt = 0; dt < Traits::kDTiles; ++dt) {
+          O[dt][0] *= alpha[0];
+          O[dt][1] *= alpha[0];
+          O[dt][2] *= alpha[1];
+          O[dt][3] *= alpha[1];
+        }
+        pack_probabilities<Traits>(S, P);
+        prev = ks;
+        ks.advance();
+      }
+      sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
+      issue_pv<Traits>(O, P, s_base + Traits::kVOffset + prev.stage * Traits::kKBytes);
+      sm90::wait<0>();
+      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
+      if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
+    }
+    consumer_epilogue<Traits>(p, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm,
+                              &bar.q_empty[qs.stage]);
+    qs.advance();
+  }
+}
+
+}  // namespace sparseplan::cuda

@@ -1,0 +1,44 @@
+// The warp-specialized Hopper attention kernel (dense and block-sparse): persistent CTAs of one
+// producer warpgroup and kConsumers consumer warpgroups; see flash_ws_producer.cuh and
+// flash_ws_consumer.cuh for the two roles and flash_ws_scheduler.cuh for the tile order.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/flash_ws_consumer.cuh"
+#include "kernels/flash_ws_producer.cuh"
+
+namespace sparseplan::cuda {
+
+template <typename Traits, bool kSparse>
+__global__ void __launch_bounds__(Traits::kThreads, 1)
+    flash_ws_kernel(const __grid_constant__ WsParams p) {
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  // TMA's 128-byte swizzle is a function of address bits: tiles start 1024-byte aligned.
+  uint8_t* smem = smem_raw + ((1024 - (sm90::smem_u32(smem_raw) & 1023)) & 1023);
+  auto& bar = *reinterpret_cast<WsBarriers<Traits::kStages>*>(smem + Traits::kBarOffset);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < Traits::kQStages; ++s) {
+      sm90::mbarrier_init(&bar.q_full[s], 1);
+      sm90::mbarrier_init(&bar.q_empty[s], Traits::kConsumers);
+    }
+    for (int s = 0; s < Traits::kStages; ++s) {
+      sm90::mbarrier_init(&bar.k_full[s], 1);
+      sm90::mbarrier_init(&bar.v_full[s], 1);
+      sm90::mbarrier_init(&bar.k_empty[s], Traits::kConsumers);
+      sm90::mbarrier_init(&bar.v_empty[s], Traits::kConsumers);
+    }
+    sm90::fence_barrier_init();
+  }
+  __syncthreads();
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    if constexpr (Traits::kConsumers > 1) sm90::release_registers<Traits::kProducerRegs>();
+    if (threadIdx.x < 32) produce<Traits, kSparse>(p, smem, bar);
+  } else {
+    if constexpr (Traits::kConsumers > 1) sm90::claim_registers<Traits::kConsumerRegs>();
+    consume<Traits, kSparse>(p, smem, bar, warpgroup - 1);
+  }
+}
+
+}  // namespace sparseplan::cuda

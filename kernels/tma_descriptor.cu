@@ -1,0 +1,58 @@
+#include "kernels/tma_descriptor.h"
+
+#include <cuda_runtime_api.h>
+#include <cudaTypedefs.h>
+
+namespace sparseplan::cuda {
+namespace {
+
+// The driver's encoder through the runtime's entry-point query, so the library does not link
+// libcuda directly (CI machines have the toolkit but no driver).
+PFN_cuTensorMapEncodeTiled_v12000 encoder(std::string* why) {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
+                                         &status) != cudaSuccess ||
+        status != cudaDriverEntryPointSuccess)
+      p = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  }();
+  if (fn == nullptr) *why = "the driver has no cuTensorMapEncodeTiled";
+  return fn;
+}
+
+// A dimension of extent 1 is never stepped over, but the encoder still checks its stride.
+cuuint64_t stride_bytes(int64_t stride, int extent, cuuint64_t fallback) {
+  return extent == 1 ? fallback : cuuint64_t(stride) * 2;
+}
+
+}  // namespace
+
+bool encode_tile_map(CUtensorMap* map, const TileMapShape& s, std::string* why) {
+  const auto encode = encoder(why);
+  if (encode == nullptr) return false;
+  if (s.batch <= 0 || s.rows <= 0 || s.heads <= 0) {
+    *why = "empty tensor";
+    return false;
+  }
+  const cuuint64_t dims[4] = {cuuint64_t(s.head_dim), cuuint64_t(s.rows), cuuint64_t(s.heads),
+                              cuuint64_t(s.batch)};
+  const cuuint64_t row = stride_bytes(s.row_stride, s.rows, cuuint64_t(s.head_dim) * 2);
+  const cuuint64_t head = stride_bytes(s.head_stride, s.heads, row * s.rows);
+  const cuuint64_t strides[3] = {row, head,
+                                 stride_bytes(s.batch_stride, s.batch, head * s.heads)};
+  const cuuint32_t box[4] = {64, cuuint32_t(s.box_rows), 1, 1};
+  const cuuint32_t unit[4] = {1, 1, 1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4, const_cast<void*>(s.base),
+                            dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    *why = "cuTensorMapEncodeTiled failed with error " + std::to_string(int(r));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace sparseplan::cuda
