@@ -23,8 +23,10 @@ bool encode_maps(const AttentionParams& a, WsParams* wp) {
                        a.k_row_stride, a.k_head_stride, a.k_batch_stride, Traits::kBlockN};
   const TileMapShape v{a.v, a.batch, a.kv_len, a.kv_heads, a.head_dim,
                        a.v_row_stride, a.v_head_stride, a.v_batch_stride, Traits::kBlockN};
+  const TileMapShape o{a.out, a.batch, a.q_len, a.heads, a.head_dim,
+                       a.o_row_stride, a.o_head_stride, a.o_batch_stride, 64};
   return encode_tile_map(&wp->tma_q, q, &why) && encode_tile_map(&wp->tma_k, k, &why) &&
-         encode_tile_map(&wp->tma_v, v, &why);
+         encode_tile_map(&wp->tma_v, v, &why) && encode_tile_map(&wp->tma_o, o, &why);
 }
 
 // Returns false (nothing launched) when the tensors cannot be mapped for TMA.

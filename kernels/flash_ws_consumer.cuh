@@ -14,6 +14,14 @@
 
 namespace sparseplan::cuda {
 
+// One MUFU.EX2; exp2f without fast-math adds denormal scaling around it, and results below
+// 2^-126 are zero for softmax anyway.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Online softmax over one warp's 16 rows (two per thread) of a 64-row block; scores are in
 // wgmma accumulator order: S[n8 tile][row r: 2r, 2r+1].
 template <typename Traits>
@@ -40,14 +48,14 @@ struct WsSoftmax {
       const float m_new = fmaxf(m[r], mx * scale_log2);
       // A row that has seen only masked keys keeps max -inf; use 0 so exp2 gives 0, not NaN.
       const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = exp2f(m[r] - m_use);
+      alpha[r] = fast_exp2(m[r] - m_use);
       m[r] = m_new;
       float sum = 0.0f;
 #pragma unroll
       for (int nt = 0; nt < Traits::kNTiles; ++nt)
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-          const float e = exp2f(fmaf(S[nt][2 * r + i], scale_log2, -m_use));
+          const float e = fast_exp2(fmaf(S[nt][2 * r + i], scale_log2, -m_use));
           S[nt][2 * r + i] = e;
           sum += e;
         }
@@ -111,16 +119,45 @@ __device__ __forceinline__ void pack_probabilities(const float (&S)[Traits::kNTi
   }
 }
 
-// Normalizes O, writes the LSE, stages O in this warpgroup's rows of the Q stage (its last
-// Q K^T has completed) and stores it as 16-byte rows, then releases the Q stage.
 template <typename Traits>
-__device__ __forceinline__ void consumer_epilogue(const AttentionParams& p, const WsTile& t, int g,
+__device__ __forceinline__ void rescale(float (&O)[Traits::kDTiles][4], const float (&alpha)[2]) {
+#pragma unroll
+  for (int dt = 0; dt < Traits::kDTiles; ++dt) {
+    O[dt][0] *= alpha[0];
+    O[dt][1] *= alpha[0];
+    O[dt][2] *= alpha[1];
+    O[dt][3] *= alpha[1];
+  }
+}
+
+// Ping-pong between two consumer warpgroups (FlashAttention-3): a warpgroup issues its GEMMs
+// only after the other has issued its own, so one's softmax runs while the other's GEMMs keep
+// the tensor cores busy. Barrier 3 + g is warpgroup g's turn; the other warpgroup arrives on
+// it after issuing.
+template <bool kOn>
+struct PingPong {
+  int g;
+  __device__ __forceinline__ void start() const {
+    if (kOn && g == 0) sm90::named_barrier_arrive(3, 256);
+  }
+  __device__ __forceinline__ void wait_turn() const {
+    if (kOn) sm90::named_barrier_sync(3 + g, 256);
+  }
+  __device__ __forceinline__ void pass_turn() const {
+    if (kOn) sm90::named_barrier_arrive(3 + (g ^ 1), 256);
+  }
+};
+
+// Normalizes O, writes the LSE, stages O in this warpgroup's rows of the Q stage (its last
+// Q K^T has completed) and stores it by TMA. The Q stage stays held until the store has read
+// it (released at the next tile, see consume).
+template <typename Traits>
+__device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTile& t, int g,
                                                   uint8_t* sQ, float (&O)[Traits::kDTiles][4],
-                                                  const WsSoftmax<Traits>& sm, uint64_t* q_empty) {
-  using Element = typename Traits::Element;
-  using Pack = sm80::Mma<Element>;
+                                                  const WsSoftmax<Traits>& sm) {
+  const AttentionParams& p = wp.a;
+  using Pack = sm80::Mma<typename Traits::Element>;
   constexpr float kLn2 = 0.69314718055994530942f;
-  constexpr int kChunksPerRow = Traits::kHeadDim / 8;
   const int tid = threadIdx.x % 128;
   const int lane = tid % 32, warp = tid / 32;
   const int q0 = t.q_tile * Traits::kBlockM;
@@ -140,21 +177,15 @@ __device__ __forceinline__ void consumer_epilogue(const AttentionParams& p, cons
       *reinterpret_cast<uint32_t*>(sQ + Traits::template sw128<Traits::kBlockM>(row, dt) +
                                    (lane & 3) * 4) = Pack::pack(O[dt][2 * r] * inv, O[dt][2 * r + 1] * inv);
   }
+  sm90::fence_proxy_async();  // the TMA store reads through the async proxy
   sm90::named_barrier_sync(1 + g, 128);
-  Element* out = static_cast<Element*>(p.out) + t.b * p.o_batch_stride + t.h * p.o_head_stride +
-                 int64_t(q0) * p.o_row_stride;
+  if (tid == 0) {
+    const uint32_t rows = sm90::smem_u32(sQ) + g * 64 * 128;
 #pragma unroll
-  for (int i = 0; i < 64 * kChunksPerRow / 128; ++i) {
-    const int idx = i * 128 + tid;
-    const int row = g * 64 + idx / kChunksPerRow, chunk = idx % kChunksPerRow;
-    if (row < q_valid)
-      *reinterpret_cast<uint4*>(out + row * p.o_row_stride + chunk * 8) =
-          *reinterpret_cast<const uint4*>(sQ + Traits::template sw128<Traits::kBlockM>(row, chunk));
+    for (int c = 0; c < Traits::kHeadDim / 64; ++c)
+      sm90::tma_store_4d(&wp.tma_o, rows + c * Traits::kBlockM * 128, c * 64, q0 + g * 64, t.h, t.b);
+    sm90::bulk_commit();
   }
-  // The next Q arrives by TMA (the async proxy) into memory this warpgroup just used.
-  sm90::fence_proxy_async();
-  sm90::named_barrier_sync(1 + g, 128);
-  if (tid == 0) sm90::mbarrier_arrive(q_empty);
 }
 
 template <typename Traits, bool kSparse>
@@ -166,12 +197,16 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   const float scale_log2 = p.scale * kLog2e;
   const bool leader = threadIdx.x % 128 == 0;
   const uint32_t s_base = sm90::smem_u32(smem);
+  const PingPong<Traits::kConsumers == 2> turn{g};
+  auto sK = [&](int stage) { return s_base + Traits::kKOffset + stage * Traits::kKBytes; };
+  auto sV = [&](int stage) { return s_base + Traits::kVOffset + stage * Traits::kKBytes; };
   sm90::PipelineState<Traits::kQStages> qs;
   sm90::PipelineState<Traits::kStages> ks;
+  int held_q = -1;  // Q stage the previous tile's O store may still be reading
+  turn.start();
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);
-    const auto chunks = schedule.chunks(t);
-    const int n = chunks.count();
+    const int n = schedule.chunks(t).count();
     float O[Traits::kDTiles][4];
 #pragma unroll
     for (int dt = 0; dt < Traits::kDTiles; ++dt)
@@ -181,56 +216,60 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
     sm.init();
     const uint32_t sQg = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes + g * 64 * 128;
     sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
+    if (held_q >= 0 && leader) {
+      sm90::bulk_wait_read();
+      sm90::mbarrier_arrive(&bar.q_empty[held_q]);
+    }
     if (n > 0) {
       float S[Traits::kNTiles][4];
       uint32_t P[Traits::kBlockN / 16][4];
       float alpha[2];
-      KeyChunk c = chunks(0);
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-      issue_scores<Traits>(S, sQg, s_base + Traits::kKOffset + ks.stage * Traits::kKBytes);
+      int valid = bar.valid[ks.stage];
+      turn.wait_turn();
+      issue_scores<Traits>(S, sQg, sK(ks.stage));
+      turn.pass_turn();
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
       if (leader) sm90::mbarrier_arrive(&bar.k_empty[ks.stage]);
-      if (c.valid < Traits::kBlockN) mask_chunk<Traits>(S, c.valid);
+      if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
       sm.step(S, scale_log2, alpha);
       pack_probabilities<Traits>(S, P);
       sm90::PipelineState<Traits::kStages> prev = ks;
       ks.advance();
       for (int j = 1; j < n; ++j) {
-        c = chunks(j);
         sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-        issue_scores<Traits>(S, sQg, s_base + Traits::kKOffset + ks.stage * Traits::kKBytes);
+        valid = bar.valid[ks.stage];
+        turn.wait_turn();
+        issue_scores<Traits>(S, sQg, sK(ks.stage));
+        rescale<Traits>(O, alpha);
         sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
-        issue_pv<Traits>(O, P, s_base + Traits::kVOffset + prev.stage * Traits::kKBytes);
+        issue_pv<Traits>(O, P, sV(prev.stage));
+        turn.pass_turn();
         sm90::wait<1>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
         if (leader) sm90::mbarrier_arrive(&bar.k_empty[ks.stage]);
-        if (c.valid < Traits::kBlockN) mask_chunk<Traits>(S, c.valid);
+        if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
         sm.step(S, scale_log2, alpha);
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
         if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
-#pragma unroll
-        for (int dt = 0; dt < Traits::kDTiles; ++dt) {
-          O[dt][0] *= alpha[0];
-          O[dt][1] *= alpha[0];
-          O[dt][2] *= alpha[1];
-          O[dt][3] *= alpha[1];
-        }
         pack_probabilities<Traits>(S, P);
         prev = ks;
         ks.advance();
       }
+      rescale<Traits>(O, alpha);
       sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
-      issue_pv<Traits>(O, P, s_base + Traits::kVOffset + prev.stage * Traits::kKBytes);
+      issue_pv<Traits>(O, P, sV(prev.stage));
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
       if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
     }
-    consumer_epilogue<Traits>(p, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm,
-                              &bar.q_empty[qs.stage]);
+    consumer_epilogue<Traits>(wp, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
+    held_q = qs.stage;
     qs.advance();
   }
+  if (leader) sm90::bulk_wait();
 }
 
 }  // namespace sparseplan::cuda

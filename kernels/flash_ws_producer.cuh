@@ -73,6 +73,8 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
       const uint32_t sK = s_base + Traits::kKOffset + ks.stage * Traits::kKBytes;
       const uint32_t sV = s_base + Traits::kVOffset + ks.stage * Traits::kKBytes;
       sm90::mbarrier_wait(&bar.k_empty[ks.stage], ks.phase ^ 1);
+      if (leader) bar.valid[ks.stage] = c.valid;
+      __syncwarp();
       if (whole) {
         if (leader)
           load_tile_tma<Traits>(sK, &wp.tma_k, &bar.k_full[ks.stage], Traits::kKBytes,

@@ -48,11 +48,15 @@ struct WsTraits {
   }
 };
 
+// The ring barriers, and per K/V stage how many leading keys of the chunk are real: the
+// producer writes it before arriving on k_full, so the consumers mask without recomputing the
+// chunk (a CSR lookup and integer divisions per chunk).
 template <int kStages>
 struct WsBarriers {
   uint64_t q_full[2], q_empty[2];
   uint64_t k_full[kStages], k_empty[kStages];
   uint64_t v_full[kStages], v_empty[kStages];
+  int valid[kStages];
 };
 
 template <typename Traits>
@@ -61,10 +65,11 @@ constexpr int ws_smem_bytes() {
 }
 
 // Kernel arguments: the pointer/stride view plus TMA maps of Q (boxes of kBlockM rows), K and V
-// (boxes of kBlockN rows). Passed as a __grid_constant__ so the maps stay in parameter space.
+// (boxes of kBlockN rows) and O. Passed as a __grid_constant__ so the maps stay in parameter space.
+// O is stored by TMA in boxes of 64 rows (one consumer warpgroup's rows).
 struct WsParams {
   AttentionParams a;
-  CUtensorMap tma_q, tma_k, tma_v;
+  CUtensorMap tma_q, tma_k, tma_v, tma_o;
 };
 
 }  // namespace sparseplan::cuda
