@@ -1,5 +1,3 @@
-#include <unistd.h>
-
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -10,6 +8,7 @@
 #include "runtime/flow_sampler.h"
 #include "runtime/text_encoder.h"
 #include "runtime/wan_model.h"
+#include "scratch_dir.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK
@@ -19,13 +18,6 @@ using namespace sparseplan;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path temp_dir() {
-  const fs::path dir =
-      fs::temp_directory_path() / ("sparseplan_test_backend_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
 
 CaptureInfo toy_info() {
   CaptureInfo info;
@@ -59,7 +51,8 @@ torch::Tensor random_heads(uint64_t seed) {
 }  // namespace
 
 TEST_CASE("capture backend: records the asked steps, layers and branch; returns dense attention") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("backend");
+  const fs::path& dir = scratch.path();
   const std::string path = (dir / "backend.h5").string();
   CaptureWriter writer(path, toy_info());
   CaptureBackend backend(writer);
@@ -94,11 +87,11 @@ TEST_CASE("capture backend: records the asked steps, layers and branch; returns 
   const torch::Tensor got =
       torch::from_blob(const_cast<float*>(mass.data()) + (1 * 2 + 1) * nb * nb, {nb, nb});
   CHECK(torch::allclose(got, expected_mass[1], 1e-6, 1e-7));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture backend: a call on another grid is refused naming both grids") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("backend");
+  const fs::path& dir = scratch.path();
   CaptureWriter writer((dir / "grid.h5").string(), toy_info());
   CaptureBackend backend(writer);
   const torch::Tensor x = torch::randn({1, 512, 2, 8});
@@ -107,7 +100,6 @@ TEST_CASE("capture backend: a call on another grid is refused naming both grids"
   // Calls that are not captured run dense whatever their grid.
   CHECK(backend(call_at(0, 0, 0, {8, 8, 8}), x, x, x).sizes() == x.sizes());
   CHECK_THROWS_AS(backend.set_prompt(2), std::invalid_argument);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture backend: a wan-mini sample records rows that sum to 1") {
@@ -118,7 +110,8 @@ TEST_CASE("capture backend: a wan-mini sample records rows that sum to 1") {
   }
   const WanModel model = load_wan_model(model_dir);
   const ToyTextEncoder encoder(model_dir + "/text_encoder.safetensors", model.config.text_len);
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("backend");
+  const fs::path& dir = scratch.path();
   const std::string path = (dir / "wan.h5").string();
 
   CaptureInfo info;
@@ -156,5 +149,4 @@ TEST_CASE("capture backend: a wan-mini sample records rows that sum to 1") {
         CHECK(sum == Approx(1.0).margin(1e-4));
       }
     }
-  fs::remove_all(dir);
 }

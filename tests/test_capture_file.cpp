@@ -10,18 +10,12 @@
 #include <random>
 
 #include "analyzer/capture_file.h"
+#include "scratch_dir.h"
 
 using namespace sparseplan;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path temp_dir() {
-  const fs::path dir =
-      fs::temp_directory_path() / ("sparseplan_test_capture_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
 
 std::vector<fs::path> files_in(const fs::path& dir) {
   std::vector<fs::path> out;
@@ -111,7 +105,8 @@ void set_root_int_attr(const std::string& path, const char* name, int64_t value)
 }  // namespace
 
 TEST_CASE("capture file: metadata round-trips through the writer and reader") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const std::string path = write_capture(dir / "meta.h5", small_info());
   const CaptureInfo info = read_capture_info(path);
   CHECK(info.path == path);
@@ -134,11 +129,11 @@ TEST_CASE("capture file: metadata round-trips through the writer and reader") {
   CHECK(info.tool_version.find("sparseplan") == 0);
   CHECK(info.has_lse_stats);
   CHECK_FALSE(info.has_full_lse);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: one head's block mass reads back as [P*S][nqb][nkb]") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const CaptureInfo written = small_info();
   const std::string path = write_capture(dir / "mass.h5", written);
   const std::array<int, 3> tile = {2, 4, 8};
@@ -158,11 +153,11 @@ TEST_CASE("capture file: one head's block mass reads back as [P*S][nqb][nkb]") {
   CHECK(stats.min[size_t((1 * 3 + 2) * nb)] == Approx(100 + 20 + 2 + 0.5 - 1));
   CHECK(stats.max[size_t((1 * 3 + 2) * nb + 1)] == Approx(100 + 20 + 2 + 0.5 + 1 + 0.25));
   CHECK(read_block_valid(path, tile) == std::vector<int32_t>(size_t(nb), 64));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: a reader kept open serves many heads and the full LSE") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const std::string path = write_capture(dir / "full.h5", small_info(1), /*full_lse=*/true);
   const CaptureReader reader(path);
   CHECK(reader.info().has_full_lse);
@@ -171,11 +166,11 @@ TEST_CASE("capture file: a reader kept open serves many heads and the full LSE")
   CHECK(lse[size_t(2 * 256 + 3)] == Approx(0 + 2 + 1 + 1 + 0.75));
   for (int l = 0; l < 3; ++l)
     for (int h = 0; h < 2; ++h) CHECK(reader.head_block_mass({4, 4, 4}, l, h).size() == 3 * 16);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: a subset of layers is addressed by layer number") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   CaptureInfo info = small_info(1);
   info.layers = {0, 2};
   const std::string path = write_capture(dir / "layers.h5", info);
@@ -186,17 +181,16 @@ TEST_CASE("capture file: a subset of layers is addressed by layer number") {
   CHECK(std::equal(expected.begin(), expected.end(), &mass[size_t(1 * 16)]));
   CHECK_THROWS_WITH(read_head_block_mass(path, {4, 4, 4}, 1, 0), Catch::Contains("not captured"));
   CHECK_THROWS_WITH(read_head_block_mass(path, {4, 4, 4}, 3, 0), Catch::Contains("out of range"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: unknown tile, layer or head is rejected naming it") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const std::string path = write_capture(dir / "bad_index.h5", small_info(1));
   CHECK_THROWS_WITH(read_head_block_mass(path, {1, 8, 8}, 0, 0),
                     Catch::Contains("no tile shape 1x8x8") && Catch::Contains("4x4x4, 2x4x8"));
   CHECK_THROWS_WITH(read_head_block_mass(path, {4, 4, 4}, 0, 2), Catch::Contains("head 2"));
   CHECK_THROWS_AS(read_head_block_mass(path, {4, 4, 4}, -1, 0), std::invalid_argument);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: a missing file gives a clear error") {
@@ -205,15 +199,16 @@ TEST_CASE("capture file: a missing file gives a clear error") {
 }
 
 TEST_CASE("capture file: a file that is not HDF5 gives a clear error") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const fs::path path = dir / "text.h5";
   std::ofstream(path) << "this is not an HDF5 file\n";
   CHECK_THROWS_WITH(read_capture_info(path.string()), Catch::Contains("not an HDF5 file"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: a truncated file gives a clear error") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const std::string path = write_capture(dir / "whole.h5", small_info());
   const auto size = fs::file_size(path);
   for (double keep : {0.05, 0.5, 0.9}) {
@@ -230,19 +225,19 @@ TEST_CASE("capture file: a truncated file gives a clear error") {
         }(),
         std::runtime_error);
   }
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: a file not marked complete is refused as incomplete") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const std::string path = write_capture(dir / "incomplete.h5", small_info());
   set_root_int_attr(path, "complete", 0);
   CHECK_THROWS_WITH(read_capture_info(path), Catch::Contains("incomplete"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: another format or a missing dataset is refused naming it") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   {
     const std::string path = write_capture(dir / "other.h5", small_info());
     const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -264,22 +259,22 @@ TEST_CASE("capture file: another format or a missing dataset is refused naming i
     H5Fclose(f);
     CHECK_THROWS_WITH(read_capture_info(plain.string()), Catch::Contains("not a sparseplan capture"));
   }
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: a writer dropped before finish() leaves no file at all") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   {
     CaptureWriter w((dir / "dropped.h5").string(), small_info());
     const int nb = capture_num_blocks(w.info(), {4, 4, 4});
     w.write_head_mass({4, 4, 4}, 0, 0, 0, 0, mass_of(nb, 0, 0, 0, 0, 0).data());
   }
   CHECK(files_in(dir).empty());
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: finish() with a head never written fails naming it, and writes nothing") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const fs::path path = dir / "partial.h5";
   CaptureWriter w(path.string(), small_info(1));
   const CaptureInfo& info = w.info();
@@ -297,11 +292,11 @@ TEST_CASE("capture file: finish() with a head never written fails naming it, and
   CHECK_THROWS_WITH(w.finish(), Catch::Contains("tile 2x4x8") && Catch::Contains("step index 2") &&
                                     Catch::Contains("layer 2") && Catch::Contains("head 1"));
   CHECK_FALSE(fs::exists(path));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: a process killed mid-capture leaves no complete-looking file") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const fs::path path = dir / "killed.h5";
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
@@ -319,11 +314,11 @@ TEST_CASE("capture file: a process killed mid-capture leaves no complete-looking
   REQUIRE(left.size() == 1);  // the temporary file, named as such
   CHECK(left[0].filename().string().find("killed.h5.tmp-") == 0);
   CHECK_THROWS_AS(read_capture_info(left[0].string()), std::runtime_error);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: the writer validates its metadata, naming the field") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   const std::string path = (dir / "invalid.h5").string();
   CaptureInfo info = small_info();
   info.seeds.pop_back();
@@ -346,11 +341,11 @@ TEST_CASE("capture file: the writer validates its metadata, naming the field") {
   CHECK_THROWS_WITH(CaptureWriter((dir / "no/such/dir.h5").string(), small_info()),
                     Catch::Contains("cannot create"));
   CHECK(files_in(dir).empty());
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: writes out of range are rejected") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   CaptureWriter w((dir / "range.h5").string(), small_info());
   const std::vector<float> m(16, 1.0f / 4);
   CHECK_THROWS_WITH(w.write_head_mass({4, 4, 4}, 2, 0, 0, 0, m.data()), Catch::Contains("prompt 2"));
@@ -358,11 +353,11 @@ TEST_CASE("capture file: writes out of range are rejected") {
   CHECK_THROWS_WITH(w.write_head_mass({4, 4, 4}, 0, 0, 0, 2, m.data()), Catch::Contains("head 2"));
   CHECK_THROWS_WITH(w.write_head_mass({1, 8, 8}, 0, 0, 0, 0, m.data()), Catch::Contains("1x8x8"));
   CHECK_THROWS_AS(w.write_full_lse(0, 0, 0, 0, m.data()), std::logic_error);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: merging concatenates prompts; mismatched captures are refused") {
-  const fs::path dir = temp_dir();
+  const ScratchDir scratch("capture");
+  const fs::path& dir = scratch.path();
   CaptureInfo a = small_info(2);
   CaptureInfo b = small_info(1);
   b.prompts = {"third"};
@@ -384,7 +379,6 @@ TEST_CASE("capture file: merging concatenates prompts; mismatched captures are r
   const std::string pc = write_capture(dir / "c.h5", c);
   CHECK_THROWS_WITH(merge_captures({pa, pc}, (dir / "bad.h5").string()), Catch::Contains("grid"));
   CHECK_FALSE(fs::exists(dir / "bad.h5"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("capture file: tile names parse and print as TFxTHxTW") {

@@ -1,9 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstdio>
-#include <filesystem>
-#include <unistd.h>
 
+#include "scratch_dir.h"
 #include "search/mass_source.h"
 #include "search/plan_compare.h"
 #include "search/plan_search.h"
@@ -22,17 +21,6 @@ SyntheticSpec mixed_spec(int first_prompt) {
   spec.first_prompt = first_prompt;
   return spec;
 }
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    path = std::filesystem::temp_directory_path() /
-           ("sparseplan-compare-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 }  // namespace
 
@@ -77,7 +65,10 @@ TEST_CASE("a plan for another grid or an uncaptured tile is refused with the rea
 }
 
 TEST_CASE("captures of different grids or models cannot be searched together") {
-  TempDir dir;
+  const ScratchDir scratch("compare");
+  const std::string pa = (scratch.path() / "a.h5").string();
+  const std::string pb = (scratch.path() / "b.h5").string();
+  const std::string pc = (scratch.path() / "c.h5").string();
   SyntheticSpec a = mixed_spec(0);
   a.model.layers = 1;
   a.model.heads = 2;
@@ -85,26 +76,28 @@ TEST_CASE("captures of different grids or models cannot be searched together") {
   b.grid = {8, 16, 16};
   SyntheticSpec c = a;
   c.model.id = "other";
-  write_synthetic_capture(dir.file("a.h5"), a);
-  write_synthetic_capture(dir.file("b.h5"), b);
-  write_synthetic_capture(dir.file("c.h5"), c);
-  CHECK_THROWS_WITH(CaptureSet({dir.file("a.h5"), dir.file("b.h5")}),
+  write_synthetic_capture(pa, a);
+  write_synthetic_capture(pb, b);
+  write_synthetic_capture(pc, c);
+  CHECK_THROWS_WITH(CaptureSet({pa, pb}),
                     Catch::Contains("b.h5 does not match") && Catch::Contains("grid"));
-  CHECK_THROWS_WITH(CaptureSet({dir.file("a.h5"), dir.file("c.h5")}), Catch::Contains("model 'other'"));
-  CHECK_THROWS(CaptureSet({dir.file("missing.h5")}));
+  CHECK_THROWS_WITH(CaptureSet({pa, pc}), Catch::Contains("model 'other'"));
+  CHECK_THROWS(CaptureSet({(scratch.path() / "missing.h5").string()}));
   CHECK_THROWS_WITH(CaptureSet(std::vector<std::string>{}), Catch::Contains("no capture files"));
 }
 
 TEST_CASE("captures of the same model are searched as one set of samples") {
-  TempDir dir;
+  const ScratchDir scratch("compare");
+  const std::string pa = (scratch.path() / "a.h5").string();
+  const std::string pb = (scratch.path() / "b.h5").string();
   SyntheticSpec a = mixed_spec(0);
   a.model.layers = 1;
   a.model.heads = 2;
   SyntheticSpec b = a;
   b.first_prompt = 5;
-  write_synthetic_capture(dir.file("a.h5"), a);
-  write_synthetic_capture(dir.file("b.h5"), b);
-  const CaptureSet set({dir.file("a.h5"), dir.file("b.h5")});
+  write_synthetic_capture(pa, a);
+  write_synthetic_capture(pb, b);
+  const CaptureSet set({pa, pb});
   CHECK(set.info().samples == 8);
   CHECK(set.info().sample_prompt == std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3});
   const HeadMass m = set.head_mass({2, 4, 8}, 0, 1);

@@ -7,6 +7,7 @@
 
 #include "runtime/safetensors.h"
 #include "runtime/text_encoder.h"
+#include "scratch_dir.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK
@@ -19,14 +20,6 @@ namespace {
 
 const std::string kModelDir = std::string(SPARSEPLAN_FIXTURES_DIR) + "/wan-mini";
 const std::string kShard1 = "diffusion_pytorch_model-00001-of-00003.safetensors";
-
-// A fresh, empty directory per test case.
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("sparseplan_test_safetensors_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 // A safetensors file with the given header text and `data_bytes` zero bytes of data.
 std::string raw_file(const fs::path& dir, const std::string& header, size_t data_bytes,
@@ -48,7 +41,8 @@ void copy_checkpoint(const fs::path& dir) {
 }  // namespace
 
 TEST_CASE("written tensors read back with dtype, shape, values and metadata") {
-  const fs::path dir = scratch("roundtrip");
+  const ScratchDir scratch("safetensors_roundtrip");
+  const fs::path& dir = scratch.path();
   const std::string path = (dir / "a.safetensors").string();
   const torch::Tensor f32 = torch::randn({2, 3});
   const torch::Tensor bf16 = torch::randn({4}).to(torch::kBFloat16);
@@ -62,7 +56,6 @@ TEST_CASE("written tensors read back with dtype, shape, values and metadata") {
   CHECK(torch::equal(file.load("bf16"), bf16));
   CHECK(torch::equal(file.load("f16"), f16));
   CHECK(torch::equal(to_float32(file.load("bf16")), bf16.to(torch::kFloat32)));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("the sharded wan-mini checkpoint opens from its directory with every tensor") {
@@ -76,40 +69,40 @@ TEST_CASE("the sharded wan-mini checkpoint opens from its directory with every t
 }
 
 TEST_CASE("a truncated shard is reported with its file and tensor") {
-  const fs::path dir = scratch("truncated");
+  const ScratchDir scratch("safetensors_truncated");
+  const fs::path& dir = scratch.path();
   copy_checkpoint(dir);
   fs::resize_file(dir / kShard1, fs::file_size(dir / kShard1) - 1000);
   CHECK_THROWS_WITH(SafetensorsCheckpoint::open(dir.string()),
                     Catch::Contains(kShard1) && Catch::Contains("tensor '") &&
                         Catch::Contains("truncated"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a missing shard is reported naming the shard") {
-  const fs::path dir = scratch("missing_shard");
+  const ScratchDir scratch("safetensors_missing_shard");
+  const fs::path& dir = scratch.path();
   copy_checkpoint(dir);
   fs::remove(dir / kShard1);
   CHECK_THROWS_WITH(SafetensorsCheckpoint::open(dir.string()),
                     Catch::Contains(kShard1) && Catch::Contains("missing"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("an index naming a tensor its shard does not hold is rejected") {
-  const fs::path dir = scratch("bad_index");
+  const ScratchDir scratch("safetensors_bad_index");
+  const fs::path& dir = scratch.path();
   const std::string shard = (dir / "s.safetensors").string();
   write_safetensors(shard, {{"a", torch::zeros({2})}});
   std::ofstream(dir / "m.safetensors.index.json")
       << R"({"weight_map": {"a": "s.safetensors", "b": "s.safetensors"}})";
   CHECK_THROWS_WITH(SafetensorsCheckpoint::open(dir.string()),
                     Catch::Contains("'b'") && Catch::Contains("s.safetensors"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a directory without a checkpoint is rejected") {
-  const fs::path dir = scratch("empty");
+  const ScratchDir scratch("safetensors_empty");
+  const fs::path& dir = scratch.path();
   CHECK_THROWS_WITH(SafetensorsCheckpoint::open(dir.string()),
                     Catch::Contains("no checkpoint found"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a missing file is reported naming it") {
@@ -118,82 +111,83 @@ TEST_CASE("a missing file is reported naming it") {
 }
 
 TEST_CASE("a file shorter than the header length field is rejected") {
-  const fs::path dir = scratch("short");
+  const ScratchDir scratch("safetensors_short");
+  const fs::path& dir = scratch.path();
   const std::string path = (dir / "t.safetensors").string();
   std::ofstream(path) << "abc";
   CHECK_THROWS_WITH(SafetensorsFile(path), Catch::Contains("shorter"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a header length past the end of the file is rejected") {
-  const fs::path dir = scratch("header_len");
+  const ScratchDir scratch("safetensors_header_len");
+  const fs::path& dir = scratch.path();
   const std::string path = raw_file(dir, "{}", 0, 5000);
   CHECK_THROWS_WITH(SafetensorsFile(path), Catch::Contains("header length 5000"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("an absurd header length is rejected") {
-  const fs::path dir = scratch("header_huge");
+  const ScratchDir scratch("safetensors_header_huge");
+  const fs::path& dir = scratch.path();
   const std::string path = raw_file(dir, "{}", 0, uint64_t(1) << 60);
   CHECK_THROWS_WITH(SafetensorsFile(path), Catch::Contains("not plausible"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a header that is not JSON is rejected") {
-  const fs::path dir = scratch("not_json");
+  const ScratchDir scratch("safetensors_not_json");
+  const fs::path& dir = scratch.path();
   const std::string path = raw_file(dir, "{\"a\": [1, 2", 0);
   CHECK_THROWS_WITH(SafetensorsFile(path), Catch::Contains("not valid JSON"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("data offsets that disagree with dtype and shape are rejected naming the tensor") {
-  const fs::path dir = scratch("offsets");
+  const ScratchDir scratch("safetensors_offsets");
+  const fs::path& dir = scratch.path();
   const std::string path =
       raw_file(dir, R"({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 20]}})", 24);
   CHECK_THROWS_WITH(SafetensorsFile(path),
                     Catch::Contains("'w'") && Catch::Contains("20 bytes") &&
                         Catch::Contains("need 24"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("data offsets past the end of the file are rejected naming the tensor") {
-  const fs::path dir = scratch("past_end");
+  const ScratchDir scratch("safetensors_past_end");
+  const fs::path& dir = scratch.path();
   const std::string path =
       raw_file(dir, R"({"w": {"dtype": "BF16", "shape": [8], "data_offsets": [0, 16]}})", 10);
   CHECK_THROWS_WITH(SafetensorsFile(path), Catch::Contains("'w'") && Catch::Contains("truncated"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("overlapping tensors are rejected") {
-  const fs::path dir = scratch("overlap");
+  const ScratchDir scratch("safetensors_overlap");
+  const fs::path& dir = scratch.path();
   const std::string path = raw_file(
       dir,
       R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
           "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
       12);
   CHECK_THROWS_WITH(SafetensorsFile(path), Catch::Contains("overlap"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("an unsupported dtype is rejected naming it") {
-  const fs::path dir = scratch("dtype");
+  const ScratchDir scratch("safetensors_dtype");
+  const fs::path& dir = scratch.path();
   const std::string path =
       raw_file(dir, R"({"w": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]}})", 4);
   CHECK_THROWS_WITH(SafetensorsFile(path),
                     Catch::Contains("'w'") && Catch::Contains("F8_E4M3"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a negative dimension is rejected") {
-  const fs::path dir = scratch("negative");
+  const ScratchDir scratch("safetensors_negative");
+  const fs::path& dir = scratch.path();
   const std::string path =
       raw_file(dir, R"({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4);
   CHECK_THROWS_WITH(SafetensorsFile(path), Catch::Contains("negative"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("precomputed text embeddings load with an optional negative context") {
-  const fs::path dir = scratch("context");
+  const ScratchDir scratch("safetensors_context");
+  const fs::path& dir = scratch.path();
   const std::string path = (dir / "ctx.safetensors").string();
   const torch::Tensor ctx = torch::randn({1, 5, 64});
   write_safetensors(path, {{"context", ctx.to(torch::kBFloat16)}});
@@ -203,13 +197,12 @@ TEST_CASE("precomputed text embeddings load with an optional negative context") 
   CHECK(!loaded.negative_context.defined());
   CHECK_THROWS_WITH(load_precomputed_context(path, 32, 16), Catch::Contains("'context'"));
   CHECK_THROWS_WITH(load_precomputed_context(path, 64, 4), Catch::Contains("L <= 4"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a context file without a context tensor is rejected") {
-  const fs::path dir = scratch("no_context");
+  const ScratchDir scratch("safetensors_no_context");
+  const fs::path& dir = scratch.path();
   const std::string path = (dir / "ctx.safetensors").string();
   write_safetensors(path, {{"other", torch::zeros({2})}});
   CHECK_THROWS_WITH(load_precomputed_context(path, 64, 16), Catch::Contains("'context'"));
-  fs::remove_all(dir);
 }
