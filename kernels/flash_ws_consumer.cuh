@@ -7,20 +7,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/fast_exp2.cuh"
 #include "kernels/flash_ws_scheduler.cuh"
 #include "kernels/mma_sm80.cuh"
 #include "kernels/sm90_sync.cuh"
 #include "kernels/wgmma_sm90.cuh"
 
 namespace sparseplan::cuda {
-
-// One MUFU.EX2; exp2f without fast-math adds denormal scaling around it, and results below
-// 2^-126 are zero for softmax anyway.
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // Online softmax over one warp's 16 rows (two per thread) of a 64-row block; scores are in
 // wgmma accumulator order: S[n8 tile][row r: 2r, 2r+1].

@@ -43,7 +43,8 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
     sm90::tma_load_4d(smem + c * rows * 128, map, full, c * 64, row0, h, b);
 }
 
-template <typename Traits, bool kSparse>
+// kLoadV = false feeds block mass, which needs only Q and K.
+template <typename Traits, bool kSparse, bool kLoadV = true>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits::kStages>& bar) {
   using Element = typename Traits::Element;
@@ -83,14 +84,16 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
         load_chunk_zero_filled<Traits>(sK, k + int64_t(c.key_start) * p.k_row_stride,
                                        p.k_row_stride, c.valid, &bar.k_full[ks.stage]);
       }
-      sm90::mbarrier_wait(&bar.v_empty[ks.stage], ks.phase ^ 1);
-      if (whole) {
-        if (leader)
-          load_tile_tma<Traits>(sV, &wp.tma_v, &bar.v_full[ks.stage], Traits::kKBytes,
-                                Traits::kBlockN, c.key_start, kvh, t.b);
-      } else {
-        load_chunk_zero_filled<Traits>(sV, v + int64_t(c.key_start) * p.v_row_stride,
-                                       p.v_row_stride, c.valid, &bar.v_full[ks.stage]);
+      if constexpr (kLoadV) {
+        sm90::mbarrier_wait(&bar.v_empty[ks.stage], ks.phase ^ 1);
+        if (whole) {
+          if (leader)
+            load_tile_tma<Traits>(sV, &wp.tma_v, &bar.v_full[ks.stage], Traits::kKBytes,
+                                  Traits::kBlockN, c.key_start, kvh, t.b);
+        } else {
+          load_chunk_zero_filled<Traits>(sV, v + int64_t(c.key_start) * p.v_row_stride,
+                                         p.v_row_stride, c.valid, &bar.v_full[ks.stage]);
+        }
       }
       ks.advance();
     }
