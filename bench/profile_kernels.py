@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""One dense and one block-sparse (density 1/16) launch at the Wan2.1-1.3B shape, for ncu:
+"""One dense, one block-mass and one block-sparse (density 1/16) launch at the Wan2.1-1.3B
+shape, for ncu:
 
-  ncu --kernel-name regex:'attention_kernel' --launch-count 2 --section SpeedOfLight \
-      --section Occupancy --section WarpStateStats python3 bench/profile_kernels.py
+  ncu --kernel-name regex:'ws_kernel' --launch-count 3 --section SpeedOfLight \
+      --section ComputeWorkloadAnalysis --section WarpStateStats --print-details all \
+      python3 bench/profile_kernels.py
 """
 import os
 import sys
@@ -22,6 +24,7 @@ q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generato
 nb = (N + BLOCK - 1) // BLOCK
 ro, ci = mask_to_csr(random_mask(H, nb, nb, [1 / 16], gen))
 torch.cuda.synchronize()
-ops.dense_attention(q, k, v)
+_, lse = ops.dense_attention(q, k, v)
+ops.block_mass(q, k, lse, BLOCK, BLOCK)
 ops.block_sparse_attention(q, k, v, ro, ci, BLOCK, BLOCK)
 torch.cuda.synchronize()

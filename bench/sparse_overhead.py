@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Fixed costs of a block-sparse call at the Wan2.1-1.3B shape (GPU machine, torch 2.11): rows
+with 0, 1, 2 and 16 key blocks of 128 (16 = density 1/16), so the per-call and per-row costs
+can be read off the slope and intercept. Prints one JSON line per layout.
+
+  PYTHONPATH=python python3 bench/sparse_overhead.py
+"""
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sparseplan  # noqa: E402
+from bench_attention import bench, mask_to_csr, random_mask  # noqa: E402
+
+H, N, D, BLOCK = 12, 32760, 128, 128
+ops = sparseplan.load()
+gen = torch.Generator(device="cuda").manual_seed(1)
+q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+           for _ in range(3))
+nb = (N + BLOCK - 1) // BLOCK
+dense_ms = bench(lambda: ops.dense_attention(q, k, v))
+print(json.dumps({"layout": "dense kernel", "ms": dense_ms}))
+for blocks in (0, 1, 2, 16):
+    if blocks == 0:
+        ro = torch.zeros(1, H, nb + 1, dtype=torch.int32, device="cuda")
+        ci = torch.zeros(1, dtype=torch.int32, device="cuda")  # no row reads it
+    else:
+        ro, ci = mask_to_csr(random_mask(H, nb, nb, [blocks / nb], gen))
+    ms = bench(lambda: ops.block_sparse_attention(q, k, v, ro, ci, BLOCK, BLOCK))
+    print(json.dumps({"layout": f"{blocks} key blocks per row", "ms": ms,
+                      "over_blocks_x_dense_per_block": ms / (dense_ms * blocks / nb) if blocks else None}))
