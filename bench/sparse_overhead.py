@@ -31,5 +31,12 @@ for blocks in (0, 1, 2, 16):
     else:
         ro, ci = mask_to_csr(random_mask(H, nb, nb, [blocks / nb], gen))
     ms = bench(lambda: ops.block_sparse_attention(q, k, v, ro, ci, BLOCK, BLOCK))
+    # GPU time of each kernel the call launches (work-list sort vs attention).
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ops.block_sparse_attention(q, k, v, ro, ci, BLOCK, BLOCK)
+        torch.cuda.synchronize()
+    kernels = {e.key[:60]: round(e.device_time_total / 1000, 4) for e in prof.key_averages()
+               if e.device_time_total > 0}
     print(json.dumps({"layout": f"{blocks} key blocks per row", "ms": ms,
-                      "over_blocks_x_dense_per_block": ms / (dense_ms * blocks / nb) if blocks else None}))
+                      "over_blocks_x_dense_per_block": ms / (dense_ms * blocks / nb) if blocks else None,
+                      "kernel_ms": kernels}))
