@@ -13,8 +13,7 @@
 #include <cstdint>
 
 #include "kernels/fast_exp2.cuh"
-#include "kernels/flash_ws_consumer.cuh"
-#include "kernels/flash_ws_producer.cuh"
+#include "kernels/flash_ws_kernel.cuh"
 
 namespace sparseplan::cuda {
 
@@ -106,28 +105,9 @@ template <typename Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     block_mass_ws_kernel(const __grid_constant__ WsMassParams p) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
-  uint8_t* smem = smem_raw + ((1024 - (sm90::smem_u32(smem_raw) & 1023)) & 1023);
-  auto& bar = *reinterpret_cast<WsBarriers<Traits::kStages>*>(smem + Traits::kBarOffset);
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < Traits::kQStages; ++s) {
-      sm90::mbarrier_init(&bar.q_full[s], 1);
-      sm90::mbarrier_init(&bar.q_empty[s], Traits::kConsumers);
-    }
-    for (int s = 0; s < Traits::kStages; ++s) {
-      sm90::mbarrier_init(&bar.k_full[s], 1);
-      sm90::mbarrier_init(&bar.k_empty[s], Traits::kConsumers);
-    }
-    sm90::fence_barrier_init();
-  }
-  __syncthreads();
-  const int warpgroup = threadIdx.x / 128;
-  if (warpgroup == 0) {
-    if constexpr (Traits::kConsumers > 1) sm90::release_registers<Traits::kProducerRegs>();
-    if (threadIdx.x < 32) produce<Traits, false, false>(p.w, smem, bar);
-  } else {
-    if constexpr (Traits::kConsumers > 1) sm90::claim_registers<Traits::kConsumerRegs>();
-    consume_mass<Traits>(p, smem, bar, warpgroup - 1);
-  }
+  run_warp_specialized<Traits>(
+      smem_raw, [&](uint8_t* smem, auto& bar) { produce<Traits, false, false>(p.w, smem, bar); },
+      [&](uint8_t* smem, auto& bar, int g) { consume_mass<Traits>(p, smem, bar, g); });
 }
 
 }  // namespace sparseplan::cuda

@@ -10,10 +10,12 @@
 
 namespace sparseplan::cuda {
 
-template <typename Traits, bool kSparse>
-__global__ void __launch_bounds__(Traits::kThreads, 1)
-    flash_ws_kernel(const __grid_constant__ WsParams p) {
-  extern __shared__ __align__(1024) uint8_t smem_raw[];
+// The common frame of the warp-specialized kernels: aligns shared memory, sets up the ring
+// barriers, and splits the CTA into the producer warp and the consumer warpgroups, moving
+// registers from the one to the others.
+template <typename Traits, typename Produce, typename Consume>
+__device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&& produce_role,
+                                                     Consume&& consume_role) {
   // TMA's 128-byte swizzle is a function of address bits: tiles start 1024-byte aligned.
   uint8_t* smem = smem_raw + ((1024 - (sm90::smem_u32(smem_raw) & 1023)) & 1023);
   auto& bar = *reinterpret_cast<WsBarriers<Traits::kStages>*>(smem + Traits::kBarOffset);
@@ -34,11 +36,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     if constexpr (Traits::kConsumers > 1) sm90::release_registers<Traits::kProducerRegs>();
-    if (threadIdx.x < 32) produce<Traits, kSparse>(p, smem, bar);
+    if (threadIdx.x < 32) produce_role(smem, bar);
   } else {
     if constexpr (Traits::kConsumers > 1) sm90::claim_registers<Traits::kConsumerRegs>();
-    consume<Traits, kSparse>(p, smem, bar, warpgroup - 1);
+    consume_role(smem, bar, warpgroup - 1);
   }
+}
+
+template <typename Traits, bool kSparse>
+__global__ void __launch_bounds__(Traits::kThreads, 1)
+    flash_ws_kernel(const __grid_constant__ WsParams p) {
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  run_warp_specialized<Traits>(
+      smem_raw, [&](uint8_t* smem, auto& bar) { produce<Traits, kSparse>(p, smem, bar); },
+      [&](uint8_t* smem, auto& bar, int g) { consume<Traits, kSparse>(p, smem, bar, g); });
 }
 
 }  // namespace sparseplan::cuda

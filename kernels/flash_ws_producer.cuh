@@ -43,6 +43,20 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
     sm90::tma_load_4d(smem + c * rows * 128, map, full, c * 64, row0, h, b);
 }
 
+// One K or V chunk into a ring stage: by TMA when the chunk is whole, else zero-filled.
+template <typename Traits>
+__device__ __forceinline__ void load_chunk(uint32_t smem, const CUtensorMap* map, uint64_t* full,
+                                           const typename Traits::Element* base, int64_t row_stride,
+                                           const KeyChunk& c, bool whole, int kvh, int b) {
+  if (whole) {
+    if (threadIdx.x % 32 == 0)
+      load_tile_tma<Traits>(smem, map, full, Traits::kKBytes, Traits::kBlockN, c.key_start, kvh, b);
+  } else {
+    load_chunk_zero_filled<Traits>(smem, base + int64_t(c.key_start) * row_stride, row_stride,
+                                   c.valid, full);
+  }
+}
+
 // kLoadV = false feeds block mass, which needs only Q and K.
 template <typename Traits, bool kSparse, bool kLoadV = true>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
@@ -76,24 +90,10 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
       sm90::mbarrier_wait(&bar.k_empty[ks.stage], ks.phase ^ 1);
       if (leader) bar.valid[ks.stage] = c.valid;
       __syncwarp();
-      if (whole) {
-        if (leader)
-          load_tile_tma<Traits>(sK, &wp.tma_k, &bar.k_full[ks.stage], Traits::kKBytes,
-                                Traits::kBlockN, c.key_start, kvh, t.b);
-      } else {
-        load_chunk_zero_filled<Traits>(sK, k + int64_t(c.key_start) * p.k_row_stride,
-                                       p.k_row_stride, c.valid, &bar.k_full[ks.stage]);
-      }
+      load_chunk<Traits>(sK, &wp.tma_k, &bar.k_full[ks.stage], k, p.k_row_stride, c, whole, kvh, t.b);
       if constexpr (kLoadV) {
         sm90::mbarrier_wait(&bar.v_empty[ks.stage], ks.phase ^ 1);
-        if (whole) {
-          if (leader)
-            load_tile_tma<Traits>(sV, &wp.tma_v, &bar.v_full[ks.stage], Traits::kKBytes,
-                                  Traits::kBlockN, c.key_start, kvh, t.b);
-        } else {
-          load_chunk_zero_filled<Traits>(sV, v + int64_t(c.key_start) * p.v_row_stride,
-                                         p.v_row_stride, c.valid, &bar.v_full[ks.stage]);
-        }
+        load_chunk<Traits>(sV, &wp.tma_v, &bar.v_full[ks.stage], v, p.v_row_stride, c, whole, kvh, t.b);
       }
       ks.advance();
     }
