@@ -11,7 +11,7 @@
 namespace sparseplan::cuda {
 
 // The common frame of the warp-specialized kernels: aligns shared memory, sets up the ring
-// barriers, and splits the CTA into the producer warp and the consumer warpgroups, moving
+// barriers, and splits the CTA into the producer warps and the consumer warpgroups, moving
 // registers from the one to the others.
 template <typename Traits, typename Produce, typename Consume>
 __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&& produce_role,
@@ -29,6 +29,7 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
       sm90::mbarrier_init(&bar.v_full[s], 1);
       sm90::mbarrier_init(&bar.k_empty[s], Traits::kConsumers);
       sm90::mbarrier_init(&bar.v_empty[s], Traits::kConsumers);
+      sm90::mbarrier_init(&bar.v_landed[s], 1);
     }
     sm90::fence_barrier_init();
   }
@@ -36,7 +37,7 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     if constexpr (Traits::kConsumers > 1) sm90::release_registers<Traits::kProducerRegs>();
-    if (threadIdx.x < 32) produce_role(smem, bar);
+    if (threadIdx.x < 64) produce_role(smem, bar);
   } else {
     if constexpr (Traits::kConsumers > 1) sm90::claim_registers<Traits::kConsumerRegs>();
     consume_role(smem, bar, warpgroup - 1);

@@ -1,37 +1,27 @@
-// Producer warp of the warp-specialized attention kernel: for each tile, Q into the Q ring,
-// then every key chunk's K and V into the K/V ring. Whole chunks go by TMA (rows past the
-// sequence end arrive as zeros). A chunk whose key block is padded inside the sequence
-// (kv_block_valid) or names a bad block goes by cp.async with zero-fill instead, so masked
-// keys hold zeros and P x V never meets the caller's padding values (which may be NaN).
+// Producer warps of the warp-specialized attention kernel: for each tile, Q into the Q ring,
+// then every key chunk's K and V into the K/V ring, all by TMA (rows past the sequence end
+// arrive as zeros).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/flash_ws_scheduler.cuh"
-#include "kernels/mma_sm80.cuh"
 #include "kernels/sm90_sync.cuh"
-#include "kernels/wgmma_sm90.cuh"
 
 namespace sparseplan::cuda {
 
-// The 32 lanes copy the first `valid` rows of a [kBlockN x kHeadDim] tile and zero the rest,
-// then one lane arrives on `full`.
+// The calling warp's 32 lanes zero rows [from, kBlockN) of a [kBlockN x kHeadDim] tile.
 template <typename Traits>
-__device__ __forceinline__ void load_chunk_zero_filled(uint32_t smem, const typename Traits::Element* src,
-                                                       int64_t row_stride, int valid, uint64_t* full) {
+__device__ __forceinline__ void zero_rows(uint32_t smem, int from) {
   constexpr int kChunksPerRow = Traits::kHeadDim / 8;
-  const int lane = threadIdx.x % 32;
-  for (int idx = lane; idx < Traits::kBlockN * kChunksPerRow; idx += 32) {
-    const int row = idx / kChunksPerRow, chunk = idx % kChunksPerRow;
-    const bool ok = row < valid;
-    sm80::cp_async_16(smem + Traits::template sw128<Traits::kBlockN>(row, chunk),
-                      src + (ok ? row * row_stride + chunk * 8 : 0), ok);
+  from = max(from, 0);
+  for (int idx = threadIdx.x % 32; idx < (Traits::kBlockN - from) * kChunksPerRow; idx += 32) {
+    const int row = from + idx / kChunksPerRow, chunk = idx % kChunksPerRow;
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(
+                     smem + Traits::template sw128<Traits::kBlockN>(row, chunk)),
+                 "r"(0)
+                 : "memory");
   }
-  sm80::cp_async_commit();
-  sm80::cp_async_wait<0>();
-  sm90::fence_proxy_async();  // the consumers read through wgmma (the async proxy)
-  __syncwarp();
-  if (lane == 0) sm90::mbarrier_arrive(full);
 }
 
 template <typename Traits>
@@ -43,57 +33,66 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
     sm90::tma_load_4d(smem + c * rows * 128, map, full, c * 64, row0, h, b);
 }
 
-// One K or V chunk into a ring stage: by TMA when the chunk is whole, else zero-filled.
-template <typename Traits>
-__device__ __forceinline__ void load_chunk(uint32_t smem, const CUtensorMap* map, uint64_t* full,
-                                           const typename Traits::Element* base, int64_t row_stride,
-                                           const KeyChunk& c, bool whole, int kvh, int b) {
-  if (whole) {
-    if (threadIdx.x % 32 == 0)
-      load_tile_tma<Traits>(smem, map, full, Traits::kKBytes, Traits::kBlockN, c.key_start, kvh, b);
-  } else {
-    load_chunk_zero_filled<Traits>(smem, base + int64_t(c.key_start) * row_stride, row_stride,
-                                   c.valid, full);
-  }
-}
-
-// kLoadV = false feeds block mass, which needs only Q and K.
+// Two producer warps walk the same tiles and chunks. Warp 0 owns the rings: it waits for every
+// stage release and loads Q, K and V by TMA. A chunk whose key block is padded inside the
+// sequence (kv_block_valid) or names a bad block arrives whole as well: its K needs nothing
+// more (the consumers mask those scores), but its V rows past the valid keys may hold anything
+// (the caller's padding, NaN in the tests), and P x V must not meet them, so that V lands on
+// v_landed and warp 1 zeroes the rows before releasing it on v_full. kLoadV = false feeds
+// block mass (Q and K only).
 template <typename Traits, bool kSparse, bool kLoadV = true>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits::kStages>& bar) {
-  using Element = typename Traits::Element;
   const AttentionParams& p = wp.a;
   const WsSchedule<Traits, kSparse> schedule{p};
+  const bool tma_warp = threadIdx.x / 32 == 0;
   const bool leader = threadIdx.x % 32 == 0;
+  if (!tma_warp && !kLoadV) return;
   const uint32_t s_base = sm90::smem_u32(smem);
   sm90::PipelineState<Traits::kQStages> qs;
   sm90::PipelineState<Traits::kStages> ks;
+  // Warp 1: parity of v_landed per stage. v_landed completes once per padded use of a stage,
+  // and warp 1 waits for each in order, so the parity is exact.
+  uint32_t landed_phase = 0;
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);
     const int kvh = t.h / (p.heads / p.kv_heads);
-    sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
-    if (leader)
-      load_tile_tma<Traits>(s_base + Traits::kQOffset + qs.stage * Traits::kQBytes, &wp.tma_q,
-                            &bar.q_full[qs.stage], Traits::kQBytes, Traits::kBlockM,
-                            t.q_tile * Traits::kBlockM, t.h, t.b);
-    qs.advance();
-
+    if (tma_warp) {
+      sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
+      if (leader)
+        load_tile_tma<Traits>(s_base + Traits::kQOffset + qs.stage * Traits::kQBytes, &wp.tma_q,
+                              &bar.q_full[qs.stage], Traits::kQBytes, Traits::kBlockM,
+                              t.q_tile * Traits::kBlockM, t.h, t.b);
+      qs.advance();
+    }
     const auto chunks = schedule.chunks(t);
     const int n = chunks.count();
-    const Element* k = static_cast<const Element*>(p.k) + t.b * p.k_batch_stride + kvh * p.k_head_stride;
-    const Element* v = static_cast<const Element*>(p.v) + t.b * p.v_batch_stride + kvh * p.v_head_stride;
     for (int j = 0; j < n; ++j) {
       const KeyChunk c = chunks(j);
-      const bool whole = c.valid == min(Traits::kBlockN, p.kv_len - c.key_start);
-      const uint32_t sK = s_base + Traits::kKOffset + ks.stage * Traits::kKBytes;
-      const uint32_t sV = s_base + Traits::kVOffset + ks.stage * Traits::kKBytes;
-      sm90::mbarrier_wait(&bar.k_empty[ks.stage], ks.phase ^ 1);
-      if (leader) bar.valid[ks.stage] = c.valid;
-      __syncwarp();
-      load_chunk<Traits>(sK, &wp.tma_k, &bar.k_full[ks.stage], k, p.k_row_stride, c, whole, kvh, t.b);
-      if constexpr (kLoadV) {
-        sm90::mbarrier_wait(&bar.v_empty[ks.stage], ks.phase ^ 1);
-        load_chunk<Traits>(sV, &wp.tma_v, &bar.v_full[ks.stage], v, p.v_row_stride, c, whole, kvh, t.b);
+      const bool padded = c.valid < min(Traits::kBlockN, p.kv_len - c.key_start);
+      const int st = ks.stage;
+      const uint32_t sV = s_base + Traits::kVOffset + st * Traits::kKBytes;
+      if (tma_warp) {
+        sm90::mbarrier_wait(&bar.k_empty[st], ks.phase ^ 1);
+        if (leader) {
+          bar.valid[st] = c.valid;
+          load_tile_tma<Traits>(s_base + Traits::kKOffset + st * Traits::kKBytes, &wp.tma_k,
+                                &bar.k_full[st], Traits::kKBytes, Traits::kBlockN, c.key_start,
+                                kvh, t.b);
+        }
+        if constexpr (kLoadV) {
+          sm90::mbarrier_wait(&bar.v_empty[st], ks.phase ^ 1);
+          if (leader)
+            load_tile_tma<Traits>(sV, &wp.tma_v, padded ? &bar.v_landed[st] : &bar.v_full[st],
+                                  Traits::kKBytes, Traits::kBlockN, c.key_start, kvh, t.b);
+        }
+      } else if (padded) {
+        sm90::mbarrier_wait(&bar.v_landed[st], (landed_phase >> st) & 1);
+        landed_phase ^= 1u << st;
+        zero_rows<Traits>(sV, c.valid);
+        sm90::fence_proxy_async();  // the consumers read through wgmma (the async proxy)
+        __syncwarp();
+        if (leader) sm90::mbarrier_arrive(&bar.v_full[st]);
       }
       ks.advance();
     }

@@ -57,6 +57,7 @@ struct WsBarriers {
   uint64_t k_full[kStages], k_empty[kStages];
   uint64_t v_full[kStages], v_empty[kStages];
   int valid[kStages];
+  uint64_t v_landed[kStages];  // a padded chunk's V has arrived, its padding rows not yet zeroed
 };
 
 template <typename Traits>
