@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Fixed costs of a block-sparse call at the Wan2.1-1.3B shape (GPU machine, torch 2.11): rows
 with 0, 1, 2 and 16 key blocks of 128 (16 = density 1/16), so the per-call and per-row costs
-can be read off the slope and intercept. Prints one JSON line per layout.
+can be read off the slope and intercept; then density 1/4 with a share of the key blocks padded
+(kv_block_valid = 96 of 128 keys, as tile order pads partial tiles), whose chunks take the
+producer's zero-fill path instead of TMA. Prints one JSON line per layout.
 
   PYTHONPATH=python python3 bench/sparse_overhead.py
 """
@@ -40,3 +42,11 @@ for blocks in (0, 1, 2, 16):
     print(json.dumps({"layout": f"{blocks} key blocks per row", "ms": ms,
                       "over_blocks_x_dense_per_block": ms / (dense_ms * blocks / nb) if blocks else None,
                       "kernel_ms": kernels}))
+
+ro, ci = mask_to_csr(random_mask(H, nb, nb, [1 / 4], gen))
+for share in (0.0, 0.125, 0.25, 0.5):
+    valid = torch.full((nb,), BLOCK, dtype=torch.int32, device="cuda")
+    valid[(torch.rand(nb, device="cuda", generator=gen) < share)] = 96
+    valid[-1] = N - (nb - 1) * BLOCK
+    ms = bench(lambda: ops.block_sparse_attention(q, k, v, ro, ci, BLOCK, BLOCK, valid))
+    print(json.dumps({"layout": f"density 1/4, {share:.3f} of key blocks padded", "ms": ms}))
