@@ -39,8 +39,7 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
 // well: its K needs nothing more (the consumers mask those scores), but its V rows past the
 // valid keys may hold anything (the caller's padding, NaN in the tests), and P x V must not
 // meet them, so that V lands on v_landed and warp 1 zeroes the rows before releasing it on
-// v_full. kLoadV = false feeds
-// block mass (Q and K only).
+// v_full. kLoadV = false feeds block mass (Q and K only).
 template <typename Traits, bool kSparse, bool kLoadV = true>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits::kStages>& bar) {
