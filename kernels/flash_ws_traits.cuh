@@ -1,8 +1,9 @@
 // Compile-time shape of the warp-specialized Hopper attention kernel (FlashAttention-3
 // structure): one producer warpgroup whose first warp feeds Q, K and V through TMA into
-// shared-memory rings guarded by mbarriers (its second warp clears padded V rows), and kConsumers warpgroups of 64 query rows each
-// that run both products on wgmma. Tiles are [rows x 64] column blocks with the 128-byte
-// swizzle, which is both the TMA box layout and the wgmma descriptor layout.
+// shared-memory rings guarded by mbarriers (its second warp clears padded V rows), and
+// kConsumers warpgroups of 64 query rows each that run both products on wgmma. Tiles are
+// [rows x 64] column blocks with the 128-byte swizzle, which is both the TMA box layout and
+// the wgmma descriptor layout.
 #pragma once
 
 #include <cuda.h>
