@@ -2,24 +2,14 @@
 import copy
 import json
 import pathlib
-import sys
 
 import jsonschema
+
+from script_checks import check, finish
 
 root = pathlib.Path(__file__).resolve().parent.parent
 schema = json.loads((root / "configs" / "plan.schema.json").read_text())
 validator = jsonschema.Draft202012Validator(schema)
-passed = failed = 0
-
-
-def check(name, condition):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", name)
-
 
 plans = sorted((root / "configs" / "plans").glob("*.json"))
 check("there are example plans", len(plans) >= 3)
@@ -38,5 +28,4 @@ bad = copy.deepcopy(plan)
 bad["tile_shape"] = [1, 2, 3]
 check("an unknown field fails the schema", not validator.is_valid(bad))
 
-print(f"plan schema: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("plan schema")

@@ -12,17 +12,7 @@ sys.path.insert(0, os.path.join(root, "python"))
 import torch  # noqa: E402
 
 import sparseplan  # noqa: E402
-
-passed = failed = 0
-
-
-def check(name, condition):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", name)
+from script_checks import check, finish  # noqa: E402
 
 
 def rel_l2(a, b):
@@ -94,5 +84,4 @@ try:
 except RuntimeError as e:
     check(f"the error names the argument: {e}", "k" in str(e))
 
-print(f"python ops: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("python ops")
