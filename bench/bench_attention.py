@@ -42,6 +42,12 @@ def rel_l2(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
+def random_qkv(N, H, D, gen):
+    """q, k, v: bf16 [1, N, H, D], standard normal."""
+    return tuple(torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+                 for _ in range(3))
+
+
 def random_mask(H, nqb, nkb, densities, gen):
     """[H, nqb, nkb] bool: each row keeps round(d * nkb) random key blocks (at least 1)."""
     mask = torch.zeros(H, nqb, nkb, dtype=torch.bool, device="cuda")
@@ -120,8 +126,7 @@ def run_shape(name, out, args):
     H, N, D = SHAPES[name]
     ops = sparseplan.load()
     gen = torch.Generator(device="cuda").manual_seed(1)
-    q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
-               for _ in range(3))
+    q, k, v = random_qkv(N, H, D, gen)
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))  # [B, H, N, D] views for SDPA / flex
     flops = 4.0 * H * N * N * D
     rec = dict(shape=name, H=H, N=N, D=D)

@@ -14,13 +14,13 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sparseplan  # noqa: E402
-from bench_attention import mask_to_csr, random_mask  # noqa: E402
+from bench_attention import SHAPES, mask_to_csr, random_mask, random_qkv  # noqa: E402
 
-H, N, D, BLOCK = 12, 32760, 128, 128
+H, N, D = SHAPES["wan1.3b"]
+BLOCK = 128
 ops = sparseplan.load()
 gen = torch.Generator(device="cuda").manual_seed(1)
-q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
-           for _ in range(3))
+q, k, v = random_qkv(N, H, D, gen)
 nb = (N + BLOCK - 1) // BLOCK
 ro, ci = mask_to_csr(random_mask(H, nb, nb, [1 / 16], gen))
 torch.cuda.synchronize()
