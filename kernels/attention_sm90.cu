@@ -3,7 +3,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <algorithm>
 #include <string>
 
 #include "kernels/flash_ws_kernel.cuh"
@@ -13,37 +12,15 @@
 namespace sparseplan::cuda::detail {
 namespace {
 
-template <typename Traits>
-bool encode_maps(const AttentionParams& a, WsParams* wp) {
-  wp->a = a;
-  std::string why;
-  const TileMapShape q{a.q, a.batch, a.q_len, a.heads, a.head_dim,
-                       a.q_row_stride, a.q_head_stride, a.q_batch_stride, Traits::kBlockM};
-  const TileMapShape k{a.k, a.batch, a.kv_len, a.kv_heads, a.head_dim,
-                       a.k_row_stride, a.k_head_stride, a.k_batch_stride, Traits::kBlockN};
-  const TileMapShape v{a.v, a.batch, a.kv_len, a.kv_heads, a.head_dim,
-                       a.v_row_stride, a.v_head_stride, a.v_batch_stride, Traits::kBlockN};
-  const TileMapShape o{a.out, a.batch, a.q_len, a.heads, a.head_dim,
-                       a.o_row_stride, a.o_head_stride, a.o_batch_stride, 64};
-  return encode_tile_map(&wp->tma_q, q, &why) && encode_tile_map(&wp->tma_k, k, &why) &&
-         encode_tile_map(&wp->tma_v, v, &why) && encode_tile_map(&wp->tma_o, o, &why);
-}
-
 // Returns false (nothing launched) when the tensors cannot be mapped for TMA.
 template <typename Traits, bool kSparse>
 bool launch_ws(const AttentionParams& a, cudaStream_t stream) {
   WsParams wp;
-  if (!encode_maps<Traits>(a, &wp)) return false;
-  auto kernel = flash_ws_kernel<Traits, kSparse>;
-  constexpr int smem = ws_smem_bytes<Traits>();
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-             "attention (sm90): raising the shared-memory limit");
+  if (!encode_ws_maps(a, Traits::kBlockM, Traits::kBlockN, true, &wp)) return false;
   const int q_tiles = (a.q_len + Traits::kBlockM - 1) / Traits::kBlockM;
-  const int items = kSparse ? a.num_work : a.batch * a.heads * q_tiles;
-  const int grid =
-      std::min(items, persistent_grid(reinterpret_cast<const void*>(kernel), Traits::kThreads, smem));
-  if (grid > 0) kernel<<<grid, Traits::kThreads, smem, stream>>>(wp);
-  check_cuda(cudaGetLastError(), "attention (sm90) launch");
+  launch_ws_kernel<Traits>(flash_ws_kernel<Traits, kSparse>, wp,
+                           kSparse ? a.num_work : a.batch * a.heads * q_tiles, stream,
+                           "attention (sm90)");
   return true;
 }
 
@@ -53,6 +30,23 @@ template <typename Element, int kHeadDim, int kConsumers, int kBlockN>
 using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, kHeadDim == 128 ? 2 : 3>;
 
 }  // namespace
+
+bool encode_ws_maps(const AttentionParams& a, int block_m, int block_n, bool with_v_and_o,
+                    WsParams* wp) {
+  wp->a = a;
+  std::string why;
+  const TileMapShape q{a.q, a.batch, a.q_len, a.heads, a.head_dim,
+                       a.q_row_stride, a.q_head_stride, a.q_batch_stride, block_m};
+  const TileMapShape k{a.k, a.batch, a.kv_len, a.kv_heads, a.head_dim,
+                       a.k_row_stride, a.k_head_stride, a.k_batch_stride, block_n};
+  if (!encode_tile_map(&wp->tma_q, q, &why) || !encode_tile_map(&wp->tma_k, k, &why)) return false;
+  if (!with_v_and_o) return true;
+  const TileMapShape v{a.v, a.batch, a.kv_len, a.kv_heads, a.head_dim,
+                       a.v_row_stride, a.v_head_stride, a.v_batch_stride, block_n};
+  const TileMapShape o{a.out, a.batch, a.q_len, a.heads, a.head_dim,
+                       a.o_row_stride, a.o_head_stride, a.o_batch_stride, 64};
+  return encode_tile_map(&wp->tma_v, v, &why) && encode_tile_map(&wp->tma_o, o, &why);
+}
 
 // 128-key chunks would straddle 64-key blocks whose padding differs.
 template <typename Element, int kHeadDim>

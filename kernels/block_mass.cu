@@ -1,13 +1,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <algorithm>
-#include <string>
-
 #include "kernels/block_mass_kernel.cuh"
 #include "kernels/block_mass_ws.cuh"
 #include "kernels/launch.h"
-#include "kernels/tma_descriptor.h"
 
 namespace sparseplan::cuda::detail {
 namespace {
@@ -37,22 +33,11 @@ bool launch_mass_ws(const BlockMassParams& p, cudaStream_t stream) {
   mp.lse = p.lse;
   mp.mass = p.mass;
   mp.q_block_valid = p.q_block_valid;
-  std::string why;
-  const TileMapShape q{p.q, p.batch, p.q_len, p.heads, p.head_dim,
-                       p.q_row_stride, p.q_head_stride, p.q_batch_stride, Traits::kBlockM};
-  const TileMapShape k{p.k, p.batch, p.kv_len, p.kv_heads, p.head_dim,
-                       p.k_row_stride, p.k_head_stride, p.k_batch_stride, Traits::kBlockN};
-  if (!encode_tile_map(&mp.w.tma_q, q, &why) || !encode_tile_map(&mp.w.tma_k, k, &why)) return false;
+  if (!encode_ws_maps(a, Traits::kBlockM, Traits::kBlockN, false, &mp.w)) return false;
   clear_mass(p, stream);
-  auto kernel = block_mass_ws_kernel<Traits>;
-  constexpr int smem = ws_smem_bytes<Traits>();
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-             "block mass (sm90): raising the shared-memory limit");
-  const int items = p.batch * p.heads * ((p.q_len + Traits::kBlockM - 1) / Traits::kBlockM);
-  const int grid =
-      std::min(items, persistent_grid(reinterpret_cast<const void*>(kernel), Traits::kThreads, smem));
-  if (grid > 0) kernel<<<grid, Traits::kThreads, smem, stream>>>(mp);
-  check_cuda(cudaGetLastError(), "block mass (sm90) launch");
+  launch_ws_kernel<Traits>(block_mass_ws_kernel<Traits>, mp,
+                           p.batch * p.heads * ((p.q_len + Traits::kBlockM - 1) / Traits::kBlockM),
+                           stream, "block mass (sm90)");
   return true;
 }
 

@@ -3,10 +3,13 @@
 // flash_ws_consumer.cuh for the two roles and flash_ws_scheduler.cuh for the tile order.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "kernels/flash_ws_consumer.cuh"
 #include "kernels/flash_ws_producer.cuh"
+#include "kernels/launch.h"
 
 namespace sparseplan::cuda {
 
@@ -51,6 +54,21 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   run_warp_specialized<Traits>(
       smem_raw, [&](uint8_t* smem, auto& bar) { produce<Traits, kSparse>(p, smem, bar); },
       [&](uint8_t* smem, auto& bar, int g) { consume<Traits, kSparse>(p, smem, bar, g); });
+}
+
+// Launches a persistent warp-specialized kernel over `items` tiles: at most as many CTAs as fit
+// on the GPU at once (one per SM).
+template <typename Traits, typename Params>
+void launch_ws_kernel(void (*kernel)(Params), const Params& params, int items, cudaStream_t stream,
+                      const char* what) {
+  constexpr int smem = ws_smem_bytes<Traits>();
+  detail::check_cuda(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+      (std::string(what) + ": raising the shared-memory limit").c_str());
+  const int grid = std::min(
+      items, detail::persistent_grid(reinterpret_cast<const void*>(kernel), Traits::kThreads, smem));
+  if (grid > 0) kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
+  detail::check_cuda(cudaGetLastError(), (std::string(what) + " launch").c_str());
 }
 
 }  // namespace sparseplan::cuda

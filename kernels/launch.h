@@ -12,6 +12,10 @@
 #include "kernels/attention_params.h"
 #include "kernels/block_select_reference.h"
 
+namespace sparseplan::cuda {
+struct WsParams;
+}
+
 namespace sparseplan::cuda::detail {
 
 inline void check_cuda(cudaError_t err, const char* what) {
@@ -21,6 +25,12 @@ inline void check_cuda(cudaError_t err, const char* what) {
 
 // Resident CTAs per SM times SMs, for persistent grids.
 int persistent_grid(const void* kernel, int threads, size_t smem_bytes);
+
+// TMA maps of the warp-specialized kernels (attention_sm90.cu): Q in boxes of block_m rows, K of
+// block_n, and with_v_and_o V (block_n) and O (64). Copies `a` into wp->a. False when the driver
+// refuses a map (the caller then runs an mma.sync kernel).
+bool encode_ws_maps(const AttentionParams& a, int block_m, int block_n, bool with_v_and_o,
+                    WsParams* wp);
 
 template <typename Element, int kHeadDim>
 void run_dense(const AttentionParams& p, cudaStream_t stream);
