@@ -1,7 +1,7 @@
 // Consumer warpgroups of the warp-specialized attention kernel. Each owns 64 query rows and
 // overlaps its two products across key chunks (FlashAttention-3's intra-warpgroup overlap):
-// S(j) = Q K(j)^T is issued, then O += P(j-1) V(j-1), and the softmax of S(j) runs while the
-// tensor cores work on P(j-1) V(j-1). O is rescaled only after that product has landed.
+// S(j) = Q K(j)^T is issued, O is rescaled for P(j-1) while it runs, O += P(j-1) V(j-1) is
+// issued, and the softmax of S(j) runs while the tensor cores work on P(j-1) V(j-1).
 #pragma once
 
 #include <cmath>
