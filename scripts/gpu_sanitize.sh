@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the CUDA kernel tests (small shapes: N <= 1100) under compute-sanitizer's memcheck,
-# racecheck and synccheck on the GPU machine; exits non-zero on the first tool that reports an
-# error. Build first: scripts/gpu_build.sh sparseplan_kernel_tests.
+# racecheck and synccheck on the GPU machine; runs all three and exits non-zero if any reported an
+# error or a test failed under it (the tools change the timing, which can expose races). Build first: scripts/gpu_build.sh sparseplan_kernel_tests.
 #   scripts/gpu_sanitize.sh [catch2 test spec]      (default: every [gpu] test)
 # Environment: BUILD_DIR (default build-gpu).
 set -euo pipefail
@@ -21,7 +21,13 @@ if [[ ! -x "$sanitizer" ]]; then
   echo "gpu_sanitize: compute-sanitizer not found (PATH, next to nvcc)" >&2
   exit 1
 fi
+failed=()
 for tool in memcheck racecheck synccheck; do
   echo "== compute-sanitizer --tool $tool"
-  "$sanitizer" --tool "$tool" --error-exitcode 1 "$tests" "$spec"
+  "$sanitizer" --tool "$tool" --error-exitcode 1 "$tests" "$spec" || failed+=("$tool")
 done
+if ((${#failed[@]})); then
+  echo "gpu_sanitize: failed under: ${failed[*]}" >&2
+  exit 1
+fi
+echo "gpu_sanitize: memcheck, racecheck and synccheck clean"
