@@ -3,8 +3,8 @@
 shape, for ncu:
 
   ncu --kernel-name regex:'ws_kernel' --launch-count 3 --section SpeedOfLight \
-      --section ComputeWorkloadAnalysis --section WarpStateStats --print-details all \
-      python3 bench/profile_kernels.py
+      --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --print-details all python3 bench/profile_kernels.py
 """
 import os
 import sys

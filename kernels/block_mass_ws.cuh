@@ -84,15 +84,13 @@ __device__ __forceinline__ void consume_mass(const WsMassParams& mp, uint8_t* sm
     for (int j = 0; j < n; ++j) {
       float S[Traits::kNTiles][4];
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-      // Read before the GEMM: the warpgroup's wgmma waits for all four warps to issue, so every
-      // warp has its count before the leader releases the stage and the producer rewrites it.
       const int valid = bar.valid[ks.stage];
       turn.wait_turn();
       issue_scores<Traits>(S, sQg, sK(ks.stage));
       sm90::wait<0>();
       turn.pass_turn();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-      if (leader) sm90::mbarrier_arrive(&bar.k_empty[ks.stage]);
+      release_k_stage(&bar.k_empty[ks.stage]);
       ks.advance();
       const float sum = block_exp_sum<Traits>(S, valid, scale_log2, row_lse2);
       if (lane == 0 && sum != 0.0f) atomicAdd(mass + j, sum * inv_rows);

@@ -57,6 +57,12 @@ struct WsSoftmax {
   }
 };
 
+// A consumer warp is done with a K stage, the chunk's valid-key count included (see WsBarriers).
+__device__ __forceinline__ void release_k_stage(uint64_t* k_empty) {
+  __syncwarp();
+  if (threadIdx.x % 32 == 0) sm90::mbarrier_arrive(k_empty);
+}
+
 template <typename Traits>
 __device__ __forceinline__ void mask_chunk(float (&S)[Traits::kNTiles][4], int valid) {
   const int lane = threadIdx.x % 32;
@@ -143,7 +149,7 @@ struct PingPong {
 
 // Normalizes O, writes the LSE, stages O in this warpgroup's rows of the Q stage (its last
 // Q K^T has completed) and stores it by TMA. The Q stage stays held until the store has read
-// it (released during the next tile, see consume).
+// it (released at the next tile, see consume).
 template <typename Traits>
 __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTile& t, int g,
                                                   uint8_t* sQ, float (&O)[Traits::kDTiles][4],
@@ -181,10 +187,6 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
   }
 }
 
-// Each tile's last P V is carried into the next tile: it goes to the tensor cores together with
-// that tile's first Q K^T, and the tile's epilogue runs while the Q K^T is in flight, so the
-// pipeline does not drain and refill between tiles (a fixed cost per tile that short block-
-// sparse rows feel most). All products are waited for within the iteration that issues them.
 template <typename Traits, bool kSparse>
 __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits::kStages>& bar, int g) {
@@ -197,119 +199,75 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   const PingPong<Traits::kConsumers == 2> turn{g};
   auto sK = [&](int stage) { return s_base + Traits::kKOffset + stage * Traits::kKBytes; };
   auto sV = [&](int stage) { return s_base + Traits::kVOffset + stage * Traits::kKBytes; };
-  auto sQ = [&](int stage) { return smem + Traits::kQOffset + stage * Traits::kQBytes; };
   sm90::PipelineState<Traits::kQStages> qs;
-  sm90::PipelineState<Traits::kStages> ks, prev;
-  float O[Traits::kDTiles][4];
-  float S[Traits::kNTiles][4];
-  uint32_t P[Traits::kBlockN / 16][4];
-  float alpha[2];
-  WsSoftmax<Traits> sm;
-  // The carried tile: its O, softmax state, last P and alpha, with its last P V not yet issued.
-  bool carried = false;
-  WsTile carried_tile{};
-  int carried_q = 0;
-  int held_q = -1;  // Q stage a tile's O store may still be reading
-  auto release_held_q = [&]() {
-    if (held_q >= 0 && leader) {
-      sm90::bulk_wait_read();
-      sm90::mbarrier_arrive(&bar.q_empty[held_q]);
-    }
-    held_q = -1;
-  };
-  auto issue_carried_pv = [&]() {
-    rescale<Traits>(O, alpha);
-    sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
-    issue_pv<Traits>(O, P, sV(prev.stage));
-  };
-  // After the carried P V has completed.
-  auto finish_carried = [&]() {
-    sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-    if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
-    consumer_epilogue<Traits>(wp, carried_tile, g, sQ(carried_q), O, sm);
-    held_q = carried_q;
-    carried = false;
-  };
-  auto flush_carried = [&]() {
-    turn.wait_turn();
-    issue_carried_pv();
-    turn.pass_turn();
-    sm90::wait<0>();
-    finish_carried();
-  };
-  auto clear_tile_state = [&]() {
-#pragma unroll
-    for (int dt = 0; dt < Traits::kDTiles; ++dt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
-    sm.init();
-  };
+  sm90::PipelineState<Traits::kStages> ks;
+  int held_q = -1;  // Q stage the previous tile's O store may still be reading
   turn.start();
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);
     const int n = schedule.chunks(t).count();
-    sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
-    if (n == 0) {
-      if (carried) flush_carried();
-      clear_tile_state();
-      consumer_epilogue<Traits>(wp, t, g, sQ(qs.stage), O, sm);
-      release_held_q();
-      held_q = qs.stage;
-      qs.advance();
-      continue;
-    }
+    float O[Traits::kDTiles][4];
+#pragma unroll
+    for (int dt = 0; dt < Traits::kDTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
+    WsSoftmax<Traits> sm;
+    sm.init();
     const uint32_t sQg = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes + g * 64 * 128;
-    sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-    int valid = bar.valid[ks.stage];
-    turn.wait_turn();
-    if (carried) {
-      issue_carried_pv();
-      issue_scores<Traits>(S, sQg, sK(ks.stage));
-      turn.pass_turn();
-      sm90::wait<1>();
-      finish_carried();
-      sm90::wait<0>();
-    } else {
-      issue_scores<Traits>(S, sQg, sK(ks.stage));
-      turn.pass_turn();
-      sm90::wait<0>();
+    sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
+    if (held_q >= 0 && leader) {
+      sm90::bulk_wait_read();
+      sm90::mbarrier_arrive(&bar.q_empty[held_q]);
     }
-    sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-    if (leader) sm90::mbarrier_arrive(&bar.k_empty[ks.stage]);
-    clear_tile_state();
-    if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
-    sm.step(S, scale_log2, alpha);
-    pack_probabilities<Traits>(S, P);
-    prev = ks;
-    ks.advance();
-    release_held_q();
-    for (int j = 1; j < n; ++j) {
+    if (n > 0) {
+      float S[Traits::kNTiles][4];
+      uint32_t P[Traits::kBlockN / 16][4];
+      float alpha[2];
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-      valid = bar.valid[ks.stage];
+      int valid = bar.valid[ks.stage];
       turn.wait_turn();
       issue_scores<Traits>(S, sQg, sK(ks.stage));
+      turn.pass_turn();
+      sm90::wait<0>();
+      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
+      release_k_stage(&bar.k_empty[ks.stage]);
+      if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
+      sm.step(S, scale_log2, alpha);
+      pack_probabilities<Traits>(S, P);
+      sm90::PipelineState<Traits::kStages> prev = ks;
+      ks.advance();
+      for (int j = 1; j < n; ++j) {
+        sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
+        valid = bar.valid[ks.stage];
+        turn.wait_turn();
+        issue_scores<Traits>(S, sQg, sK(ks.stage));
+        rescale<Traits>(O, alpha);
+        sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
+        issue_pv<Traits>(O, P, sV(prev.stage));
+        turn.pass_turn();
+        sm90::wait<1>();
+        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
+        release_k_stage(&bar.k_empty[ks.stage]);
+        if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
+        sm.step(S, scale_log2, alpha);
+        sm90::wait<0>();
+        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
+        if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
+        pack_probabilities<Traits>(S, P);
+        prev = ks;
+        ks.advance();
+      }
       rescale<Traits>(O, alpha);
       sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
       issue_pv<Traits>(O, P, sV(prev.stage));
-      turn.pass_turn();
-      sm90::wait<1>();
-      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-      if (leader) sm90::mbarrier_arrive(&bar.k_empty[ks.stage]);
-      if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
-      sm.step(S, scale_log2, alpha);
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
       if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
-      pack_probabilities<Traits>(S, P);
-      prev = ks;
-      ks.advance();
     }
-    carried = true;
-    carried_tile = t;
-    carried_q = qs.stage;
+    consumer_epilogue<Traits>(wp, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
+    held_q = qs.stage;
     qs.advance();
   }
-  if (carried) flush_carried();
   if (leader) sm90::bulk_wait();
 }
 

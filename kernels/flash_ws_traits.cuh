@@ -51,7 +51,8 @@ struct WsTraits {
 
 // The ring barriers, and per K/V stage how many leading keys of the chunk are real: the
 // producer writes it before arriving on k_full, so the consumers mask without recomputing the
-// chunk (a CSR lookup and integer divisions per chunk).
+// chunk (a CSR lookup and integer divisions per chunk). Since every consumer thread reads that
+// count, every consumer warp arrives on k_empty (release_k_stage), not one per warpgroup.
 template <int kStages>
 struct WsBarriers {
   uint64_t q_full[2], q_empty[2];
