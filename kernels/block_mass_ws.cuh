@@ -84,9 +84,9 @@ __device__ __forceinline__ void consume_mass(const WsMassParams& mp, uint8_t* sm
     for (int j = 0; j < n; ++j) {
       float S[Traits::kNTiles][4];
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-      const int valid = bar.valid[ks.stage];
       turn.wait_turn();
       issue_scores<Traits>(S, sQg, sK(ks.stage));
+      const int valid = read_chunk_valid(&bar.valid[ks.stage]);
       sm90::wait<0>();
       turn.pass_turn();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));

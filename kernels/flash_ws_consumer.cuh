@@ -57,9 +57,14 @@ struct WsSoftmax {
   }
 };
 
-// A consumer warp is done with a K stage, the chunk's valid-key count included (see WsBarriers).
+// The chunk's valid-key count (see WsBarriers): one atomic read per warp, broadcast. Read while
+// the stage's Q K^T runs; the warp's release_k_stage after it lets the producer rewrite it.
+__device__ __forceinline__ int read_chunk_valid(int* slot) {
+  int valid = 0;
+  if (threadIdx.x % 32 == 0) valid = atomicAdd(slot, 0);
+  return __shfl_sync(0xffffffffu, valid, 0);
+}
 __device__ __forceinline__ void release_k_stage(uint64_t* k_empty) {
-  __syncwarp();
   if (threadIdx.x % 32 == 0) sm90::mbarrier_arrive(k_empty);
 }
 
@@ -224,10 +229,10 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       uint32_t P[Traits::kBlockN / 16][4];
       float alpha[2];
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-      int valid = bar.valid[ks.stage];
       turn.wait_turn();
       issue_scores<Traits>(S, sQg, sK(ks.stage));
       turn.pass_turn();
+      int valid = read_chunk_valid(&bar.valid[ks.stage]);
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
       release_k_stage(&bar.k_empty[ks.stage]);
@@ -238,13 +243,13 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       ks.advance();
       for (int j = 1; j < n; ++j) {
         sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-        valid = bar.valid[ks.stage];
         turn.wait_turn();
         issue_scores<Traits>(S, sQg, sK(ks.stage));
         rescale<Traits>(O, alpha);
         sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
         issue_pv<Traits>(O, P, sV(prev.stage));
         turn.pass_turn();
+        valid = read_chunk_valid(&bar.valid[ks.stage]);
         sm90::wait<1>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
         release_k_stage(&bar.k_empty[ks.stage]);

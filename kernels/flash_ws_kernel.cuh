@@ -30,7 +30,7 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
     for (int s = 0; s < Traits::kStages; ++s) {
       sm90::mbarrier_init(&bar.k_full[s], 1);
       sm90::mbarrier_init(&bar.v_full[s], 1);
-      sm90::mbarrier_init(&bar.k_empty[s], Traits::kConsumers * 4);
+      sm90::mbarrier_init(&bar.k_empty[s], Traits::kConsumers * 4);  // one per consumer warp
       sm90::mbarrier_init(&bar.v_empty[s], Traits::kConsumers);
       sm90::mbarrier_init(&bar.v_landed[s], 1);
     }

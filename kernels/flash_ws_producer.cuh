@@ -79,7 +79,7 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
       if (tma_warp) {
         sm90::mbarrier_wait(&bar.k_empty[st], ks.phase ^ 1);
         if (leader) {
-          bar.valid[st] = c.valid;
+          atomicExch(&bar.valid[st], c.valid);
           load_tile_tma<Traits>(s_base + Traits::kKOffset + st * Traits::kKBytes, &wp.tma_k,
                                 &bar.k_full[st], Traits::kKBytes, Traits::kBlockN, c.key_start,
                                 kvh, t.b);
