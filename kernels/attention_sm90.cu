@@ -24,10 +24,11 @@ bool launch_ws(const AttentionParams& a, cudaStream_t stream) {
   return true;
 }
 
-// Two stages of 128 keys fill shared memory at head_dim 128 (with two Q stages); head_dim 64
-// has room for a third.
+// At head_dim 128, two Q stages, two K stages and three V stages of 128 keys fill shared memory
+// (224 KB); V gets the third because its stage is freed a chunk later than K's (after P V).
 template <typename Element, int kHeadDim, int kConsumers, int kBlockN>
-using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, kHeadDim == 128 ? 2 : 3>;
+using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, kHeadDim == 128 ? 2 : 4,
+                    kHeadDim == 128 ? 3 : 5>;
 
 }  // namespace
 

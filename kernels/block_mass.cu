@@ -61,8 +61,8 @@ void run_block_mass(const BlockMassParams& p, cudaStream_t stream) {
 template <typename Element, int kHeadDim, int kWarpGroups>
 void run_block_mass_sm90(const BlockMassParams& p, cudaStream_t stream) {
   const bool launched =
-      p.block_k == 64 ? launch_mass_ws<WsTraits<Element, kHeadDim, kWarpGroups, 64, 2>>(p, stream)
-                      : launch_mass_ws<WsTraits<Element, kHeadDim, kWarpGroups, 128, 2>>(p, stream);
+      p.block_k == 64 ? launch_mass_ws<WsTraits<Element, kHeadDim, kWarpGroups, 64, 2, 1>>(p, stream)
+                      : launch_mass_ws<WsTraits<Element, kHeadDim, kWarpGroups, 128, 2, 1>>(p, stream);
   if (!launched) run_block_mass<Element, kHeadDim, kWarpGroups>(p, stream);
 }
 

@@ -40,7 +40,7 @@ __device__ __forceinline__ float block_exp_sum(float (&S)[Traits::kNTiles][4], i
 
 template <typename Traits>
 __device__ __forceinline__ void consume_mass(const WsMassParams& mp, uint8_t* smem,
-                                             WsBarriers<Traits::kStages>& bar, int g) {
+                                             WsBarriers<Traits>& bar, int g) {
   const AttentionParams& p = mp.w.a;
   const WsSchedule<Traits, false> schedule{p};
   constexpr float kLog2e = 1.4426950408889634f;
@@ -53,7 +53,7 @@ __device__ __forceinline__ void consume_mass(const WsMassParams& mp, uint8_t* sm
   auto sK = [&](int stage) { return s_base + Traits::kKOffset + stage * Traits::kKBytes; };
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   sm90::PipelineState<Traits::kQStages> qs;
-  sm90::PipelineState<Traits::kStages> ks;
+  sm90::PipelineState<Traits::kKStages> ks;
   turn.start();
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);

@@ -194,7 +194,7 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
 
 template <typename Traits, bool kSparse>
 __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
-                                        WsBarriers<Traits::kStages>& bar, int g) {
+                                        WsBarriers<Traits>& bar, int g) {
   const AttentionParams& p = wp.a;
   const WsSchedule<Traits, kSparse> schedule{p};
   constexpr float kLog2e = 1.4426950408889634f;
@@ -205,7 +205,8 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   auto sK = [&](int stage) { return s_base + Traits::kKOffset + stage * Traits::kKBytes; };
   auto sV = [&](int stage) { return s_base + Traits::kVOffset + stage * Traits::kKBytes; };
   sm90::PipelineState<Traits::kQStages> qs;
-  sm90::PipelineState<Traits::kStages> ks;
+  sm90::PipelineState<Traits::kKStages> ks;
+  sm90::PipelineState<Traits::kVStages> vs;  // the V stage of the chunk whose P V comes next
   int held_q = -1;  // Q stage the previous tile's O store may still be reading
   turn.start();
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
@@ -239,15 +240,14 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
       sm.step(S, scale_log2, alpha);
       pack_probabilities<Traits>(S, P);
-      sm90::PipelineState<Traits::kStages> prev = ks;
       ks.advance();
       for (int j = 1; j < n; ++j) {
         sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
         turn.wait_turn();
         issue_scores<Traits>(S, sQg, sK(ks.stage));
         rescale<Traits>(O, alpha);
-        sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
-        issue_pv<Traits>(O, P, sV(prev.stage));
+        sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+        issue_pv<Traits>(O, P, sV(vs.stage));
         turn.pass_turn();
         valid = read_chunk_valid(&bar.valid[ks.stage]);
         sm90::wait<1>();
@@ -257,17 +257,18 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
         sm.step(S, scale_log2, alpha);
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-        if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
+        if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
+        vs.advance();
         pack_probabilities<Traits>(S, P);
-        prev = ks;
         ks.advance();
       }
       rescale<Traits>(O, alpha);
-      sm90::mbarrier_wait(&bar.v_full[prev.stage], prev.phase);
-      issue_pv<Traits>(O, P, sV(prev.stage));
+      sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+      issue_pv<Traits>(O, P, sV(vs.stage));
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-      if (leader) sm90::mbarrier_arrive(&bar.v_empty[prev.stage]);
+      if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
+      vs.advance();
     }
     consumer_epilogue<Traits>(wp, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
     held_q = qs.stage;

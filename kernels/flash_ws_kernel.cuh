@@ -21,16 +21,18 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
                                                      Consume&& consume_role) {
   // TMA's 128-byte swizzle is a function of address bits: tiles start 1024-byte aligned.
   uint8_t* smem = smem_raw + ((1024 - (sm90::smem_u32(smem_raw) & 1023)) & 1023);
-  auto& bar = *reinterpret_cast<WsBarriers<Traits::kStages>*>(smem + Traits::kBarOffset);
+  auto& bar = *reinterpret_cast<WsBarriers<Traits>*>(smem + Traits::kBarOffset);
   if (threadIdx.x == 0) {
     for (int s = 0; s < Traits::kQStages; ++s) {
       sm90::mbarrier_init(&bar.q_full[s], 1);
       sm90::mbarrier_init(&bar.q_empty[s], Traits::kConsumers);
     }
-    for (int s = 0; s < Traits::kStages; ++s) {
+    for (int s = 0; s < Traits::kKStages; ++s) {
       sm90::mbarrier_init(&bar.k_full[s], 1);
-      sm90::mbarrier_init(&bar.v_full[s], 1);
       sm90::mbarrier_init(&bar.k_empty[s], Traits::kConsumers * 4);  // one per consumer warp
+    }
+    for (int s = 0; s < Traits::kVStages; ++s) {
+      sm90::mbarrier_init(&bar.v_full[s], 1);
       sm90::mbarrier_init(&bar.v_empty[s], Traits::kConsumers);
       sm90::mbarrier_init(&bar.v_landed[s], 1);
     }

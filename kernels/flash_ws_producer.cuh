@@ -1,6 +1,6 @@
-// Producer warps of the warp-specialized attention kernel: for each tile, Q into the Q ring,
-// then every key chunk's K and V into the K/V ring, all by TMA (rows past the sequence end
-// arrive as zeros).
+// Producer warps of the warp-specialized attention kernel: for each tile, Q into the Q ring and
+// every key chunk's K into the K ring (warp 0), and every chunk's V into the V ring (warp 1),
+// all by TMA (rows past the sequence end arrive as zeros).
 #pragma once
 
 #include <cstdint>
@@ -33,34 +33,33 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
     sm90::tma_load_4d(smem + c * rows * 128, map, full, c * 64, row0, h, b);
 }
 
-// Two producer warps walk the same tiles and chunks. Warp 0 owns the rings: it waits for every
-// stage release and loads Q, K and V by TMA. A chunk whose key block is padded inside the
-// sequence (kv_block_valid; a bad block then reads block 0, padding included) arrives whole as
-// well: its K needs nothing more (the consumers mask those scores), but its V rows past the
-// valid keys may hold anything (the caller's padding, NaN in the tests), and P x V must not
-// meet them, so that V lands on v_landed and warp 1 zeroes the rows before releasing it on
-// v_full. kLoadV = false feeds block mass (Q and K only).
+// Two producer warps walk the same tiles and chunks. Warp 0 loads Q and K by TMA and hands
+// each chunk's valid-key count over with its K; warp 1 loads V, so that a V stage, freed a
+// chunk later than a K stage (after P V), never holds back the next K load. A chunk whose key
+// block is padded inside the sequence (kv_block_valid; a bad block then reads block 0, padding
+// included) arrives whole: its K needs nothing more (the consumers mask those scores), but its
+// V rows past the valid keys may hold anything (the caller's padding, NaN in the tests), and
+// P x V must not meet them, so that V lands on v_landed and warp 1 zeroes the rows before
+// releasing it on v_full. kLoadV = false feeds block mass (Q and K only).
 template <typename Traits, bool kSparse, bool kLoadV = true>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
-                                        WsBarriers<Traits::kStages>& bar) {
+                                        WsBarriers<Traits>& bar) {
   const AttentionParams& p = wp.a;
   const WsSchedule<Traits, kSparse> schedule{p};
-  const bool tma_warp = threadIdx.x / 32 == 0;
+  const bool k_warp = threadIdx.x / 32 == 0;
   const bool leader = threadIdx.x % 32 == 0;
-  // Without kv_block_valid there is no padding to clear (a bad column's chunk loads real rows,
-  // and the consumers mask all of its scores), and warp 1 stays out of the way: walking the
-  // chunk list alongside measured 5-8% slower dense attention.
-  if (!tma_warp && (!kLoadV || p.kv_block_valid == nullptr)) return;
+  if (!k_warp && !kLoadV) return;
   const uint32_t s_base = sm90::smem_u32(smem);
   sm90::PipelineState<Traits::kQStages> qs;
-  sm90::PipelineState<Traits::kStages> ks;
-  // Warp 1: parity of v_landed per stage. v_landed completes once per padded use of a stage,
-  // and warp 1 waits for each in order, so the parity is exact.
+  sm90::PipelineState<Traits::kKStages> ks;
+  sm90::PipelineState<Traits::kVStages> vs;
+  // Parity of v_landed per V stage: it completes once per padded use of a stage, and warp 1
+  // waits for each in order, so the parity is exact.
   uint32_t landed_phase = 0;
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);
     const int kvh = t.h / (p.heads / p.kv_heads);
-    if (tma_warp) {
+    if (k_warp) {
       sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
       if (leader)
         load_tile_tma<Traits>(s_base + Traits::kQOffset + qs.stage * Traits::kQBytes, &wp.tma_q,
@@ -72,25 +71,26 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
     const int n = chunks.count();
     for (int j = 0; j < n; ++j) {
       const KeyChunk c = chunks(j);
+      if (k_warp) {
+        sm90::mbarrier_wait(&bar.k_empty[ks.stage], ks.phase ^ 1);
+        if (leader) {
+          atomicExch(&bar.valid[ks.stage], c.valid);
+          load_tile_tma<Traits>(s_base + Traits::kKOffset + ks.stage * Traits::kKBytes,
+                                &wp.tma_k, &bar.k_full[ks.stage], Traits::kKBytes,
+                                Traits::kBlockN, c.key_start, kvh, t.b);
+        }
+        ks.advance();
+        continue;
+      }
       const bool padded = p.kv_block_valid != nullptr &&
                           c.valid < min(Traits::kBlockN, p.kv_len - c.key_start);
-      const int st = ks.stage;
+      const int st = vs.stage;
       const uint32_t sV = s_base + Traits::kVOffset + st * Traits::kKBytes;
-      if (tma_warp) {
-        sm90::mbarrier_wait(&bar.k_empty[st], ks.phase ^ 1);
-        if (leader) {
-          atomicExch(&bar.valid[st], c.valid);
-          load_tile_tma<Traits>(s_base + Traits::kKOffset + st * Traits::kKBytes, &wp.tma_k,
-                                &bar.k_full[st], Traits::kKBytes, Traits::kBlockN, c.key_start,
-                                kvh, t.b);
-        }
-        if constexpr (kLoadV) {
-          sm90::mbarrier_wait(&bar.v_empty[st], ks.phase ^ 1);
-          if (leader)
-            load_tile_tma<Traits>(sV, &wp.tma_v, padded ? &bar.v_landed[st] : &bar.v_full[st],
-                                  Traits::kKBytes, Traits::kBlockN, c.key_start, kvh, t.b);
-        }
-      } else if (padded) {
+      sm90::mbarrier_wait(&bar.v_empty[st], vs.phase ^ 1);
+      if (leader)
+        load_tile_tma<Traits>(sV, &wp.tma_v, padded ? &bar.v_landed[st] : &bar.v_full[st],
+                              Traits::kKBytes, Traits::kBlockN, c.key_start, kvh, t.b);
+      if (padded) {
         sm90::mbarrier_wait(&bar.v_landed[st], (landed_phase >> st) & 1);
         landed_phase ^= 1u << st;
         zero_rows<Traits>(sV, c.valid);
@@ -98,7 +98,7 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
         __syncwarp();
         if (leader) sm90::mbarrier_arrive(&bar.v_full[st]);
       }
-      ks.advance();
+      vs.advance();
     }
   }
 }

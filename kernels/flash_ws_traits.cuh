@@ -1,6 +1,6 @@
 // Compile-time shape of the warp-specialized Hopper attention kernel (FlashAttention-3
-// structure): one producer warpgroup whose first warp feeds Q, K and V through TMA into
-// shared-memory rings guarded by mbarriers (its second warp clears padded V rows), and
+// structure): one producer warpgroup whose first warp feeds Q and K and whose second warp feeds
+// V through TMA into shared-memory rings guarded by mbarriers (and clears padded V rows), and
 // kConsumers warpgroups of 64 query rows each that run both products on wgmma. Tiles are
 // [rows x 64] column blocks with the 128-byte swizzle, which is both the TMA box layout and
 // the wgmma descriptor layout.
@@ -14,14 +14,16 @@
 
 namespace sparseplan::cuda {
 
-template <typename Element_, int kHeadDim_, int kConsumers_, int kBlockN_, int kStages_>
+template <typename Element_, int kHeadDim_, int kConsumers_, int kBlockN_, int kKStages_,
+          int kVStages_>
 struct WsTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kConsumers = kConsumers_;
-  static constexpr int kBlockN = kBlockN_;  // keys per pipeline stage
-  static constexpr int kStages = kStages_;  // K/V ring depth
-  static constexpr int kQStages = 2;        // the next tile's Q loads during this tile
+  static constexpr int kBlockN = kBlockN_;    // keys per pipeline stage
+  static constexpr int kKStages = kKStages_;  // K ring depth
+  static constexpr int kVStages = kVStages_;  // V ring depth
+  static constexpr int kQStages = 2;          // the next tile's Q loads during this tile
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kNTiles = kBlockN / 8;   // n8 tiles of a score row block
@@ -30,8 +32,8 @@ struct WsTraits {
   static constexpr int kKBytes = kBlockN * kHeadDim * 2;
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQOffset + kQStages * kQBytes;
-  static constexpr int kVOffset = kKOffset + kStages * kKBytes;
-  static constexpr int kBarOffset = kVOffset + kStages * kKBytes;
+  static constexpr int kVOffset = kKOffset + kKStages * kKBytes;
+  static constexpr int kBarOffset = kVOffset + kVStages * kKBytes;
   // With two consumer warpgroups the 384 threads launch at 168 registers; the producer gives
   // most of its share to the consumers, which hold S, P and O at once (128 x 40 + 256 x 232
   // <= 64K registers).
@@ -54,18 +56,20 @@ struct WsTraits {
 // 7-19% slower, measured). The count is written and read with atomics (read_chunk_valid), the
 // barriers order them: plain accesses ordered only by an mbarrier are hazards to racecheck.
 // Every consumer warp reads it and arrives on k_empty after its read.
-template <int kStages>
+template <typename Traits>
 struct WsBarriers {
   uint64_t q_full[2], q_empty[2];
-  uint64_t k_full[kStages], k_empty[kStages];
-  uint64_t v_full[kStages], v_empty[kStages];
-  int valid[kStages];
-  uint64_t v_landed[kStages];  // a padded chunk's V has arrived, its padding rows not yet zeroed
+  uint64_t k_full[Traits::kKStages], k_empty[Traits::kKStages];
+  uint64_t v_full[Traits::kVStages], v_empty[Traits::kVStages];
+  uint64_t v_landed[Traits::kVStages];  // a padded chunk's V arrived, padding not yet zeroed
+  int valid[Traits::kKStages];
 };
 
 template <typename Traits>
 constexpr int ws_smem_bytes() {
-  return Traits::kBarOffset + int(sizeof(WsBarriers<Traits::kStages>)) + 1024;  // + alignment
+  constexpr int bytes = Traits::kBarOffset + int(sizeof(WsBarriers<Traits>)) + 1024;  // + alignment
+  static_assert(bytes <= 227 * 1024, "the rings exceed the shared memory of an sm_90 CTA");
+  return bytes;
 }
 
 // Kernel arguments: the pointer/stride view plus TMA maps of Q (boxes of kBlockM rows), K and V
