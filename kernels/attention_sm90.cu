@@ -24,11 +24,21 @@ bool launch_ws(const AttentionParams& a, cudaStream_t stream) {
   return true;
 }
 
-// At head_dim 128, two Q stages, two K stages and three V stages of 128 keys fill shared memory
-// (224 KB); V gets the third because its stage is freed a chunk later than K's (after P V).
-template <typename Element, int kHeadDim, int kConsumers, int kBlockN>
-using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, kHeadDim == 128 ? 2 : 4,
-                    kHeadDim == 128 ? 3 : 5>;
+// Ring depths, measured (bench/RESULTS.md). Dense, where warp 1 loads V: at head_dim 128 two Q,
+// two K and three V stages of 128 keys fill shared memory (224 KB), V getting the third
+// because its stage is freed a chunk later; head_dim 64 has room for four and five.
+// Block-sparse, K and V of a chunk loaded in order by one warp: two and two, three and three.
+template <int kHeadDim, bool kSparse>
+constexpr int k_stages() {
+  return kHeadDim == 128 ? 2 : (kSparse ? 3 : 4);
+}
+template <int kHeadDim, bool kSparse>
+constexpr int v_stages() {
+  return kHeadDim == 128 ? (kSparse ? 2 : 3) : (kSparse ? 3 : 5);
+}
+template <typename Element, int kHeadDim, int kConsumers, int kBlockN, bool kSparse>
+using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, k_stages<kHeadDim, kSparse>(),
+                    v_stages<kHeadDim, kSparse>()>;
 
 }  // namespace
 
@@ -53,16 +63,16 @@ bool encode_ws_maps(const AttentionParams& a, int block_m, int block_n, bool wit
 template <typename Element, int kHeadDim>
 void run_dense_sm90(const AttentionParams& p, cudaStream_t stream) {
   const bool launched = p.kv_block_valid != nullptr && p.block_k == 64
-                            ? launch_ws<Ws<Element, kHeadDim, 2, 64>, false>(p, stream)
-                            : launch_ws<Ws<Element, kHeadDim, 2, 128>, false>(p, stream);
+                            ? launch_ws<Ws<Element, kHeadDim, 2, 64, false>, false>(p, stream)
+                            : launch_ws<Ws<Element, kHeadDim, 2, 128, false>, false>(p, stream);
   if (!launched) run_dense<Element, kHeadDim>(p, stream);
 }
 
 template <typename Element, int kHeadDim, int kConsumers>
 void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream) {
   const bool launched = p.block_k == 64
-                            ? launch_ws<Ws<Element, kHeadDim, kConsumers, 64>, true>(p, stream)
-                            : launch_ws<Ws<Element, kHeadDim, kConsumers, 128>, true>(p, stream);
+                            ? launch_ws<Ws<Element, kHeadDim, kConsumers, 64, true>, true>(p, stream)
+                            : launch_ws<Ws<Element, kHeadDim, kConsumers, 128, true>, true>(p, stream);
   if (!launched) run_block_sparse<Element, kHeadDim, kConsumers>(p, stream);
 }
 
