@@ -1,6 +1,6 @@
 // Compile-time shape of the warp-specialized Hopper attention kernel (FlashAttention-3
-// structure): one producer warpgroup whose first warp feeds Q and K and whose second warp feeds
-// V through TMA into shared-memory rings guarded by mbarriers (and clears padded V rows), and
+// structure): one producer warpgroup whose warps feed Q, K and V through TMA into shared-memory
+// rings guarded by mbarriers (see flash_ws_producer.cuh for which warp loads what), and
 // kConsumers warpgroups of 64 query rows each that run both products on wgmma. Tiles are
 // [rows x 64] column blocks with the 128-byte swizzle, which is both the TMA box layout and
 // the wgmma descriptor layout.
