@@ -57,6 +57,14 @@ def random_qkv(N, H, D, gen):
                  for _ in range(3))
 
 
+def seeded_qkv(name, seed=1):
+    """A CUDA generator seeded with `seed`, and q, k, v for SHAPES[name] drawn from it: where
+    every bench script starts (the generator goes on to draw the masks)."""
+    H, N, D = SHAPES[name]
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    return (gen, *random_qkv(N, H, D, gen))
+
+
 def random_mask(H, nqb, nkb, densities, gen):
     """[H, nqb, nkb] bool: each row keeps round(d * nkb) random key blocks (at least 1)."""
     mask = torch.zeros(H, nqb, nkb, dtype=torch.bool, device="cuda")
@@ -134,8 +142,7 @@ def check_ops():
 def run_shape(name, out, args):
     H, N, D = SHAPES[name]
     ops = sparseplan.load()
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    q, k, v = random_qkv(N, H, D, gen)
+    gen, q, k, v = seeded_qkv(name)
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))  # [B, H, N, D] views for SDPA / flex
     flops = 4.0 * H * N * N * D
     rec = dict(shape=name, H=H, N=N, D=D)

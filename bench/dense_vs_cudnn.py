@@ -11,14 +11,13 @@ import json
 import os
 import sys
 
-import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sparseplan  # noqa: E402
-from bench_attention import SHAPES, bench, random_qkv  # noqa: E402
+from bench_attention import SHAPES, bench, seeded_qkv  # noqa: E402
 
 
 def main():
@@ -31,7 +30,7 @@ def main():
         if name not in SHAPES:
             sys.exit(f"unknown shape {name!r}; known: {', '.join(SHAPES)}")
         H, N, D = SHAPES[name]
-        q, k, v = random_qkv(N, H, D, torch.Generator(device="cuda").manual_seed(1))
+        _, q, k, v = seeded_qkv(name)
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
         flops = 4.0 * H * N * N * D
         for rep in range(args.reps):

@@ -16,13 +16,12 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sparseplan  # noqa: E402
-from bench_attention import SHAPES, bench, mask_to_csr, random_mask, random_qkv  # noqa: E402
+from bench_attention import SHAPES, bench, mask_to_csr, random_mask, seeded_qkv  # noqa: E402
 
 H, N, D = SHAPES["wan1.3b"]
 BLOCK = 128
 ops = sparseplan.load()
-gen = torch.Generator(device="cuda").manual_seed(1)
-q, k, v = random_qkv(N, H, D, gen)
+gen, q, k, v = seeded_qkv("wan1.3b")
 nb = (N + BLOCK - 1) // BLOCK
 dense_ms = bench(lambda: ops.dense_attention(q, k, v))
 print(json.dumps({"layout": "dense kernel", "ms": dense_ms}))
