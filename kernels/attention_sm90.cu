@@ -3,8 +3,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <string>
-
 #include "kernels/flash_ws_kernel.cuh"
 #include "kernels/launch.h"
 #include "kernels/tma_descriptor.h"
@@ -45,18 +43,17 @@ using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, k_stages<kHeadDim, k
 bool encode_ws_maps(const AttentionParams& a, int block_m, int block_n, bool with_v_and_o,
                     WsParams* wp) {
   wp->a = a;
-  std::string why;
   const TileMapShape q{a.q, a.batch, a.q_len, a.heads, a.head_dim,
                        a.q_row_stride, a.q_head_stride, a.q_batch_stride, block_m};
   const TileMapShape k{a.k, a.batch, a.kv_len, a.kv_heads, a.head_dim,
                        a.k_row_stride, a.k_head_stride, a.k_batch_stride, block_n};
-  if (!encode_tile_map(&wp->tma_q, q, &why) || !encode_tile_map(&wp->tma_k, k, &why)) return false;
+  if (!encode_tile_map(&wp->tma_q, q) || !encode_tile_map(&wp->tma_k, k)) return false;
   if (!with_v_and_o) return true;
   const TileMapShape v{a.v, a.batch, a.kv_len, a.kv_heads, a.head_dim,
                        a.v_row_stride, a.v_head_stride, a.v_batch_stride, block_n};
   const TileMapShape o{a.out, a.batch, a.q_len, a.heads, a.head_dim,
                        a.o_row_stride, a.o_head_stride, a.o_batch_stride, 64};
-  return encode_tile_map(&wp->tma_v, v, &why) && encode_tile_map(&wp->tma_o, o, &why);
+  return encode_tile_map(&wp->tma_v, v) && encode_tile_map(&wp->tma_o, o);
 }
 
 // 128-key chunks would straddle 64-key blocks whose padding differs.

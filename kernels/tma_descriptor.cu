@@ -8,7 +8,7 @@ namespace {
 
 // The driver's encoder through the runtime's entry-point query, so the library does not link
 // libcuda directly (CI machines have the toolkit but no driver).
-PFN_cuTensorMapEncodeTiled_v12000 encoder(std::string* why) {
+PFN_cuTensorMapEncodeTiled_v12000 encoder() {
   static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
     void* p = nullptr;
     cudaDriverEntryPointQueryResult status{};
@@ -18,7 +18,6 @@ PFN_cuTensorMapEncodeTiled_v12000 encoder(std::string* why) {
       p = nullptr;
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
   }();
-  if (fn == nullptr) *why = "the driver has no cuTensorMapEncodeTiled";
   return fn;
 }
 
@@ -29,13 +28,9 @@ cuuint64_t stride_bytes(int64_t stride, int extent, cuuint64_t fallback) {
 
 }  // namespace
 
-bool encode_tile_map(CUtensorMap* map, const TileMapShape& s, std::string* why) {
-  const auto encode = encoder(why);
-  if (encode == nullptr) return false;
-  if (s.batch <= 0 || s.rows <= 0 || s.heads <= 0) {
-    *why = "empty tensor";
-    return false;
-  }
+bool encode_tile_map(CUtensorMap* map, const TileMapShape& s) {
+  const auto encode = encoder();
+  if (encode == nullptr || s.batch <= 0 || s.rows <= 0 || s.heads <= 0) return false;
   const cuuint64_t dims[4] = {cuuint64_t(s.head_dim), cuuint64_t(s.rows), cuuint64_t(s.heads),
                               cuuint64_t(s.batch)};
   const cuuint64_t row = stride_bytes(s.row_stride, s.rows, cuuint64_t(s.head_dim) * 2);
@@ -48,11 +43,7 @@ bool encode_tile_map(CUtensorMap* map, const TileMapShape& s, std::string* why) 
                             dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
                             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) {
-    *why = "cuTensorMapEncodeTiled failed with error " + std::to_string(int(r));
-    return false;
-  }
-  return true;
+  return r == CUDA_SUCCESS;
 }
 
 }  // namespace sparseplan::cuda

@@ -6,7 +6,6 @@
 #include <cuda.h>
 
 #include <cstdint>
-#include <string>
 
 namespace sparseplan::cuda {
 
@@ -17,9 +16,9 @@ struct TileMapShape {
   int box_rows = 0;
 };
 
-// Encodes a 2-byte-element tensor map. Returns false and says why when the driver refuses
-// (e.g. an empty tensor or a stride the TMA unit cannot address); callers then use a kernel
-// that does not need one.
-bool encode_tile_map(CUtensorMap* map, const TileMapShape& shape, std::string* why);
+// Encodes a 2-byte-element tensor map. Returns false when it cannot be made (no encoder in the
+// driver, an empty tensor, a stride the TMA unit cannot address); callers then use a kernel that
+// does not need one.
+bool encode_tile_map(CUtensorMap* map, const TileMapShape& shape);
 
 }  // namespace sparseplan::cuda
