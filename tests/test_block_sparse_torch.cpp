@@ -7,6 +7,7 @@
 
 #include "kernels/attention_reference.h"
 #include "runtime/block_sparse_torch.h"
+#include "tensor_checks.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK
@@ -81,11 +82,6 @@ void reference(const Case& c, torch::Tensor& out, torch::Tensor& lse) {
       out.select(0, b).select(1, h).copy_(oh);
       lse.select(0, b).select(0, h).copy_(lh);
     }
-}
-
-double relative_l2(const torch::Tensor& got, const torch::Tensor& want) {
-  const torch::Tensor g = got.to(torch::kFloat64), w = want.to(torch::kFloat64);
-  return (g - w).norm().item<double>() / w.norm().item<double>();
 }
 
 // Finite LSEs match closely; -inf exactly where the reference has -inf.

@@ -14,6 +14,7 @@
 #include "runtime/tile_geometry.h"
 #include "runtime/wan_model.h"
 #include "search/baseline_plans.h"
+#include "tensor_checks.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK
@@ -83,11 +84,6 @@ Qkv random_qkv(uint64_t seed, int64_t heads = kHeads, int64_t head_dim = kHeadDi
   const int64_t n = kGrid.tokens() + kTextTokens;
   return {torch::randn({1, n, heads, head_dim}) * 1.5 + 0.1,
           torch::randn({1, n, heads, head_dim}) * 1.5 - 0.1, torch::randn({1, n, heads, head_dim}) + 0.3};
-}
-
-double relative_l2(const torch::Tensor& got, const torch::Tensor& want) {
-  const torch::Tensor g = got.to(torch::kFloat64), w = want.to(torch::kFloat64);
-  return (g - w).norm().item<double>() / w.norm().item<double>();
 }
 
 // Reference masked attention of one head (batch 0) over the model's token order.

@@ -9,6 +9,7 @@
 #include "runtime/safetensors.h"
 #include "runtime/wan_model.h"
 #include "search/baseline_plans.h"
+#include "tensor_checks.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK
@@ -30,11 +31,6 @@ const WanModel& model_on(torch::Device device) {
   static const WanModel cpu = load_wan_model(kModelDir, torch::kCPU);
   static const WanModel cuda = load_wan_model(kModelDir, torch::kCUDA);
   return device.is_cuda() ? cuda : cpu;
-}
-
-double relative_l2(const torch::Tensor& got, const torch::Tensor& want) {
-  const torch::Tensor g = got.cpu().to(torch::kFloat64), w = want.cpu().to(torch::kFloat64);
-  return (g - w).norm().item<double>() / w.norm().item<double>();
 }
 
 AttentionFn dense() {

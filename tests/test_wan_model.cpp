@@ -14,6 +14,7 @@
 #include "runtime/wan_config.h"
 #include "runtime/wan_model.h"
 #include "scratch_dir.h"
+#include "tensor_checks.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK
@@ -34,11 +35,6 @@ const WanModel& wan_mini() {
 const SafetensorsFile& reference() {
   static const SafetensorsFile file(kModelDir + "/reference.safetensors");
   return file;
-}
-
-double relative_l2(const torch::Tensor& got, const torch::Tensor& want) {
-  const torch::Tensor g = got.to(torch::kFloat64), w = want.to(torch::kFloat64);
-  return (g - w).norm().item<double>() / w.norm().item<double>();
 }
 
 AttentionFn dense() {
