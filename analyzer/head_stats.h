@@ -4,9 +4,9 @@
 
 #include <vector>
 
-#include "runtime/tile_geometry.h"
-#include "search/head_pattern.h"
-#include "search/recall.h"
+#include "plan/tile_geometry.h"
+#include "analyzer/head_pattern.h"
+#include "analyzer/recall.h"
 
 namespace sparseplan {
 

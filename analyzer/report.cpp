@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analyzer/png_writer.h"
-#include "runtime/atomic_file.h"
-#include "search/parallel_for.h"
+#include "io/png_writer.h"
+#include "base/atomic_file.h"
+#include "base/parallel_for.h"
 
 namespace sparseplan {
 namespace {

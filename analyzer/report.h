@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "analyzer/head_stats.h"
-#include "search/mass_source.h"
+#include "analyzer/mass_source.h"
 
 namespace sparseplan {
 

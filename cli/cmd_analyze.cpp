@@ -2,7 +2,7 @@
 #include <memory>
 #include <mutex>
 
-#include "analyzer/capture_file.h"
+#include "io/capture_file.h"
 #include "analyzer/report.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"

@@ -2,8 +2,8 @@
 #include <sstream>
 
 #include "cli/commands.h"
-#include "runtime/model_preset.h"
-#include "runtime/plan_writer.h"
+#include "plan/model_preset.h"
+#include "plan/plan_writer.h"
 #include "search/baseline_plans.h"
 
 namespace sparseplan::cli {

@@ -15,15 +15,15 @@
 #include <malloc.h>
 #endif
 
-#include "analyzer/capture_file.h"
+#include "io/capture_file.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
-#include "runtime/atomic_file.h"
+#include "base/atomic_file.h"
 #include "runtime/capture_backend.h"
-#include "runtime/flow_sampler.h"
-#include "runtime/text_encoder.h"
-#include "runtime/wan_config.h"
-#include "runtime/wan_model.h"
+#include "model/flow_sampler.h"
+#include "model/text_encoder.h"
+#include "model/wan_config.h"
+#include "model/wan_model.h"
 
 namespace sparseplan::cli {
 namespace {

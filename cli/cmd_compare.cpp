@@ -5,8 +5,8 @@
 
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
-#include "runtime/plan_loader.h"
-#include "search/mass_source.h"
+#include "plan/plan_loader.h"
+#include "analyzer/mass_source.h"
 #include "search/plan_compare.h"
 
 namespace sparseplan::cli {

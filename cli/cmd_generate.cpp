@@ -8,16 +8,16 @@
 #include <memory>
 #include <string>
 
-#include "analyzer/video_writer.h"
+#include "io/video_writer.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
-#include "runtime/flow_sampler.h"
+#include "model/flow_sampler.h"
 #include "runtime/plan_backend.h"
-#include "runtime/plan_loader.h"
-#include "runtime/safetensors.h"
-#include "runtime/text_encoder.h"
-#include "runtime/wan_config.h"
-#include "runtime/wan_model.h"
+#include "plan/plan_loader.h"
+#include "io/safetensors.h"
+#include "model/text_encoder.h"
+#include "model/wan_config.h"
+#include "model/wan_model.h"
 
 namespace sparseplan::cli {
 namespace {

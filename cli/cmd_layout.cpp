@@ -2,11 +2,11 @@
 #include <cstdio>
 #include <iostream>
 
-#include "analyzer/block_mask_image.h"
+#include "io/block_mask_image.h"
 #include "cli/commands.h"
-#include "runtime/block_layout.h"
-#include "runtime/model_preset.h"
-#include "runtime/plan_loader.h"
+#include "plan/block_layout.h"
+#include "plan/model_preset.h"
+#include "plan/plan_loader.h"
 
 namespace sparseplan::cli {
 

@@ -5,8 +5,8 @@
 
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
-#include "runtime/plan_writer.h"
-#include "search/mass_source.h"
+#include "plan/plan_writer.h"
+#include "analyzer/mass_source.h"
 #include "search/plan_search.h"
 
 namespace sparseplan::cli {

@@ -3,8 +3,8 @@
 
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
-#include "runtime/model_preset.h"
-#include "search/synthetic_capture.h"
+#include "plan/model_preset.h"
+#include "analyzer/synthetic_capture.h"
 
 namespace sparseplan::cli {
 

@@ -1,9 +1,9 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "runtime/atomic_file.h"
-#include "runtime/model_preset.h"
-#include "runtime/plan_loader.h"
+#include "base/atomic_file.h"
+#include "plan/model_preset.h"
+#include "plan/plan_loader.h"
 
 namespace sparseplan::cli {
 

@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "analyzer/block_mass_torch.h"
-#include "analyzer/capture_file.h"
+#include "runtime/block_mass_torch.h"
+#include "io/capture_file.h"
 
 namespace sparseplan {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "runtime/attention_backend.h"
+#include "model/attention_backend.h"
 
 namespace sparseplan {
 

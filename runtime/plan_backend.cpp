@@ -6,10 +6,10 @@
 #include <optional>
 #include <stdexcept>
 
-#include "analyzer/block_mass_torch.h"
+#include "runtime/block_mass_torch.h"
 #include "kernels/block_select_reference.h"
 #include "runtime/block_sparse_torch.h"
-#include "runtime/plan_loader.h"
+#include "plan/plan_loader.h"
 
 namespace sparseplan {
 

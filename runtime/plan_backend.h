@@ -17,10 +17,10 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/attention_backend.h"
-#include "runtime/block_layout.h"
-#include "runtime/plan.h"
-#include "runtime/tile_geometry.h"
+#include "model/attention_backend.h"
+#include "plan/block_layout.h"
+#include "plan/plan.h"
+#include "plan/tile_geometry.h"
 
 namespace sparseplan {
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The official Wan2.1 WanModel (t2v) math and the wan-mini sampler in PyTorch, float32 on the
 CPU with q/k/v rounded to bf16 before attention: an independent check of the C++ runner
-(runtime/wan_model.cpp, runtime/flow_sampler.cpp) against wan-mini's reference.safetensors.
+(model/wan_model.cpp, model/flow_sampler.cpp) against wan-mini's reference.safetensors.
 
 It exists because the 4-step guided sample cannot be matched to 2e-3 by any implementation
 that is not bit-identical with the one that made the reference (see the trap in

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "runtime/tile_geometry.h"
+#include "plan/tile_geometry.h"
 
 namespace sparseplan {
 

@@ -9,8 +9,8 @@
 #include <array>
 #include <string>
 
-#include "runtime/model_preset.h"
-#include "runtime/plan.h"
+#include "plan/model_preset.h"
+#include "plan/plan.h"
 
 namespace sparseplan {
 

@@ -8,9 +8,9 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "runtime/block_layout.h"
+#include "plan/block_layout.h"
 #include "search/baseline_plans.h"
-#include "search/parallel_for.h"
+#include "base/parallel_for.h"
 
 namespace sparseplan {
 namespace {

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "runtime/plan.h"
-#include "runtime/tile_geometry.h"
-#include "search/mass_source.h"
-#include "search/recall.h"
+#include "plan/plan.h"
+#include "plan/tile_geometry.h"
+#include "analyzer/mass_source.h"
+#include "analyzer/recall.h"
 
 namespace sparseplan {
 

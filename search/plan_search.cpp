@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "search/budget_allocation.h"
-#include "search/parallel_for.h"
+#include "base/parallel_for.h"
 #include "search/plan_compare.h"
 
 namespace sparseplan {

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/plan.h"
-#include "search/mass_source.h"
+#include "plan/plan.h"
+#include "analyzer/mass_source.h"
 #include "search/window_search.h"
 
 namespace sparseplan {

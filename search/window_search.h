@@ -14,9 +14,9 @@
 #include <memory>
 #include <vector>
 
-#include "runtime/plan.h"
-#include "runtime/tile_geometry.h"
-#include "search/recall.h"
+#include "plan/plan.h"
+#include "plan/tile_geometry.h"
+#include "analyzer/recall.h"
 
 namespace sparseplan {
 

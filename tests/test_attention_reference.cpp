@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "kernels/attention_reference.h"
-#include "runtime/block_layout.h"
+#include "plan/block_layout.h"
 
 using namespace sparseplan;
 

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "runtime/block_layout.h"
+#include "plan/block_layout.h"
 
 using namespace sparseplan;
 

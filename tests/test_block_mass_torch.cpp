@@ -4,10 +4,10 @@
 
 #include <torch/torch.h>
 
-#include "analyzer/block_mass_torch.h"
+#include "runtime/block_mass_torch.h"
 #include "kernels/attention_reference.h"
-#include "runtime/attention_backend.h"
-#include "runtime/tile_geometry.h"
+#include "model/attention_backend.h"
+#include "plan/tile_geometry.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK

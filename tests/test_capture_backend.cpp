@@ -2,12 +2,12 @@
 
 #include <torch/torch.h>
 
-#include "analyzer/block_mass_torch.h"
-#include "analyzer/capture_file.h"
+#include "runtime/block_mass_torch.h"
+#include "io/capture_file.h"
 #include "runtime/capture_backend.h"
-#include "runtime/flow_sampler.h"
-#include "runtime/text_encoder.h"
-#include "runtime/wan_model.h"
+#include "model/flow_sampler.h"
+#include "model/text_encoder.h"
+#include "model/wan_model.h"
 #include "scratch_dir.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.

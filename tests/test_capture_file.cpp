@@ -9,7 +9,7 @@
 #include <fstream>
 #include <random>
 
-#include "analyzer/capture_file.h"
+#include "io/capture_file.h"
 #include "scratch_dir.h"
 
 using namespace sparseplan;

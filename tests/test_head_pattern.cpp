@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include "analyzer/head_stats.h"
-#include "search/head_pattern.h"
-#include "search/synthetic_capture.h"
+#include "analyzer/head_pattern.h"
+#include "analyzer/synthetic_capture.h"
 
 using namespace sparseplan;
 

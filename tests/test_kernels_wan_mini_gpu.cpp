@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "kernels/attention_reference.h"
-#include "runtime/safetensors.h"
-#include "runtime/wan_model.h"
+#include "io/safetensors.h"
+#include "model/wan_model.h"
 
 #ifdef SPARSEPLAN_WITH_CUDA
 #include <cuda_runtime_api.h>

@@ -7,12 +7,12 @@
 
 #include <torch/torch.h>
 
-#include "analyzer/block_mass_torch.h"
+#include "runtime/block_mass_torch.h"
 #include "kernels/attention_reference.h"
-#include "runtime/flow_sampler.h"
+#include "model/flow_sampler.h"
 #include "runtime/plan_backend.h"
-#include "runtime/tile_geometry.h"
-#include "runtime/wan_model.h"
+#include "plan/tile_geometry.h"
+#include "model/wan_model.h"
 #include "search/baseline_plans.h"
 #include "tensor_checks.h"
 

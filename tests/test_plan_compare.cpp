@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "scratch_dir.h"
-#include "search/mass_source.h"
+#include "analyzer/mass_source.h"
 #include "search/plan_compare.h"
 #include "search/plan_search.h"
 

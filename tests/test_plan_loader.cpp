@@ -3,10 +3,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "runtime/block_layout.h"
-#include "runtime/model_preset.h"
-#include "runtime/plan_loader.h"
-#include "runtime/plan_writer.h"
+#include "plan/block_layout.h"
+#include "plan/model_preset.h"
+#include "plan/plan_loader.h"
+#include "plan/plan_writer.h"
 #include "search/baseline_plans.h"
 
 using namespace sparseplan;

@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include "runtime/plan_writer.h"
+#include "plan/plan_writer.h"
 #include "search/budget_allocation.h"
-#include "search/mass_source.h"
+#include "analyzer/mass_source.h"
 #include "search/plan_search.h"
 
 using namespace sparseplan;

@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include "runtime/block_layout.h"
-#include "search/recall.h"
-#include "search/synthetic_capture.h"
+#include "plan/block_layout.h"
+#include "analyzer/recall.h"
+#include "analyzer/synthetic_capture.h"
 
 using namespace sparseplan;
 

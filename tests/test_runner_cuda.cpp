@@ -3,11 +3,11 @@
 #include <cmath>
 #include <string>
 
-#include "analyzer/block_mass_torch.h"
-#include "runtime/flow_sampler.h"
+#include "runtime/block_mass_torch.h"
+#include "model/flow_sampler.h"
 #include "runtime/plan_backend.h"
-#include "runtime/safetensors.h"
-#include "runtime/wan_model.h"
+#include "io/safetensors.h"
+#include "model/wan_model.h"
 #include "search/baseline_plans.h"
 #include "tensor_checks.h"
 

@@ -5,8 +5,8 @@
 #include <fstream>
 #include <string>
 
-#include "runtime/safetensors.h"
-#include "runtime/text_encoder.h"
+#include "io/safetensors.h"
+#include "model/text_encoder.h"
 #include "scratch_dir.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "runtime/tile_geometry.h"
+#include "plan/tile_geometry.h"
 
 using namespace sparseplan;
 

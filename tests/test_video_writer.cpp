@@ -10,7 +10,7 @@
 
 #include <torch/types.h>
 
-#include "analyzer/video_writer.h"
+#include "io/video_writer.h"
 
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK

@@ -8,11 +8,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/flow_sampler.h"
-#include "runtime/safetensors.h"
-#include "runtime/text_encoder.h"
-#include "runtime/wan_config.h"
-#include "runtime/wan_model.h"
+#include "model/flow_sampler.h"
+#include "io/safetensors.h"
+#include "model/text_encoder.h"
+#include "model/wan_config.h"
+#include "model/wan_model.h"
 #include "scratch_dir.h"
 #include "tensor_checks.h"
 

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "runtime/block_layout.h"
+#include "plan/block_layout.h"
 #include "search/window_search.h"
-#include "search/synthetic_capture.h"
+#include "analyzer/synthetic_capture.h"
 
 using namespace sparseplan;
 

@@ -1,0 +1,31 @@
+// The one entry point of every self-attention call of the model runner. The runner builds q, k
+// and v (after RoPE) and asks the backend for the output; the backend decides how: dense,
+// dense while capturing block mass and LSE statistics, or a sparsity plan.
+#pragma once
+
+#include <functional>
+
+#include <torch/torch.h>
+
+#include "plan/plan.h"
+
+namespace sparseplan {
+
+struct AttentionCall {
+  int step = -1;        // denoising step index; -1 outside a sampling loop
+  int layer = 0;
+  int branch = 0;       // 0: conditional, 1: unconditional (classifier-free guidance)
+  double timestep = 0;  // the model's timestep input (1000 * sigma)
+  Grid grid;            // video token grid (frames, height, width) of this call
+  TextLayout text;      // text tokens inside the self-attention sequence, if any
+};
+
+// q, k, v: [batch, tokens, heads, head_dim] in model token order; returns the same shape.
+using AttentionFn = std::function<torch::Tensor(const AttentionCall& call, const torch::Tensor& q,
+                                                const torch::Tensor& k, const torch::Tensor& v)>;
+
+// Plain softmax attention (scale 1/sqrt(head_dim)), computed in float32.
+torch::Tensor dense_attention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v);
+
+}  // namespace sparseplan

@@ -1,0 +1,103 @@
+#include "plan/tile_geometry.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace sparseplan {
+namespace {
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+TileGeometry make_tile_geometry(const Grid& grid, const std::array<int, 3>& tile, int block_size,
+                                const TextLayout& text) {
+  if (grid.frames <= 0 || grid.height <= 0 || grid.width <= 0)
+    throw std::invalid_argument("grid: expected 3 positive integers (frames, height, width)");
+  if (block_size <= 0) throw std::invalid_argument("block_size: expected a positive integer");
+  for (int i = 0; i < 3; ++i)
+    if (tile[i] <= 0) throw std::invalid_argument("tile: expected 3 positive integers");
+  if (tile[0] > grid.frames || tile[1] > grid.height || tile[2] > grid.width)
+    throw std::invalid_argument("tile: larger than the grid (" + std::to_string(tile[0]) + "," +
+                                std::to_string(tile[1]) + "," + std::to_string(tile[2]) +
+                                " vs " + std::to_string(grid.frames) + "," +
+                                std::to_string(grid.height) + "," + std::to_string(grid.width) +
+                                ")");
+  if (text.tokens < 0) throw std::invalid_argument("text.tokens: expected a non-negative integer");
+  if ((text.position == TextPosition::None) != (text.tokens == 0))
+    throw std::invalid_argument("text: position 'none' goes with 0 tokens and only with 0");
+
+  TileGeometry g;
+  g.grid = grid;
+  g.tile = tile;
+  g.block_size = block_size;
+  g.text = text;
+  g.tiles_f = ceil_div(grid.frames, tile[0]);
+  g.tiles_h = ceil_div(grid.height, tile[1]);
+  g.tiles_w = ceil_div(grid.width, tile[2]);
+  g.blocks_per_tile = ceil_div(tile[0] * tile[1] * tile[2], block_size);
+  const int64_t video_blocks = int64_t(g.num_tiles()) * g.blocks_per_tile;
+  g.text_blocks = ceil_div(text.tokens, block_size);
+  if (video_blocks + g.text_blocks > (int64_t(1) << 24))
+    throw std::invalid_argument("grid: too many blocks for this block size");
+  g.video_blocks = int(video_blocks);
+  g.total_blocks = g.video_blocks + g.text_blocks;
+  return g;
+}
+
+TileGeometry make_tile_geometry(const Plan& plan) {
+  return make_tile_geometry(plan.grid, plan.tile, plan.block_size, plan.text);
+}
+
+TokenOrder make_token_order(const TileGeometry& g) {
+  TokenOrder order;
+  const int64_t video_tokens = g.grid.tokens();
+  const int64_t seq = g.sequence_tokens();
+  order.slot_of_token.assign(size_t(seq), -1);
+  order.token_of_slot.assign(size_t(g.padded_tokens()), -1);
+  order.block_valid.assign(size_t(g.total_blocks), 0);
+
+  const int64_t video_token_offset = g.text.position == TextPosition::Before ? g.text.tokens : 0;
+  const int64_t text_token_offset = g.text.position == TextPosition::Before ? 0 : video_tokens;
+  const int64_t tile_slots = int64_t(g.blocks_per_tile) * g.block_size;
+  const int64_t video_slot_base = int64_t(g.video_block_offset()) * g.block_size;
+
+  for (int t = 0; t < g.num_tiles(); ++t) {
+    const TileCoord c = g.tile_coord(t);
+    int64_t slot = video_slot_base + t * tile_slots;
+    const int f0 = c.f * g.tile[0], h0 = c.h * g.tile[1], w0 = c.w * g.tile[2];
+    const int f1 = std::min(f0 + g.tile[0], g.grid.frames);
+    const int h1 = std::min(h0 + g.tile[1], g.grid.height);
+    const int w1 = std::min(w0 + g.tile[2], g.grid.width);
+    int64_t count = 0;
+    for (int f = f0; f < f1; ++f)
+      for (int h = h0; h < h1; ++h)
+        for (int w = w0; w < w1; ++w) {
+          const int64_t token =
+              video_token_offset + (int64_t(f) * g.grid.height + h) * g.grid.width + w;
+          order.slot_of_token[size_t(token)] = int32_t(slot + count);
+          order.token_of_slot[size_t(slot + count)] = int32_t(token);
+          ++count;
+        }
+    const int first_block = g.video_block_offset() + t * g.blocks_per_tile;
+    for (int b = 0; b < g.blocks_per_tile; ++b) {
+      const int64_t rest = count - int64_t(b) * g.block_size;
+      order.block_valid[size_t(first_block + b)] =
+          int32_t(std::max<int64_t>(0, std::min<int64_t>(rest, g.block_size)));
+    }
+  }
+  const int64_t text_slot_base = int64_t(g.text_block_offset()) * g.block_size;
+  for (int64_t i = 0; i < g.text.tokens; ++i) {
+    order.slot_of_token[size_t(text_token_offset + i)] = int32_t(text_slot_base + i);
+    order.token_of_slot[size_t(text_slot_base + i)] = int32_t(text_token_offset + i);
+  }
+  for (int b = 0; b < g.text_blocks; ++b) {
+    const int64_t rest = g.text.tokens - int64_t(b) * g.block_size;
+    order.block_valid[size_t(g.text_block_offset() + b)] =
+        int32_t(std::min<int64_t>(rest, g.block_size));
+  }
+  return order;
+}
+
+}  // namespace sparseplan

@@ -1,0 +1,2 @@
+// Layering probe: io may not include search (search sits above io).
+#include "search/plan_search.h"

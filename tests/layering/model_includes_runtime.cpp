@@ -1,0 +1,2 @@
+// Layering probe: model may not include runtime (runtime sits above model).
+#include "runtime/plan_backend.h"

@@ -1,0 +1,2 @@
+// Layering probe: search may include analyzer: the control that shows the probes compile at all.
+#include "analyzer/recall.h"
