@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "base/checked_math.h"
 #include "plan/limits.h"
 
 namespace sparseplan {
@@ -104,13 +105,21 @@ CaptureSet::CaptureSet(const std::vector<std::string>& paths) {
     for (const auto& t : info_.tiles)
       if (std::find(c.tiles.begin(), c.tiles.end(), t) != c.tiles.end()) common.push_back(t);
     info_.tiles = common;
+    // Checked before the per-sample lists below are filled: the sizes come from the files, and
+    // every head read holds all samples of the smallest tile shape at least.
+    const int64_t samples = checked_mul(c.num_prompts, int64_t(c.steps.size()),
+                                        "capture " + paths[i] + ": prompts x steps");
+    int smallest = kMaxBlocks;
+    for (const auto& t : info_.tiles) smallest = std::min(smallest, capture_num_blocks(c, t));
+    check_mass_size(checked_add(info_.samples, samples, "samples of the captures"), smallest,
+                    "block mass of one head over the captures up to " + paths[i]);
     const int prompt_base = info_.samples == 0 ? 0 : info_.sample_prompt.back() + 1;
     for (int p = 0; p < c.num_prompts; ++p)
       for (int s = 0; s < int(c.steps.size()); ++s) {
         info_.sample_prompt.push_back(prompt_base + p);
         info_.sample_step.push_back(s);
       }
-    info_.samples += c.num_samples();
+    info_.samples += int(samples);
     info_.captures.push_back(paths[i]);
   }
   if (info_.tiles.empty())
