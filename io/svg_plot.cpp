@@ -474,6 +474,22 @@ std::string heatmap_svg(const Heatmap& map) {
     throw std::invalid_argument("svg heatmap '" + map.title + "': one name per row and per column");
   if (map.row_stride < 1 || map.col_stride < 1)
     throw std::invalid_argument("svg heatmap '" + map.title + "': strides must be >= 1");
+  const bool categorical = !map.categories.empty();
+  for (const Category& c : map.categories)
+    if (c.color.size() != 7 || c.color[0] != '#' ||
+        c.color.find_first_not_of("0123456789abcdefABCDEF", 1) != std::string::npos)
+      throw std::invalid_argument("svg heatmap '" + map.title + "': category '" + c.name +
+                                  "' needs a colour as #rrggbb, not '" + c.color + "'");
+  if (categorical)
+    for (double v : map.values)
+      if (!(v >= 0 && v < double(map.categories.size()) && v == std::floor(v)))
+        throw std::invalid_argument("svg heatmap '" + map.title + "': value " +
+                                    (std::isfinite(v) ? format_number(v) : std::string("not finite")) +
+                                    " is not a category index below " + std::to_string(map.categories.size()));
+  for (int r : map.row_separators)
+    if (r <= 0 || r >= map.rows) throw std::invalid_argument("svg heatmap '" + map.title + "': row separator outside the map");
+  for (int c : map.col_separators)
+    if (c <= 0 || c >= map.cols) throw std::invalid_argument("svg heatmap '" + map.title + "': column separator outside the map");
   const Axis color_axis{map.colorbar_label, map.log_colors, map.vmin, map.vmax};
   Scale cs = make_scale(color_axis, map.values, 0.0, 5, "colour");
   if (std::isnan(map.vmin) || std::isnan(map.vmax)) {
@@ -495,7 +511,13 @@ std::string heatmap_svg(const Heatmap& map) {
     else if (map.log_colors && v <= 0.0) any_nonpositive = true;
   }
   const Rgb missing{217, 217, 217}, nonpositive{0, 0, 0};
+  const auto category_rgb = [&](size_t i) {
+    const std::string& c = map.categories[i].color;
+    return Rgb{std::stoi(c.substr(1, 2), nullptr, 16), std::stoi(c.substr(3, 2), nullptr, 16),
+               std::stoi(c.substr(5, 2), nullptr, 16)};
+  };
   const auto color_of = [&](double v) {
+    if (categorical) return category_rgb(size_t(v));
     if (!std::isfinite(v)) return missing;
     if (map.log_colors && v <= 0.0) return nonpositive;
     return viridis(cs.fraction(std::clamp(v, cs.lo, cs.hi)));
@@ -531,20 +553,26 @@ std::string heatmap_svg(const Heatmap& map) {
   const Ticks xt = make_ticks(map.col_names, map.cols, map.col_stride, true);
   const Ticks yt = make_ticks(map.row_names, map.rows, map.row_stride, false);
 
-  const double bar_h = std::max(h, 150.0);
-  std::vector<std::string> swatches;
-  if (any_missing) swatches.push_back("no data");
-  if (any_nonpositive) swatches.push_back(map.nonpositive_name);
+  const double bar_h = categorical ? 0.0 : std::max(h, 150.0);
+  std::vector<std::pair<std::string, Rgb>> swatches;
+  if (categorical)
+    for (size_t i = 0; i < map.categories.size(); ++i) swatches.push_back({map.categories[i].name, category_rgb(i)});
+  if (any_missing && !categorical) swatches.push_back({"no data", missing});
+  if (any_nonpositive && !categorical) swatches.push_back({map.nonpositive_name, nonpositive});
+  const bool separators = !map.row_separators.empty() || !map.col_separators.empty();
+  const Rgb separator_color{230, 80, 80};
 
   const double left = 16 + 14 + widest(yt.labels) + 10;
   const double top = map.title.empty() ? 14 : 36;
   const double bar_x = left + w + 18;
   const double bar_label_x = bar_x + 14 + 8 + widest(cs.labels) + 14;
-  double width = bar_label_x + 14;
-  for (const auto& s : swatches) width = std::max(width, bar_x + 22 + text_width(s) + 8);
+  double width = categorical ? bar_x : bar_label_x + 14;
+  for (const auto& s : swatches) width = std::max(width, bar_x + 22 + text_width(s.first) + 8);
+  if (separators) width = std::max(width, bar_x + 22 + text_width(map.separator_name) + 8);
   width = std::max(width, text_width(map.title, 8.5) + 24);
   const double x_label_y = top + h + 36;
-  const double height = std::max(x_label_y + 12, top + bar_h + 22.0 * double(swatches.size()) + 12);
+  const double height =
+      std::max(x_label_y + 12, top + bar_h + 22.0 * double(swatches.size() + (separators ? 1 : 0)) + 12);
 
   Writer svg;
   svg.begin(width, height);
@@ -590,6 +618,12 @@ std::string heatmap_svg(const Heatmap& map) {
             << "xlink:href=\"data:image/png;base64," << data << "\"/>\n";
   }
   svg.out << "</g>\n";
+  if (separators) {
+    svg.out << "<g class=\"separators\">\n";
+    for (int r : map.row_separators) svg.line(left, top + r * cell, left + w, top + r * cell, hex(separator_color), 0.8);
+    for (int c : map.col_separators) svg.line(left + c * cell, top, left + c * cell, top + h, hex(separator_color), 0.8);
+    svg.out << "</g>\n";
+  }
   svg.rect(left, top, w, h, "none", "stroke=\"#333333\" stroke-width=\"1\"");
 
   svg.out << "<g class=\"x-axis\">\n";
@@ -609,28 +643,39 @@ std::string heatmap_svg(const Heatmap& map) {
            "font-size=\"13\" transform=\"rotate(-90 16 " + num(top + h / 2) + ")\"");
   svg.out << "</g>\n";
 
-  svg.out << "<g class=\"colorbar\">\n<defs><linearGradient id=\"colorbar-gradient\" x1=\"0\" y1=\"1\" "
-          << "x2=\"0\" y2=\"0\">";
-  for (int i = 0; i < 5; ++i)
-    svg.out << "<stop offset=\"" << num(i / 4.0) << "\" stop-color=\"" << hex(kViridis[i]) << "\"/>";
-  svg.out << "</linearGradient></defs>\n";
-  svg.rect(bar_x, top, 14, bar_h, "url(#colorbar-gradient)", "stroke=\"#333333\" stroke-width=\"1\"");
-  cs.pixel_lo = top + bar_h;
-  cs.pixel_hi = top;
-  for (size_t i = 0; i < cs.ticks.size(); ++i) {
-    const double y = cs.to_pixel(cs.ticks[i]);
-    svg.line(bar_x + 14, y, bar_x + 18, y, "#333333");
-    svg.text(bar_x + 21, y + 4, cs.labels[i], "tick-label", "start");
+  if (!categorical) {
+    svg.out << "<g class=\"colorbar\">\n<defs><linearGradient id=\"colorbar-gradient\" x1=\"0\" y1=\"1\" "
+            << "x2=\"0\" y2=\"0\">";
+    for (int i = 0; i < 5; ++i)
+      svg.out << "<stop offset=\"" << num(i / 4.0) << "\" stop-color=\"" << hex(kViridis[i]) << "\"/>";
+    svg.out << "</linearGradient></defs>\n";
+    svg.rect(bar_x, top, 14, bar_h, "url(#colorbar-gradient)", "stroke=\"#333333\" stroke-width=\"1\"");
+    cs.pixel_lo = top + bar_h;
+    cs.pixel_hi = top;
+    for (size_t i = 0; i < cs.ticks.size(); ++i) {
+      const double y = cs.to_pixel(cs.ticks[i]);
+      svg.line(bar_x + 14, y, bar_x + 18, y, "#333333");
+      svg.text(bar_x + 21, y + 4, cs.labels[i], "tick-label", "start");
+    }
+    const double cy = top + bar_h / 2;
+    svg.text(bar_label_x, cy, map.colorbar_label + (map.log_colors ? " (log scale)" : ""), "axis-label",
+             "middle", "font-size=\"13\" transform=\"rotate(-90 " + num(bar_label_x) + ' ' + num(cy) + ")\"");
+    svg.out << "</g>\n";
   }
-  const double cy = top + bar_h / 2;
-  svg.text(bar_label_x, cy, map.colorbar_label + (map.log_colors ? " (log scale)" : ""), "axis-label",
-           "middle", "font-size=\"13\" transform=\"rotate(-90 " + num(bar_label_x) + ' ' + num(cy) + ")\"");
+  svg.out << "<g class=\"legend\">\n";
+  const double swatch_top = top + (categorical ? 0.0 : bar_h + 10);
   for (size_t i = 0; i < swatches.size(); ++i) {
-    const double y = top + bar_h + 10 + 22.0 * double(i);
+    const double y = swatch_top + 22.0 * double(i);
     svg.out << "<g class=\"legend-entry\">\n";
-    svg.rect(bar_x, y, 14, 14, hex(swatches[i] == "no data" ? missing : nonpositive),
-             "stroke=\"#333333\" stroke-width=\"1\"");
-    svg.text(bar_x + 20, y + 11, swatches[i], "legend-label");
+    svg.rect(bar_x, y, 14, 14, hex(swatches[i].second), "stroke=\"#333333\" stroke-width=\"1\"");
+    svg.text(bar_x + 20, y + 11, swatches[i].first, "legend-label");
+    svg.out << "</g>\n";
+  }
+  if (separators) {
+    const double y = swatch_top + 22.0 * double(swatches.size()) + 7;
+    svg.out << "<g class=\"legend-entry\">\n";
+    svg.line(bar_x, y, bar_x + 14, y, hex(separator_color), 1.5);
+    svg.text(bar_x + 20, y + 4, map.separator_name, "legend-label");
     svg.out << "</g>\n";
   }
   svg.out << "</g>\n";
@@ -698,7 +743,7 @@ std::string scatter_plot_svg(const ScatterPlot& plot) {
     if (!sx.usable(p.x) || !sy.usable(p.y)) continue;
     const double x = sx.to_pixel(p.x), y = sy.to_pixel(p.y);
     const bool on_frontier = std::find(frontier.begin(), frontier.end(), i) != frontier.end();
-    svg.circle(x, y, 4, on_frontier ? hex(point_color) : "#ffffff", hex(point_color), "point");
+    svg.circle(x, y, 4, on_frontier ? hex(frontier_color) : "#ffffff", hex(on_frontier ? frontier_color : point_color), "point");
     if (p.label.empty()) continue;
     const double tw = text_width(p.label, 6.5);
     const Box candidates[] = {{x + 6, y - 16, x + 6 + tw, y - 4}, {x + 6, y + 2, x + 6 + tw, y + 14},

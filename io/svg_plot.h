@@ -37,8 +37,14 @@ struct LinePlot {
   int plot_height = 280;
 };
 
+struct Category {
+  std::string name;  // legend entry
+  std::string color; // "#rrggbb"
+};
+
 // One cell per (row, column); row 0 at the top. Small maps are drawn as rectangles (and can
-// carry their values as text), large ones as an embedded PNG with the same axes.
+// carry their values as text), large ones as an embedded PNG with the same axes. With
+// categories, every value is a category index and a legend of swatches replaces the colour bar.
 struct Heatmap {
   std::string title;
   std::string x_label, y_label;
@@ -52,6 +58,9 @@ struct Heatmap {
   bool log_colors = false;                  // log10 colour scale; values <= 0 get their own colour
   std::string nonpositive_name = "0";       // legend entry of that colour
   bool annotate = false;                    // write each value in its cell when it fits
+  std::vector<Category> categories;
+  std::vector<int> row_separators, col_separators;  // thin lines before these cells (frames, ...)
+  std::string separator_name;               // legend entry of those lines
   int max_side = 480;                       // the longer side of the map in pixels
 };
 
