@@ -543,7 +543,8 @@ std::string heatmap_svg(const Heatmap& map) {
     const double label_w = text_width(std::to_string(int64_t(extent))) + 10;
     const double pixels = horizontal ? w : h;
     const int target = std::max(1, int(pixels / (horizontal ? std::max(40.0, label_w) : 28.0)));
-    const double step = std::max(1.0, nice_step(extent / target));
+    double step = std::max(1.0, nice_step(extent / target));
+    if (step == 2.5) step = 2.0;  // indices are whole numbers
     for (double v = 0; v < extent; v += step) {
       t.pos.push_back((v + 0.5) / stride);
       t.labels.push_back(format_number(v));
@@ -579,7 +580,7 @@ std::string heatmap_svg(const Heatmap& map) {
   svg.title(width, map.title);
   svg.out << "<g class=\"cells\">\n";
   if (size_t(map.rows) * size_t(map.cols) <= 4096) {
-    const bool gaps = cell >= 10;  // white hairlines keep neighbouring cells apart
+    const bool gaps = cell >= 20 && !categorical;  // hairlines keep neighbouring values apart
     for (int r = 0; r < map.rows; ++r)
       for (int c = 0; c < map.cols; ++c) {
         const double v = map.values[size_t(r) * size_t(map.cols) + size_t(c)];
