@@ -82,6 +82,7 @@ void draw_heatmap(const std::string& path, const HeadMass& mass, const TileGeome
   map.vmin = 0.01;
   map.vmax = 100.0;
   map.nonpositive_name = "no mass";
+  map.max_side = 360;  // two figures side by side in the report
   for (int b : tile_frame_boundaries(g))
     if (b / pool > 0 && b / pool < cells && (map.row_separators.empty() || map.row_separators.back() != b / pool))
       map.row_separators.push_back(b / pool);
@@ -261,7 +262,7 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
        << "pattern, then those needing most density.</p>\n";
   for (const auto& [l, h] : picks)
     html << "<figure><img src=\"figures/mass_l" << layer_name(a, l) << "_h" << h
-         << ".svg\" width=\"420\" alt=\"block mass, layer " << layer_name(a, l) << " head " << h
+         << ".svg\" alt=\"block mass, layer " << layer_name(a, l) << " head " << h
          << "\"></figure>\n";
   html << "<h2>Heads</h2><table><tr><th>layer</th><th>head</th><th>pattern</th><th>why</th>"
        << "<th>density @90% (mean / worst)</th><th>density @95%</th><th>step overlap</th>"

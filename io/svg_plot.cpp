@@ -112,8 +112,10 @@ void linear_ticks(Scale& s, int target) {
   const double step = nice_step((s.hi - s.lo) / std::max(1, target));
   const int decimals = decimals_of(step);
   const bool exponent = std::max(std::abs(s.lo), std::abs(s.hi)) >= 1e6 || step < 1e-4;
-  for (double k = std::ceil(s.lo / step - 1e-9); k * step <= s.hi + step * 1e-9; k += 1.0) {
-    const double v = k * step;
+  const double first = std::ceil(s.lo / step - 1e-9);
+  // A range within rounding of its magnitude has no room for ticks; the cap keeps it finite.
+  for (int i = 0; i < 100 && (first + i) * step <= s.hi + step * 1e-9; ++i) {
+    const double v = (first + i) * step;
     s.ticks.push_back(v);
     s.labels.push_back(exponent ? format_number(v) : fixed(v, decimals));
   }
@@ -157,7 +159,8 @@ Scale make_scale(const Axis& axis, const std::vector<double>& data, double pad_f
   if (!std::isnan(axis.min) && !std::isnan(axis.max) && axis.min >= axis.max)
     throw std::invalid_argument("svg plot: the " + name + " axis minimum " + format_number(axis.min) +
                                 " is not below its maximum " + format_number(axis.max));
-  if (lo >= hi) {  // one value, or one limit given on the wrong side of the data
+  if (hi - lo <= 1e-9 * std::max(std::abs(lo), std::abs(hi))) {
+    // One value (or values equal to rounding), or one limit given on the wrong side of the data.
     if (s.log) {
       if (std::isnan(axis.min)) lo = hi / 10.0;
       else hi = lo * 10.0;

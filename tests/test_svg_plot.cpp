@@ -89,6 +89,14 @@ TEST_CASE("an axis without limits spans the data with round ticks") {
   CHECK(texts_in(doc, "y-axis", "tick-label") == std::vector<std::string>{"10", "20", "30", "40", "50"});
 }
 
+TEST_CASE("data of a single value get an axis around that value") {
+  LinePlot p;
+  p.series.push_back({"flat", {1, 2, 3}, {1e9, 1e9, 1e9}});
+  const auto ticks = texts_in(parse_xml(line_plot_svg(p)), "y-axis", "tick-label");
+  REQUIRE(ticks.size() >= 3);
+  CHECK(std::find(ticks.begin(), ticks.end(), "1e+09") != ticks.end());
+}
+
 TEST_CASE("a log axis is ticked at powers of ten and says it is logarithmic") {
   LinePlot p;
   p.x = {"block size", true};
