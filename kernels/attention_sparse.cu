@@ -2,6 +2,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include <cub/device/device_radix_sort.cuh>
 
@@ -27,6 +29,71 @@ __global__ void work_keys_kernel(const int32_t* row_offsets, int num_items, int 
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < num_items; i += gridDim.x * blockDim.x) {
     keys[i] = nkb - row_nnz(row_offsets, i, nqb, nkb);
     items[i] = i;
+  }
+}
+
+constexpr int kPairWarps = 4;
+constexpr int kPairWords = detail::kMaxPairKeyBlocks / 32;
+
+// One warp per pair of query blocks: both rows' key blocks go into a bitmap each (duplicates
+// and columns outside [0, nkb) drop out, as they attend nothing), then the lanes walk 32 words
+// at a time and write the set blocks of either bitmap in key order, a warp scan placing them.
+// Sort key: 2 nkb - (nnz of both rows), so heavier pairs come first.
+__global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
+                                  int64_t num_cols, int items, int npairs, int nqb, int nkb,
+                                  int32_t* pair_count, int32_t* pair_chunks, int32_t* keys,
+                                  int32_t* item_ids) {
+  __shared__ uint32_t bits[kPairWarps][2][kPairWords];
+  constexpr unsigned kAll = 0xffffffffu;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  uint32_t* in_a = bits[warp][0];
+  uint32_t* in_b = bits[warp][1];
+  const int words = (nkb + 31) / 32;
+  for (int item = blockIdx.x * kPairWarps + warp; item < items; item += gridDim.x * kPairWarps) {
+    const int bh = item / npairs, pair = item % npairs;
+    const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1) + 2 * pair;
+    const int64_t a0 = o[0], a1 = o[1];
+    const int64_t b1 = 2 * pair + 1 < nqb ? o[2] : a1;
+    // The union is written over the pair's own CSR range, so it must lie inside col_indices.
+    const bool inside = 0 <= a0 && a0 <= a1 && a1 <= b1 && b1 <= num_cols;
+    for (int w = lane; w < words; w += 32) in_a[w] = in_b[w] = 0u;
+    __syncwarp();
+    if (inside)
+      for (int64_t c = a0 + lane; c < b1; c += 32) {
+        const int kb = __ldg(cols + c);
+        if (kb >= 0 && kb < nkb) atomicOr((c < a1 ? in_a : in_b) + (kb >> 5), 1u << (kb & 31));
+      }
+    __syncwarp();
+    int total = 0, work = 0;
+    for (int w0 = 0; w0 < words; w0 += 32) {
+      const int w = w0 + lane;
+      const uint32_t a = w < words ? in_a[w] : 0u, b = w < words ? in_b[w] : 0u;
+      uint32_t any = a | b;
+      const int cnt = __popc(any);
+      work += __popc(a) + __popc(b);
+      int incl = cnt;
+#pragma unroll
+      for (int d = 1; d < 32; d <<= 1) {
+        const int x = __shfl_up_sync(kAll, incl, d);
+        if (lane >= d) incl += x;
+      }
+      int at = total + incl - cnt;
+      while (any != 0u) {
+        const int bit = __ffs(any) - 1;
+        any &= any - 1u;
+        const int members = int((a >> bit) & 1u) | int((b >> bit) & 1u) << 1;
+        pair_chunks[a0 + at++] = encode_pair_chunk(w * 32 + bit, members);
+      }
+      total += __shfl_sync(kAll, incl, 31);
+    }
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) work += __shfl_xor_sync(kAll, work, d);
+    if (lane == 0) {
+      pair_count[item] = total;
+      keys[item] = 2 * nkb - work;
+      item_ids[item] = item;
+    }
+    __syncwarp();  // every lane has read the bitmaps before the next pair clears them
   }
 }
 
@@ -82,6 +149,36 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int n
   check_cuda(cub::DeviceRadixSort::SortPairs(base + 3 * array, temp, keys_in, keys_out, items_in,
                                              work_list, items, 0, key_bits(nkb), stream),
              "sorting the work list");
+}
+
+size_t pair_work_scratch_bytes(int items, int nkb) {
+  return 3 * align256(sizeof(int32_t) * size_t(items)) + sort_temp_bytes(items, 2 * nkb);
+}
+
+void build_pair_work_list(const int32_t* row_offsets, const int32_t* col_indices,
+                          int64_t num_cols, int batch_heads, int nqb, int nkb, int32_t* work_list,
+                          int32_t* pair_count, int32_t* pair_chunks, void* scratch,
+                          cudaStream_t stream) {
+  if (nkb > kMaxPairKeyBlocks)
+    throw std::invalid_argument("block_sparse_attention: pairing 64-row query blocks needs at most " +
+                                std::to_string(kMaxPairKeyBlocks) + " key blocks");
+  const int npairs = (nqb + 1) / 2;
+  const int items = batch_heads * npairs;
+  const size_t array = align256(sizeof(int32_t) * size_t(items));
+  uint8_t* base = static_cast<uint8_t*>(scratch);
+  int32_t* keys_in = reinterpret_cast<int32_t*>(base);
+  int32_t* keys_out = reinterpret_cast<int32_t*>(base + array);
+  int32_t* items_in = reinterpret_cast<int32_t*>(base + 2 * array);
+  size_t temp = sort_temp_bytes(items, 2 * nkb);
+  const int blocks = std::min((items + kPairWarps - 1) / kPairWarps, 2048);
+  if (blocks == 0) return;
+  pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(row_offsets, col_indices, num_cols,
+                                                            items, npairs, nqb, nkb, pair_count,
+                                                            pair_chunks, keys_in, items_in);
+  check_cuda(cudaGetLastError(), "pair work list launch");
+  check_cuda(cub::DeviceRadixSort::SortPairs(base + 3 * array, temp, keys_in, keys_out, items_in,
+                                             work_list, items, 0, key_bits(2 * nkb), stream),
+             "sorting the pair work list");
 }
 
 template <typename Traits>

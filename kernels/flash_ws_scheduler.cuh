@@ -16,10 +16,37 @@ namespace sparseplan::cuda {
 
 struct WsTile {
   int b, h, q_tile;
+  int item = 0;  // work item (paired tiles look up their chunk count by it)
 };
 
-template <typename Traits, bool kSparse>
+// The chunks of a paired tile: one key block each (kChunk == block_k), in key order, with the
+// query blocks that attend it.
+template <int kChunk>
+struct PairChunks {
+  const int32_t* codes;  // this tile's union, encode_pair_chunk
+  int n;
+  int kv_len;
+  const int32_t* kv_block_valid;
+  __device__ int count() const { return n; }
+  // Which query blocks attend chunk t (bit g: warpgroup g). Read from global memory at an
+  // address every thread of the CTA shares, so ptxas sees the value as uniform: branching
+  // around the GEMMs on a value handed over in shared memory (one lane's atomic, shuffled) made
+  // it serialize every wgmma (C7518).
+  __device__ int members(int t) const { return pair_chunk_members(__ldg(codes + t)); }
+  __device__ KeyChunk operator()(int t) const {
+    const int32_t code = __ldg(codes + t);
+    const int kb = pair_chunk_block(code);
+    const int start = kb * kChunk;
+    int valid = min(kChunk, kv_len - start);
+    if (kv_block_valid != nullptr) valid = min(valid, __ldg(kv_block_valid + kb));
+    return {start, max(valid, 0)};
+  }
+};
+
+// kPaired: block-sparse with 64-row query blocks, two per 128-row tile (kBlockM == 128).
+template <typename Traits, bool kSparse, bool kPaired = false>
 struct WsSchedule {
+  static_assert(!kPaired || (kSparse && Traits::kBlockM == 128), "pairs are block-sparse tiles of 128 rows");
   const AttentionParams& p;
 
   __device__ int q_tiles() const { return (p.q_len + Traits::kBlockM - 1) / Traits::kBlockM; }
@@ -28,11 +55,18 @@ struct WsSchedule {
   }
   __device__ WsTile tile(int i) const {
     const int nqt = q_tiles();
-    const WorkItem w = decode_work(kSparse ? __ldg(p.work_list + i) : i, nqt);
-    return {w.bh / p.heads, w.bh % p.heads, w.qb};
+    const int item = kSparse ? __ldg(p.work_list + i) : i;
+    const WorkItem w = decode_work(item, nqt);
+    return {w.bh / p.heads, w.bh % p.heads, w.qb, item};
   }
   __device__ auto chunks(const WsTile& t) const {
-    if constexpr (kSparse) {
+    if constexpr (kPaired) {
+      const int nqb = (p.q_len + 63) / 64;
+      const int begin =
+          __ldg(p.row_offsets + (int64_t(t.b) * p.heads + t.h) * (nqb + 1) + 2 * t.q_tile);
+      return PairChunks<Traits::kBlockN>{p.pair_chunks + begin, __ldg(p.pair_count + t.item),
+                                         p.kv_len, p.kv_block_valid};
+    } else if constexpr (kSparse) {
       const int nqb = q_tiles();
       const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
       const int32_t* offsets = p.row_offsets + (int64_t(t.b) * p.heads + t.h) * (nqb + 1);
