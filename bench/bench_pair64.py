@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """64-token against 128-token blocks (GPU machine, torch 2.11): block-sparse attention on 3D
 window masks in tile order (tile 4x4x4 = one 64-token block, 4x4x8 = one 128-token block) and
-on random masks, with 64-token query blocks unpaired (SPARSEPLAN_PAIR64=0: one 64-row tile per
-block) and paired (two blocks per 128-row tile over the union of their key blocks), timed in one
-process. B=1, bf16, forward.
+on random masks, with 64-token query blocks in each SPARSEPLAN_PAIR64 mode, timed in one
+process: 0 unpaired (one 64-row tile per block), 1 paired (two blocks per 128-row tile over the
+union of their key blocks) in chunks of one key block, 2 paired with consecutive key blocks
+merged into 128-key chunks. B=1, bf16, forward.
 
   PYTHONPATH=python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64] [--out DIR]
 
@@ -56,8 +57,8 @@ def log(out, rec):
             f.write(json.dumps(rec) + "\n")
 
 
-def with_pairing(on, fn):
-    os.environ["SPARSEPLAN_PAIR64"] = "1" if on else "0"
+def with_pairing(mode, fn):
+    os.environ["SPARSEPLAN_PAIR64"] = mode
     try:
         return fn()
     finally:
@@ -71,7 +72,8 @@ def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows):
     work = 4.0 * H * D * mask.sum().item() * block * block
     ro, ci = mask_to_csr(mask)
     call = lambda: ops.block_sparse_attention(q, k, v, ro, ci, block, block, kv_valid)
-    variants = [("b128", True)] if block == 128 else [("b64_unpaired", False), ("b64_paired", True)]
+    variants = ([("b128", "2")] if block == 128 else
+                [("b64_unpaired", "0"), ("b64_pair_blocks", "1"), ("b64_pair_merged", "2")])
     ref = None
     for label, pair in variants:
         ms = with_pairing(pair, lambda: bench(call, warmup_ms=25, rep_ms=150))

@@ -91,14 +91,20 @@ namespace {
 
 size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
-// Whether two consecutive 64-row query blocks run as one 128-row tile over the union of their
-// key blocks (consume_pairs). SPARSEPLAN_PAIR64=0 runs every 64-row block as its own tile (the
-// path before pairing, kept for comparisons and as a way out), read at every call so one
-// process can time both.
-bool pairs_apply(const AttentionParams& p, int nkb) {
+// How 64-row query blocks run on Hopper (SPARSEPLAN_PAIR64, read at every call so one process
+// can time each): 0 one 64-row tile per block (the path before pairing, kept for comparisons
+// and as a way out); 1 two consecutive blocks as one 128-row tile over the union of their key
+// blocks, in chunks of one key block; 2 (the default) the same with consecutive 64-key blocks
+// joined into 128-key chunks where the first is whole.
+enum class Pairing { kOff, kBlocks, kMerged };
+
+Pairing pairing(const AttentionParams& p, int nkb) {
+  if (p.block_q != 64 || p.num_cols < 0 || nkb > detail::kMaxPairKeyBlocks) return Pairing::kOff;
   const char* env = std::getenv("SPARSEPLAN_PAIR64");
-  return p.block_q == 64 && p.num_cols >= 0 && nkb <= detail::kMaxPairKeyBlocks &&
-         !(env != nullptr && std::string(env) == "0");
+  const std::string mode = env != nullptr ? env : "";
+  if (mode == "0") return Pairing::kOff;
+  if (mode == "1") return Pairing::kBlocks;
+  return Pairing::kMerged;
 }
 
 // The paired path's part of the workspace, after the work list and counter: the pair counts,
@@ -143,7 +149,8 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   const int items = p.batch * p.heads * nqb;
   uint8_t* scratch = reinterpret_cast<uint8_t*>(ws) + align256(sizeof(int32_t) * (size_t(items) + 1));
   const bool sm90 = detail::use_sm90_path();
-  if (sm90 && pairs_apply(p, nkb)) {
+  const Pairing pair_mode = sm90 ? pairing(p, nkb) : Pairing::kOff;
+  if (pair_mode != Pairing::kOff) {
     AttentionParams pp = p;
     const int pairs = p.batch * p.heads * ((nqb + 1) / 2);
     int32_t* counts = reinterpret_cast<int32_t*>(scratch);
@@ -153,11 +160,12 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     pp.work_list = ws;
     pp.pair_count = counts;
     pp.pair_chunks = unions;
-    detail::build_pair_work_list(p.row_offsets, p.col_indices, p.num_cols, p.batch * p.heads, nqb,
-                                 nkb, ws, counts, unions, sort_scratch, stream);
+    const bool merged = pair_mode == Pairing::kMerged;
+    detail::build_pair_work_list(p, nqb, nkb, merged, ws, counts, unions, sort_scratch, stream);
     bool launched = false;
     dispatch(dtype, p.head_dim, [&](auto e, auto d) {
-      launched = detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(pp, stream);
+      launched =
+          detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(pp, merged, stream);
     });
     if (launched) return;
   }

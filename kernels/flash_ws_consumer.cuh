@@ -81,6 +81,22 @@ __device__ __forceinline__ void mask_chunk(float (&S)[Traits::kNTiles][4], int v
       }
 }
 
+// Sets the scores of keys outside [from, to) of the chunk to -inf.
+template <typename Traits>
+__device__ __forceinline__ void mask_outside(float (&S)[Traits::kNTiles][4], int from, int to) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int nt = 0; nt < Traits::kNTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int col = nt * 8 + (lane & 3) * 2 + i;
+      if (col < from || col >= to) {
+        S[nt][i] = -INFINITY;
+        S[nt][i + 2] = -INFINITY;
+      }
+    }
+}
+
 template <typename Traits>
 __device__ __forceinline__ void issue_scores(float (&S)[Traits::kNTiles][4], uint32_t sQg, uint32_t sK) {
   using Mma = sm90::Wgmma<typename Traits::Element, Traits::kBlockN>;
@@ -192,11 +208,31 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
   }
 }
 
-template <typename Traits, bool kSparse>
+// Masks chunk j's scores outside the keys this warpgroup attends: past the valid keys, and for
+// a paired tile (kPaired) the keys its query block does not list. Every chunk of a paired tile
+// runs through both warpgroups' GEMMs (a chunk their block does not list entirely masked: it
+// adds nothing), because any GEMM under a condition made ptxas serialize every wgmma of the
+// kernel (C7514-C7519: it tracks wgmma completion without regard to conditions).
+template <typename Traits, bool kPaired, typename Chunks>
+__device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4],
+                                                const Chunks& chunks, int32_t code, int g,
+                                                int valid) {
+  if constexpr (kPaired) {
+    int from, to;
+    chunks.attended(code, g, valid, &from, &to);
+    if (from > 0 || to < Traits::kBlockN) mask_outside<Traits>(S, from, to);
+  } else {
+    if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
+  }
+}
+
+// kPaired: block-sparse over pairs of 64-row query blocks (WsSchedule), warpgroup g serving
+// query block 2 pair + g.
+template <typename Traits, bool kSparse, bool kPaired = false>
 __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar, int g) {
   const AttentionParams& p = wp.a;
-  const WsSchedule<Traits, kSparse> schedule{p};
+  const WsSchedule<Traits, kSparse, kPaired> schedule{p};
   constexpr float kLog2e = 1.4426950408889634f;
   const float scale_log2 = p.scale * kLog2e;
   const bool leader = threadIdx.x % 128 == 0;
@@ -208,101 +244,6 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   sm90::PipelineState<Traits::kKStages> ks;
   sm90::PipelineState<Traits::kVStages> vs;  // the V stage of the chunk whose P V comes next
   int held_q = -1;  // Q stage the previous tile's O store may still be reading
-  turn.start();
-  for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
-    const WsTile t = schedule.tile(i);
-    const int n = schedule.chunks(t).count();
-    float O[Traits::kDTiles][4];
-#pragma unroll
-    for (int dt = 0; dt < Traits::kDTiles; ++dt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
-    WsSoftmax<Traits> sm;
-    sm.init();
-    const uint32_t sQg = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes + g * 64 * 128;
-    sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
-    if (held_q >= 0 && leader) {
-      sm90::bulk_wait_read();
-      sm90::mbarrier_arrive(&bar.q_empty[held_q]);
-    }
-    if (n > 0) {
-      float S[Traits::kNTiles][4];
-      uint32_t P[Traits::kBlockN / 16][4];
-      float alpha[2];
-      sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-      turn.wait_turn();
-      issue_scores<Traits>(S, sQg, sK(ks.stage));
-      turn.pass_turn();
-      int valid = read_chunk_valid(&bar.valid[ks.stage]);
-      sm90::wait<0>();
-      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-      release_k_stage(&bar.k_empty[ks.stage]);
-      if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
-      sm.step(S, scale_log2, alpha);
-      pack_probabilities<Traits>(S, P);
-      ks.advance();
-      for (int j = 1; j < n; ++j) {
-        sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-        turn.wait_turn();
-        issue_scores<Traits>(S, sQg, sK(ks.stage));
-        rescale<Traits>(O, alpha);
-        sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
-        issue_pv<Traits>(O, P, sV(vs.stage));
-        turn.pass_turn();
-        valid = read_chunk_valid(&bar.valid[ks.stage]);
-        sm90::wait<1>();
-        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-        release_k_stage(&bar.k_empty[ks.stage]);
-        if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
-        sm.step(S, scale_log2, alpha);
-        sm90::wait<0>();
-        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-        if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
-        vs.advance();
-        pack_probabilities<Traits>(S, P);
-        ks.advance();
-      }
-      rescale<Traits>(O, alpha);
-      sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
-      issue_pv<Traits>(O, P, sV(vs.stage));
-      sm90::wait<0>();
-      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-      if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
-      vs.advance();
-    }
-    consumer_epilogue<Traits>(wp, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
-    held_q = qs.stage;
-    qs.advance();
-  }
-  if (leader) sm90::bulk_wait();
-}
-
-// Paired 64-row query blocks: warpgroup g owns query block 2 pair + g, and the tile's chunks are
-// the union of both blocks' key blocks, so a warpgroup meets chunks its block does not list. It
-// skips their products but keeps every barrier step: it waits for such a chunk's K and V before
-// releasing them, so its arrivals count toward that chunk's phase (released early, a stage's
-// previous phase could complete while the other warpgroup still reads it), and it takes its
-// ping-pong turn, so both warpgroups pass the same number of turns. The overlap is the one of
-// consume: the P V of the last chunk this warpgroup attended is issued with the next chunk's
-// scores. The warpgroup index is a template argument: a branch around the GEMMs on a value
-// derived from threadIdx made ptxas serialize every wgmma (C7518).
-template <typename Traits, int g>
-__device__ __forceinline__ void consume_pairs(const WsParams& wp, uint8_t* smem,
-                                              WsBarriers<Traits>& bar) {
-  static_assert(Traits::kConsumers == 2, "one consumer warpgroup per query block of a pair");
-  const AttentionParams& p = wp.a;
-  const WsSchedule<Traits, true, true> schedule{p};
-  constexpr float kLog2e = 1.4426950408889634f;
-  const float scale_log2 = p.scale * kLog2e;
-  const bool leader = threadIdx.x % 128 == 0;
-  const uint32_t s_base = sm90::smem_u32(smem);
-  const PingPong<true> turn{g};
-  auto sK = [&](int stage) { return s_base + Traits::kKOffset + stage * Traits::kKBytes; };
-  auto sV = [&](int stage) { return s_base + Traits::kVOffset + stage * Traits::kKBytes; };
-  sm90::PipelineState<Traits::kQStages> qs;
-  sm90::PipelineState<Traits::kKStages> ks;
-  sm90::PipelineState<Traits::kVStages> vs;  // the V stage of the previous chunk
-  int held_q = -1;
   turn.start();
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);
@@ -321,59 +262,51 @@ __device__ __forceinline__ void consume_pairs(const WsParams& wp, uint8_t* smem,
       sm90::bulk_wait_read();
       sm90::mbarrier_arrive(&bar.q_empty[held_q]);
     }
-    float S[Traits::kNTiles][4];
-    uint32_t P[Traits::kBlockN / 16][4];
-    float alpha[2];
-    bool pending = false;  // P holds the previous chunk's probabilities, its P V not yet issued
-    int next_members = n > 0 ? chunks.members(0) : 0;
-    for (int j = 0; j < n; ++j) {
-      const bool mine = (next_members >> g) & 1;
-      if (j + 1 < n) next_members = chunks.members(j + 1);  // in flight while this chunk runs
+    if (n > 0) {
+      float S[Traits::kNTiles][4];
+      uint32_t P[Traits::kBlockN / 16][4];
+      float alpha[2];
+      int32_t code = 0;  // a paired tile's chunk code, loaded ahead of its use
+      if constexpr (kPaired) code = chunks.code(0);
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
       turn.wait_turn();
-      if (mine) issue_scores<Traits>(S, sQg, sK(ks.stage));
-      if (pending) {
-        rescale<Traits>(O, alpha);
-        sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
-        issue_pv<Traits>(O, P, sV(vs.stage));
-      }
+      issue_scores<Traits>(S, sQg, sK(ks.stage));
       turn.pass_turn();
-      int valid = 0;
-      if (mine) {
-        valid = read_chunk_valid(&bar.valid[ks.stage]);
-        if (pending) sm90::wait<1>();
-        else sm90::wait<0>();
-        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-      }
+      int valid = read_chunk_valid(&bar.valid[ks.stage]);
+      sm90::wait<0>();
+      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
       release_k_stage(&bar.k_empty[ks.stage]);
+      mask_unattended<Traits, kPaired>(S, chunks, code, g, valid);
+      sm.step(S, scale_log2, alpha);
+      pack_probabilities<Traits>(S, P);
       ks.advance();
-      if (mine) {
-        if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
-        sm.step(S, scale_log2, alpha);
-      }
-      if (j > 0) {
-        if (pending) {
-          sm90::wait<0>();
-          sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-        } else {
-          sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
-        }
-        if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
-        vs.advance();
-      }
-      if (mine) pack_probabilities<Traits>(S, P);
-      pending = mine;
-    }
-    if (n > 0) {
-      if (pending) {
+      for (int j = 1; j < n; ++j) {
+        if constexpr (kPaired) code = chunks.code(j);
+        sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
+        turn.wait_turn();
+        issue_scores<Traits>(S, sQg, sK(ks.stage));
         rescale<Traits>(O, alpha);
         sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
         issue_pv<Traits>(O, P, sV(vs.stage));
+        turn.pass_turn();
+        valid = read_chunk_valid(&bar.valid[ks.stage]);
+        sm90::wait<1>();
+        sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
+        release_k_stage(&bar.k_empty[ks.stage]);
+        mask_unattended<Traits, kPaired>(S, chunks, code, g, valid);
+        sm.step(S, scale_log2, alpha);
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-      } else {
-        sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+        if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
+        vs.advance();
+        pack_probabilities<Traits>(S, P);
+        ks.advance();
       }
+      rescale<Traits>(O, alpha);
+      sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+      issue_pv<Traits>(O, P, sV(vs.stage));
+      sm90::wait<0>();
+      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
       if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
       vs.advance();
     }

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 
 #include "kernels/flash_ws_consumer.cuh"
 #include "kernels/flash_ws_producer.cuh"
@@ -14,9 +13,12 @@
 
 namespace sparseplan::cuda {
 
-// Aligns shared memory and sets up the ring barriers; returns the aligned base.
-template <typename Traits>
-__device__ __forceinline__ uint8_t* init_warp_specialized(uint8_t* smem_raw) {
+// The common frame of the warp-specialized kernels: aligns shared memory, sets up the ring
+// barriers, and splits the CTA into the producer warps and the consumer warpgroups, moving
+// registers from the one to the others.
+template <typename Traits, typename Produce, typename Consume>
+__device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&& produce_role,
+                                                     Consume&& consume_role) {
   // TMA's 128-byte swizzle is a function of address bits: tiles start 1024-byte aligned.
   uint8_t* smem = smem_raw + ((1024 - (sm90::smem_u32(smem_raw) & 1023)) & 1023);
   auto& bar = *reinterpret_cast<WsBarriers<Traits>*>(smem + Traits::kBarOffset);
@@ -37,17 +39,6 @@ __device__ __forceinline__ uint8_t* init_warp_specialized(uint8_t* smem_raw) {
     sm90::fence_barrier_init();
   }
   __syncthreads();
-  return smem;
-}
-
-// The common frame of the warp-specialized kernels: sets up the ring barriers, and splits the
-// CTA into the producer warps and the consumer warpgroups, moving registers from the one to
-// the others.
-template <typename Traits, typename Produce, typename Consume>
-__device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&& produce_role,
-                                                     Consume&& consume_role) {
-  uint8_t* smem = init_warp_specialized<Traits>(smem_raw);
-  auto& bar = *reinterpret_cast<WsBarriers<Traits>*>(smem + Traits::kBarOffset);
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     if constexpr (Traits::kConsumers > 1) sm90::release_registers<Traits::kProducerRegs>();
@@ -58,50 +49,15 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
   }
 }
 
-// The same frame for consumers whose code differs per warpgroup (consume_pairs): each gets its
-// index as a compile-time constant in its own branch of the split. ptxas serialized every
-// wgmma (C7518) both where the GEMMs sat under a branch on a runtime warpgroup index and where
-// one consumer branch chose between the two instantiations.
-template <typename Traits, typename Produce, typename Consume>
-__device__ __forceinline__ void run_warp_specialized_per_group(uint8_t* smem_raw,
-                                                               Produce&& produce_role,
-                                                               Consume&& consume_role) {
-  static_assert(Traits::kConsumers == 2, "two consumer warpgroups");
-  uint8_t* smem = init_warp_specialized<Traits>(smem_raw);
-  auto& bar = *reinterpret_cast<WsBarriers<Traits>*>(smem + Traits::kBarOffset);
-  const int warpgroup = threadIdx.x / 128;
-  if (warpgroup == 0) {
-    sm90::release_registers<Traits::kProducerRegs>();
-    if (threadIdx.x < 64) produce_role(smem, bar);
-  } else if (warpgroup == 1) {
-    sm90::claim_registers<Traits::kConsumerRegs>();
-    consume_role(smem, bar, std::integral_constant<int, 0>{});
-  } else {
-    sm90::claim_registers<Traits::kConsumerRegs>();
-    consume_role(smem, bar, std::integral_constant<int, 1>{});
-  }
-}
-
-template <typename Traits, bool kSparse>
+// kPaired: block-sparse over pairs of 64-row query blocks.
+template <typename Traits, bool kSparse, bool kPaired = false>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     flash_ws_kernel(const __grid_constant__ WsParams p) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   run_warp_specialized<Traits>(
-      smem_raw, [&](uint8_t* smem, auto& bar) { produce<Traits, kSparse>(p, smem, bar); },
-      [&](uint8_t* smem, auto& bar, int g) { consume<Traits, kSparse>(p, smem, bar, g); });
-}
-
-// Block-sparse over pairs of 64-row query blocks (consume_pairs).
-template <typename Traits>
-__global__ void __launch_bounds__(Traits::kThreads, 1)
-    flash_ws_pairs_kernel(const __grid_constant__ WsParams p) {
-  extern __shared__ __align__(1024) uint8_t smem_raw[];
-  run_warp_specialized_per_group<Traits>(
       smem_raw,
-      [&](uint8_t* smem, auto& bar) { produce<Traits, true, true, true>(p, smem, bar); },
-      [&](uint8_t* smem, auto& bar, auto g) {
-        consume_pairs<Traits, decltype(g)::value>(p, smem, bar);
-      });
+      [&](uint8_t* smem, auto& bar) { produce<Traits, kSparse, true, kPaired>(p, smem, bar); },
+      [&](uint8_t* smem, auto& bar, int g) { consume<Traits, kSparse, kPaired>(p, smem, bar, g); });
 }
 
 // Launches a persistent warp-specialized kernel over `items` tiles: at most as many CTAs as fit

@@ -43,7 +43,7 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
 // past the valid keys may hold anything (the caller's padding, NaN in the tests), and P x V
 // must not meet them, so that V lands on v_landed and warp 1 zeroes the rows before releasing
 // it on v_full. kLoadV = false feeds block mass (Q and K only). kPaired: pairs of 64-row query
-// blocks (consume_pairs).
+// blocks (WsSchedule).
 template <typename Traits, bool kSparse, bool kLoadV = true, bool kPaired = false>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar) {
@@ -89,6 +89,8 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
         ks.advance();
       }
       if constexpr (kLoadV) {
+        // A paired tile's chunk of one 64-key block in a 128-key stage has the next block's
+        // keys behind it, which may be padding too: cleared with it.
         const bool padded = p.kv_block_valid != nullptr &&
                             c.valid < min(Traits::kBlockN, p.kv_len - c.key_start);
         const int st = vs.stage;

@@ -411,22 +411,38 @@ TEST_CASE("block-sparse attention masks padded keys (NaN there never leaks)", "[
 #endif
 }
 
-TEST_CASE("paired 64-row query blocks match the reference (window rows, one block of a pair empty, odd block count)", "[gpu]") {
-  SKIP_WITHOUT_GPU();
-#ifdef SPARSEPLAN_WITH_CUDA
-  ScopedEnv on("SPARSEPLAN_PAIR64", "1");
+// Window rows (whole runs of key blocks, as tile-ordered 3D windows give), rows with one block
+// of a pair empty, an odd block count, padded keys holding NaN, and random rows (chunks of one
+// block between runs), for one SPARSEPLAN_PAIR64 mode.
+void run_pair_cases(const char* mode) {
+  ScopedEnv env("SPARSEPLAN_PAIR64", mode);
   for (int bk : {64, 128})
     for (int D : {64, 128}) {
-      INFO("block_k " << bk << " head_dim " << D);
+      INFO("SPARSEPLAN_PAIR64=" << mode << " block_k " << bk << " head_dim " << D);
       run_window_case(1400, 2, D, DType::BF16, bk, 2, false);  // 22 query blocks, 11 pairs
       run_window_case(1000, 2, D, DType::FP16, bk, 3, true);   // 16 blocks, ragged, padded keys
       run_window_case(700, 3, D, DType::BF16, bk, 1, true);    // 11 blocks: last pair has one
     }
+  INFO("SPARSEPLAN_PAIR64=" << mode << " random rows");
   run_sparse_case(2, 900, 3, 128, DType::BF16, 64, 64, {1.0, 1.0 / 16, -0.5, 0.0}, true);
+  run_sparse_case(1, 1100, 2, 64, DType::FP16, 64, 64, {0.3, 0.6}, false);
+}
+
+TEST_CASE("paired 64-row query blocks in chunks of one key block match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_pair_cases("1");
 #endif
 }
 
-TEST_CASE("unpaired 64-row query blocks (SPARSEPLAN_PAIR64=0) match the reference", "[gpu]") {
+TEST_CASE("paired 64-row query blocks in merged 128-key chunks match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_pair_cases("2");
+#endif
+}
+
+TEST_CASE("unpaired 64-row query blocks (pairing turned off) match the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
   ScopedEnv off("SPARSEPLAN_PAIR64", "0");
