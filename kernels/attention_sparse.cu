@@ -41,8 +41,8 @@ constexpr int kPairWords = detail::kMaxPairKeyBlocks / 32;
 // blocks, 128-key stages) a block whose keys are all real and whose successor is in the union
 // too takes the successor into its chunk. Merges start on blocks of one parity, the one that
 // merges more: the union of a pair's window rows is a run of even length, which the right
-// parity covers with whole chunks. Sort key: 2 nkb - (nnz of both rows), so heavier pairs come
-// first.
+// parity covers with whole chunks. Sort key: nkb - chunks (both warpgroups run every chunk of
+// the tile), so heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, int items, int npairs, int nqb, int nkb,
                                   bool merge, int kv_len, const int32_t* kv_block_valid,
@@ -100,7 +100,7 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       }
       if (odd > even) parity = 0xaaaaaaaau;
     }
-    int total = 0, work = 0;
+    int total = 0;
     for (int w0 = 0; w0 < words; w0 += 32) {
       const int w = w0 + lane;
       const uint32_t a = w < words ? in_a[w] : 0u, b = w < words ? in_b[w] : 0u;
@@ -108,7 +108,6 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       const uint32_t absorbed = (starts_merge << 1) | ((links_at(w - 1) & parity) >> 31);
       uint32_t chunk_starts = (a | b) & ~absorbed;
       const int cnt = __popc(chunk_starts);
-      work += __popc(a) + __popc(b);
       int incl = cnt;
 #pragma unroll
       for (int d = 1; d < 32; d <<= 1) {
@@ -130,11 +129,9 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       }
       total += __shfl_sync(kAll, incl, 31);
     }
-#pragma unroll
-    for (int d = 16; d > 0; d >>= 1) work += __shfl_xor_sync(kAll, work, d);
     if (lane == 0) {
       pair_count[item] = total;
-      keys[item] = 2 * nkb - work;
+      keys[item] = nkb - total;
       item_ids[item] = item;
     }
     __syncwarp();  // every lane has read the bitmaps before the next pair clears them
@@ -196,7 +193,7 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int n
 }
 
 size_t pair_work_scratch_bytes(int items, int nkb) {
-  return 3 * align256(sizeof(int32_t) * size_t(items)) + sort_temp_bytes(items, 2 * nkb);
+  return 3 * align256(sizeof(int32_t) * size_t(items)) + sort_temp_bytes(items, nkb);
 }
 
 void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, bool merge,
@@ -212,7 +209,7 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, bool merge
   int32_t* keys_in = reinterpret_cast<int32_t*>(base);
   int32_t* keys_out = reinterpret_cast<int32_t*>(base + array);
   int32_t* items_in = reinterpret_cast<int32_t*>(base + 2 * array);
-  size_t temp = sort_temp_bytes(items, 2 * nkb);
+  size_t temp = sort_temp_bytes(items, nkb);
   const int blocks = std::min((items + kPairWarps - 1) / kPairWarps, 2048);
   if (blocks == 0) return;
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
@@ -221,7 +218,7 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, bool merge
       items_in);
   check_cuda(cudaGetLastError(), "pair work list launch");
   check_cuda(cub::DeviceRadixSort::SortPairs(base + 3 * array, temp, keys_in, keys_out, items_in,
-                                             work_list, items, 0, key_bits(2 * nkb), stream),
+                                             work_list, items, 0, key_bits(nkb), stream),
              "sorting the pair work list");
 }
 

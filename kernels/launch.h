@@ -64,8 +64,8 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_bloc
 // Pairs of 64-row query blocks (items bh * ceil(nqb / 2) + pair) of p: writes each pair's
 // chunks (the union of both rows' key blocks, with merge and block_k 64 consecutive blocks
 // joined into 128-key chunks) into pair_chunks (p.num_cols entries, at the offset of the pair's
-// first row) and their number into pair_count, and sorts the items by the pair's work (both
-// rows' nnz), heaviest first and stable, into work_list. scratch holds pair_work_scratch_bytes.
+// first row) and their number into pair_count, and sorts the items by chunk count, heaviest
+// first and stable, into work_list. scratch holds pair_work_scratch_bytes.
 // Pairs whose CSR rows fall outside [0, num_cols) get no chunks. Needs num_k_blocks <=
 // kMaxPairKeyBlocks (the union is formed in shared-memory bitmaps).
 constexpr int kMaxPairKeyBlocks = 16384;
