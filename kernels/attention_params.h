@@ -49,7 +49,7 @@ struct AttentionParams {
   // Paired 64-row query blocks (filled in by block_sparse_attention_forward): work items are
   // (b * heads + h) * ceil(nqb / 2) + pair; pair_count[item] chunks of the union of rows 2 pair
   // and 2 pair + 1 start at pair_chunks + row_offsets[(b * heads + h) * (nqb + 1) + 2 pair],
-  // each encoded by encode_pair_chunk (flash_ws_scheduler.cuh).
+  // each encoded by encode_pair_chunk (tile_scheduler.cuh).
   const int32_t* pair_count = nullptr;
   const int32_t* pair_chunks = nullptr;
 };
