@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -86,13 +87,45 @@ void dense_attention_forward(const AttentionParams& p, DType dtype, cudaStream_t
   });
 }
 
+namespace {
+
+size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+// How 64-row query blocks run on Hopper (SPARSEPLAN_PAIR64, read at every call so one process
+// can time each): 0 one 64-row tile per block (the path before pairing, kept for comparisons
+// and as a way out); 1 two consecutive blocks as one 128-row tile over the union of their key
+// blocks, in chunks of one key block; 2 (the default) the same with consecutive 64-key blocks
+// joined into 128-key chunks where the first is whole.
+enum class Pairing { kOff, kBlocks, kMerged };
+
+Pairing pairing(const AttentionParams& p, int nkb) {
+  if (p.block_q != 64 || p.num_cols < 0 || nkb > detail::kMaxPairKeyBlocks) return Pairing::kOff;
+  const char* env = std::getenv("SPARSEPLAN_PAIR64");
+  const std::string mode = env != nullptr ? env : "";
+  if (mode == "0") return Pairing::kOff;
+  if (mode == "1") return Pairing::kBlocks;
+  return Pairing::kMerged;
+}
+
+// The paired path's part of the workspace, after the work list and counter: the pair counts,
+// the unions (num_cols entries), then the sort's scratch.
+size_t pair_workspace_bytes(const AttentionParams& p, int nqb, int nkb) {
+  const size_t pairs = size_t(p.batch) * p.heads * ((nqb + 1) / 2);
+  return align256(sizeof(int32_t) * pairs) + align256(sizeof(int32_t) * size_t(p.num_cols)) +
+         detail::pair_work_scratch_bytes(int(pairs), nkb);
+}
+
+}  // namespace
+
 size_t block_sparse_workspace_bytes(const AttentionParams& p) {
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   const size_t items = size_t(p.batch) * p.heads * nqb;
-  // work list and counter, padded to 256 bytes, then the sort's scratch
-  return (sizeof(int32_t) * (items + 1) + 255) / 256 * 256 +
-         detail::work_list_scratch_bytes(int(items), nkb);
+  // work list and counter, padded to 256 bytes, then the sort's scratch (or the pairs' data)
+  size_t scratch = detail::work_list_scratch_bytes(int(items), nkb);
+  if (p.block_q == 64 && p.num_cols >= 0 && nkb <= detail::kMaxPairKeyBlocks)
+    scratch = std::max(scratch, pair_workspace_bytes(p, nqb, nkb));
+  return align256(sizeof(int32_t) * (items + 1)) + scratch;
 }
 
 void block_sparse_attention_forward(AttentionParams p, DType dtype, void* workspace,
@@ -113,15 +146,35 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   int32_t* ws = static_cast<int32_t*>(workspace);
-  p.num_work = p.batch * p.heads * nqb;
+  const int items = p.batch * p.heads * nqb;
+  uint8_t* scratch = reinterpret_cast<uint8_t*>(ws) + align256(sizeof(int32_t) * (size_t(items) + 1));
+  const bool sm90 = detail::use_sm90_path();
+  const Pairing pair_mode = sm90 ? pairing(p, nkb) : Pairing::kOff;
+  if (pair_mode != Pairing::kOff) {
+    AttentionParams pp = p;
+    const int pairs = p.batch * p.heads * ((nqb + 1) / 2);
+    int32_t* counts = reinterpret_cast<int32_t*>(scratch);
+    int32_t* unions = reinterpret_cast<int32_t*>(scratch + align256(sizeof(int32_t) * size_t(pairs)));
+    uint8_t* sort_scratch = reinterpret_cast<uint8_t*>(unions) + align256(sizeof(int32_t) * size_t(p.num_cols));
+    pp.num_work = pairs;
+    pp.work_list = ws;
+    pp.pair_count = counts;
+    pp.pair_chunks = unions;
+    const bool merged = pair_mode == Pairing::kMerged;
+    detail::build_pair_work_list(p, nqb, nkb, merged, ws, counts, unions, sort_scratch, stream);
+    bool launched = false;
+    dispatch(dtype, p.head_dim, [&](auto e, auto d) {
+      launched =
+          detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(pp, merged, stream);
+    });
+    if (launched) return;
+  }
+  p.num_work = items;
   p.work_list = ws;
   p.work_counter = ws + p.num_work;
-  void* scratch = reinterpret_cast<uint8_t*>(ws) +
-                  (sizeof(int32_t) * (size_t(p.num_work) + 1) + 255) / 256 * 256;
   detail::check_cuda(cudaMemsetAsync(p.work_counter, 0, sizeof(int32_t), stream),
                      "clearing the work counter");
   detail::build_work_list(p.row_offsets, p.batch * p.heads, nqb, nkb, ws, scratch, stream);
-  const bool sm90 = detail::use_sm90_path();
   dispatch(dtype, p.head_dim, [&](auto e, auto d) {
     using E = decltype(e);
     constexpr int D = decltype(d)::value;

@@ -33,6 +33,10 @@ struct AttentionParams {
   int block_k = 128;
   const int32_t* row_offsets = nullptr;
   const int32_t* col_indices = nullptr;
+  // Length of col_indices, -1 where unknown. With block_q 64 on Hopper, two consecutive query
+  // blocks share one 128-row tile over the union of their key blocks, which is written into a
+  // workspace copy of col_indices (see block_sparse_workspace_bytes); unknown runs them apart.
+  int64_t num_cols = -1;
   // [num_k_blocks], may be null: leading valid keys of each key block (padding masked).
   const int32_t* kv_block_valid = nullptr;
 
@@ -41,6 +45,13 @@ struct AttentionParams {
   const int32_t* work_list = nullptr;
   int32_t* work_counter = nullptr;
   int num_work = 0;
+
+  // Paired 64-row query blocks (filled in by block_sparse_attention_forward): work items are
+  // (b * heads + h) * ceil(nqb / 2) + pair; pair_count[item] chunks of the union of rows 2 pair
+  // and 2 pair + 1 start at pair_chunks + row_offsets[(b * heads + h) * (nqb + 1) + 2 pair],
+  // each encoded by encode_pair_chunk (tile_scheduler.cuh).
+  const int32_t* pair_count = nullptr;
+  const int32_t* pair_chunks = nullptr;
 };
 
 // Exact block attention mass from a cached LSE (see ref::block_mass).

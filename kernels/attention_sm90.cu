@@ -73,8 +73,30 @@ void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream) {
   if (!launched) run_block_sparse<Element, kHeadDim, kConsumers>(p, stream);
 }
 
+// Paired 64-row query blocks: 64-key stages get twice the stages of 128-key ones, the same
+// bytes in flight.
+template <typename Element, int kHeadDim, int kBlockN>
+using WsPairs = WsTraits<Element, kHeadDim, 2, kBlockN,
+                         k_stages<kHeadDim, true>() * (128 / kBlockN),
+                         v_stages<kHeadDim, true>() * (128 / kBlockN)>;
+
+template <typename Element, int kHeadDim>
+bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool merged, cudaStream_t stream) {
+  const auto launch = [&](auto traits) {
+    using Traits = decltype(traits);
+    WsParams wp;
+    if (!encode_ws_maps(p, Traits::kBlockM, Traits::kBlockN, true, &wp)) return false;
+    launch_ws_kernel<Traits>(flash_ws_kernel<Traits, true, true>, wp, p.num_work, stream,
+                             "attention (sm90, paired 64-row blocks)");
+    return true;
+  };
+  return p.block_k == 64 && !merged ? launch(WsPairs<Element, kHeadDim, 64>{})
+                                    : launch(WsPairs<Element, kHeadDim, 128>{});
+}
+
 #define SPARSEPLAN_INSTANTIATE(E, D)                                                    \
   template void run_dense_sm90<E, D>(const AttentionParams&, cudaStream_t);             \
+  template bool run_block_sparse_pairs_sm90<E, D>(const AttentionParams&, bool, cudaStream_t); \
   template void run_block_sparse_sm90<E, D, 1>(const AttentionParams&, cudaStream_t);   \
   template void run_block_sparse_sm90<E, D, 2>(const AttentionParams&, cudaStream_t);
 SPARSEPLAN_INSTANTIATE(__nv_bfloat16, 64)

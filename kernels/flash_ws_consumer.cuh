@@ -81,6 +81,22 @@ __device__ __forceinline__ void mask_chunk(float (&S)[Traits::kNTiles][4], int v
       }
 }
 
+// Sets the scores of keys outside [from, to) of the chunk to -inf.
+template <typename Traits>
+__device__ __forceinline__ void mask_outside(float (&S)[Traits::kNTiles][4], int from, int to) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int nt = 0; nt < Traits::kNTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int col = nt * 8 + (lane & 3) * 2 + i;
+      if (col < from || col >= to) {
+        S[nt][i] = -INFINITY;
+        S[nt][i + 2] = -INFINITY;
+      }
+    }
+}
+
 template <typename Traits>
 __device__ __forceinline__ void issue_scores(float (&S)[Traits::kNTiles][4], uint32_t sQg, uint32_t sK) {
   using Mma = sm90::Wgmma<typename Traits::Element, Traits::kBlockN>;
@@ -192,11 +208,31 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
   }
 }
 
-template <typename Traits, bool kSparse>
+// Masks chunk j's scores outside the keys this warpgroup attends: past the valid keys, and for
+// a paired tile (kPaired) the keys its query block does not list. Every chunk of a paired tile
+// runs through both warpgroups' GEMMs (a chunk their block does not list entirely masked: it
+// adds nothing), because any GEMM under a condition made ptxas serialize every wgmma of the
+// kernel (C7514-C7519: it tracks wgmma completion without regard to conditions).
+template <typename Traits, bool kPaired, typename Chunks>
+__device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4],
+                                                const Chunks& chunks, int32_t code, int g,
+                                                int valid) {
+  if constexpr (kPaired) {
+    int from, to;
+    chunks.attended(code, g, valid, &from, &to);
+    if (from > 0 || to < Traits::kBlockN) mask_outside<Traits>(S, from, to);
+  } else {
+    if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
+  }
+}
+
+// kPaired: block-sparse over pairs of 64-row query blocks (WsSchedule), warpgroup g serving
+// query block 2 pair + g.
+template <typename Traits, bool kSparse, bool kPaired = false>
 __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar, int g) {
   const AttentionParams& p = wp.a;
-  const WsSchedule<Traits, kSparse> schedule{p};
+  const WsSchedule<Traits, kSparse, kPaired> schedule{p};
   constexpr float kLog2e = 1.4426950408889634f;
   const float scale_log2 = p.scale * kLog2e;
   const bool leader = threadIdx.x % 128 == 0;
@@ -211,7 +247,8 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   turn.start();
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);
-    const int n = schedule.chunks(t).count();
+    const auto chunks = schedule.chunks(t);
+    const int n = chunks.count();
     float O[Traits::kDTiles][4];
 #pragma unroll
     for (int dt = 0; dt < Traits::kDTiles; ++dt)
@@ -229,6 +266,8 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       float S[Traits::kNTiles][4];
       uint32_t P[Traits::kBlockN / 16][4];
       float alpha[2];
+      int32_t code = 0;  // a paired tile's chunk code, loaded ahead of its use
+      if constexpr (kPaired) code = chunks.code(0);
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
       turn.wait_turn();
       issue_scores<Traits>(S, sQg, sK(ks.stage));
@@ -237,11 +276,12 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
       release_k_stage(&bar.k_empty[ks.stage]);
-      if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
+      mask_unattended<Traits, kPaired>(S, chunks, code, g, valid);
       sm.step(S, scale_log2, alpha);
       pack_probabilities<Traits>(S, P);
       ks.advance();
       for (int j = 1; j < n; ++j) {
+        if constexpr (kPaired) code = chunks.code(j);
         sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
         turn.wait_turn();
         issue_scores<Traits>(S, sQg, sK(ks.stage));
@@ -253,7 +293,7 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
         sm90::wait<1>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
         release_k_stage(&bar.k_empty[ks.stage]);
-        if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
+        mask_unattended<Traits, kPaired>(S, chunks, code, g, valid);
         sm.step(S, scale_log2, alpha);
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));

@@ -49,13 +49,15 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
   }
 }
 
-template <typename Traits, bool kSparse>
+// kPaired: block-sparse over pairs of 64-row query blocks.
+template <typename Traits, bool kSparse, bool kPaired = false>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     flash_ws_kernel(const __grid_constant__ WsParams p) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   run_warp_specialized<Traits>(
-      smem_raw, [&](uint8_t* smem, auto& bar) { produce<Traits, kSparse>(p, smem, bar); },
-      [&](uint8_t* smem, auto& bar, int g) { consume<Traits, kSparse>(p, smem, bar, g); });
+      smem_raw,
+      [&](uint8_t* smem, auto& bar) { produce<Traits, kSparse, true, kPaired>(p, smem, bar); },
+      [&](uint8_t* smem, auto& bar, int g) { consume<Traits, kSparse, kPaired>(p, smem, bar, g); });
 }
 
 // Launches a persistent warp-specialized kernel over `items` tiles: at most as many CTAs as fit

@@ -42,13 +42,14 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
 // arrives whole: its K needs nothing more (the consumers mask those scores), but its V rows
 // past the valid keys may hold anything (the caller's padding, NaN in the tests), and P x V
 // must not meet them, so that V lands on v_landed and warp 1 zeroes the rows before releasing
-// it on v_full. kLoadV = false feeds block mass (Q and K only).
-template <typename Traits, bool kSparse, bool kLoadV = true>
+// it on v_full. kLoadV = false feeds block mass (Q and K only). kPaired: pairs of 64-row query
+// blocks (WsSchedule).
+template <typename Traits, bool kSparse, bool kLoadV = true, bool kPaired = false>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar) {
   constexpr bool kVWarp = !kSparse;  // warp 1 loads V
   const AttentionParams& p = wp.a;
-  const WsSchedule<Traits, kSparse> schedule{p};
+  const WsSchedule<Traits, kSparse, kPaired> schedule{p};
   const bool k_warp = threadIdx.x / 32 == 0;
   const bool leader = threadIdx.x % 32 == 0;
   // Without V to load or padding to clear warp 1 stays out of the way (walking the chunk list
@@ -88,6 +89,8 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
         ks.advance();
       }
       if constexpr (kLoadV) {
+        // A paired tile's chunk of one 64-key block in a 128-key stage has the next block's
+        // keys behind it, which may be padding too: cleared with it.
         const bool padded = p.kv_block_valid != nullptr &&
                             c.valid < min(Traits::kBlockN, p.kv_len - c.key_start);
         const int st = vs.stage;

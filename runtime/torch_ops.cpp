@@ -390,6 +390,7 @@ std::tuple<Tensor, Tensor> block_sparse_attention_cuda(const Tensor& q, const Te
   p.block_q = int(block_q), p.block_k = int(block_k);
   p.row_offsets = row_offsets.data_ptr<int32_t>();
   p.col_indices = col_indices.data_ptr<int32_t>();
+  p.num_cols = col_indices.numel();
   p.kv_block_valid = opt_ptr(kv_block_valid);
   const size_t bytes = cuda::block_sparse_workspace_bytes(p);
   auto workspace = at::empty({int64_t((bytes + 3) / 4)}, q.options().dtype(at::kInt));

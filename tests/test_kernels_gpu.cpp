@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -251,12 +252,70 @@ void run_dense_case(int B, int N, int H, int D, DType dt) {
   });
 }
 
+// Per head: window-shaped rows (key blocks within `radius` of the query block's position, as
+// tile-ordered 3D windows give) plus one random block; rows with qb % 3 == 1 are empty, so
+// pairs of 64-row blocks meet an empty odd block (qb 1) and an empty even one (qb 4).
+Csr window_layout(int B, int H, int nqb, int nkb, int radius, std::mt19937& rng) {
+  Csr c;
+  std::uniform_int_distribution<int> any(0, nkb - 1);
+  for (int bh = 0; bh < B * H; ++bh)
+    for (int qb = 0; qb < nqb; ++qb) {
+      c.row_offsets.push_back(int32_t(c.cols.size()));
+      if (qb % 3 == 1) continue;
+      const int center = int(int64_t(qb) * nkb / nqb), extra = any(rng);
+      for (int kb = 0; kb < nkb; ++kb)
+        if (std::abs(kb - center) <= radius || kb == extra) c.cols.push_back(kb);
+    }
+  c.row_offsets.push_back(int32_t(c.cols.size()));
+  // Global offsets: each head's last entry is the next head's first.
+  std::vector<int32_t> global;
+  for (int bh = 0; bh < B * H; ++bh)
+    for (int qb = 0; qb <= nqb; ++qb)
+      global.push_back(qb < nqb ? c.row_offsets[size_t(bh) * nqb + qb]
+                                : c.row_offsets[size_t(bh + 1) * nqb]);
+  c.row_offsets = global;
+  return c;
+}
+
+// Sets an environment variable for the scope (the kernels read their switches at every call).
+struct ScopedEnv {
+  std::string name;
+  std::string old;
+  bool had;
+  ScopedEnv(const char* n, const char* value) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    setenv(n, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had) setenv(name.c_str(), old.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+};
+
+void run_sparse_layout(int B, int N, int H, int D, DType dt, int block_q, int block_k,
+                       const Csr& csr, bool padded, std::mt19937& rng);
+
 void run_sparse_case(int B, int N, int H, int D, DType dt, int block_q, int block_k,
                      const std::vector<double>& densities, bool padded) {
-  Problem pr = make_problem(B, N, H, D, dt, 99u + block_q + block_k + D);
   const int nqb = (N + block_q - 1) / block_q, nkb = (N + block_k - 1) / block_k;
   std::mt19937 rng(7u + N);
   const Csr csr = random_layout(B, H, nqb, nkb, densities, rng);
+  run_sparse_layout(B, N, H, D, dt, block_q, block_k, csr, padded, rng);
+}
+
+void run_window_case(int N, int H, int D, DType dt, int block_k, int radius, bool padded) {
+  const int nqb = (N + 63) / 64, nkb = (N + block_k - 1) / block_k;
+  std::mt19937 rng(11u + N + radius);
+  const Csr csr = window_layout(1, H, nqb, nkb, radius, rng);
+  run_sparse_layout(1, N, H, D, dt, 64, block_k, csr, padded, rng);
+}
+
+void run_sparse_layout(int B, int N, int H, int D, DType dt, int block_q, int block_k,
+                       const Csr& csr, bool padded, std::mt19937& rng) {
+  Problem pr = make_problem(B, N, H, D, dt, 99u + block_q + block_k + D);
+  const int nqb = (N + block_q - 1) / block_q, nkb = (N + block_k - 1) / block_k;
   // Padding: each key block keeps a random number of leading keys; the padded keys hold NaN
   // in K and V so any leak shows.
   std::vector<int32_t> valid;
@@ -283,6 +342,7 @@ void run_sparse_case(int B, int N, int H, int D, DType dt, int block_q, int bloc
   auto p = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
   p.block_q = block_q, p.block_k = block_k;
   p.row_offsets = ro.ptr, p.col_indices = cols.ptr;
+  p.num_cols = int64_t(csr.cols.size());
   p.kv_block_valid = padded ? kvv.ptr : nullptr;
   DeviceBuffer<uint8_t> ws(sparseplan::cuda::block_sparse_workspace_bytes(p));
   sparseplan::cuda::block_sparse_attention_forward(p, dt, ws.ptr, nullptr);
@@ -348,6 +408,49 @@ TEST_CASE("block-sparse attention masks padded keys (NaN there never leaks)", "[
 #ifdef SPARSEPLAN_WITH_CUDA
   run_sparse_case(1, 768, 2, 128, DType::BF16, 128, 128, {1.0, 0.5}, true);
   run_sparse_case(1, 768, 2, 64, DType::FP16, 64, 128, {1.0, 0.5}, true);
+#endif
+}
+
+// Window rows (whole runs of key blocks, as tile-ordered 3D windows give), rows with one block
+// of a pair empty, an odd block count, padded keys holding NaN, and random rows (chunks of one
+// block between runs), for one SPARSEPLAN_PAIR64 mode.
+void run_pair_cases(const char* mode) {
+  ScopedEnv env("SPARSEPLAN_PAIR64", mode);
+  for (int bk : {64, 128})
+    for (int D : {64, 128}) {
+      INFO("SPARSEPLAN_PAIR64=" << mode << " block_k " << bk << " head_dim " << D);
+      run_window_case(1400, 2, D, DType::BF16, bk, 2, false);  // 22 query blocks, 11 pairs
+      run_window_case(1000, 2, D, DType::FP16, bk, 3, true);   // 16 blocks, ragged, padded keys
+      run_window_case(700, 3, D, DType::BF16, bk, 1, true);    // 11 blocks: last pair has one
+    }
+  INFO("SPARSEPLAN_PAIR64=" << mode << " random rows");
+  run_sparse_case(2, 900, 3, 128, DType::BF16, 64, 64, {1.0, 1.0 / 16, -0.5, 0.0}, true);
+  run_sparse_case(1, 1100, 2, 64, DType::FP16, 64, 64, {0.3, 0.6}, false);
+}
+
+TEST_CASE("paired 64-row query blocks in chunks of one key block match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_pair_cases("1");
+#endif
+}
+
+TEST_CASE("paired 64-row query blocks in merged 128-key chunks match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_pair_cases("2");
+#endif
+}
+
+TEST_CASE("unpaired 64-row query blocks (pairing turned off) match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  ScopedEnv off("SPARSEPLAN_PAIR64", "0");
+  for (int bk : {64, 128}) {
+    INFO("block_k " << bk);
+    run_window_case(1000, 2, 128, DType::BF16, bk, 2, true);
+    run_sparse_case(1, 640, 2, 64, DType::BF16, 64, bk, {-0.5, 0.25}, false);
+  }
 #endif
 }
 

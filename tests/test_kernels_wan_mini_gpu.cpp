@@ -172,6 +172,7 @@ TEST_CASE("kernels match the references on q/k/v captured from wan-mini", "[gpu]
     auto* d_cols = to_device<int32_t>(cols.data(), cols.size() * 4);
     p.block_q = p.block_k = 64;
     p.row_offsets = d_off, p.col_indices = d_cols;
+    p.num_cols = int64_t(cols.size());
     void* ws = to_device<uint8_t>(nullptr, cuda::block_sparse_workspace_bytes(p));
     REQUIRE(cudaMemset(out, 0xff, bytes) == cudaSuccess);
     cuda::block_sparse_attention_forward(p, cuda::DType::BF16, ws, nullptr);

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""64-token against 128-token blocks (GPU machine, torch 2.11): block-sparse attention on 3D
+window masks in tile order (tile 4x4x4 = one 64-token block, 4x4x8 = one 128-token block) and
+on random masks, with 64-token query blocks in each SPARSEPLAN_PAIR64 mode, timed in one
+process: 0 unpaired (one 64-row tile per block), 1 paired (two blocks per 128-row tile over the
+union of their key blocks) in chunks of one key block, 2 paired with consecutive key blocks
+merged into 128-key chunks. B=1, bf16, forward.
+
+  PYTHONPATH=python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64] [--out DIR]
+
+TFLOP/s = 4 * H * D * (attended block pairs) * block_q * block_k / time (padded tokens of partial
+tiles count as work, as the kernel does it); over_dense = time / (density * our dense time at the
+same padded length). One JSON line per measurement (DIR/bench_pair64.jsonl) and a table.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_attention import bench, mask_to_csr, random_mask, rel_l2  # noqa: E402
+import sparseplan  # noqa: E402  (bench_attention put python/ on the path)
+
+GRIDS = {"cube32": (32, 32, 32), "wan480p": (21, 30, 52)}
+TILES = {64: (4, 4, 4), 128: (4, 4, 8)}
+# Window half-widths in tokens (frames, height, width): a key tile is attended when its centre
+# is within this distance of the query tile's centre in every dimension.
+WINDOWS = [(4, 4, 4), (4, 4, 8), (4, 8, 8), (8, 8, 8), (8, 12, 16)]
+RANDOM_DENSITIES = [1 / 4, 1 / 8, 1 / 16]
+
+
+def tile_centres(grid, tile):
+    """Centre (of its valid part) and valid token count of each tile, in tile order."""
+    counts = [math.ceil(g / t) for g, t in zip(grid, tile)]
+    idx = torch.stack(torch.meshgrid(*[torch.arange(n) for n in counts], indexing="ij"), -1)
+    idx = idx.reshape(-1, 3)
+    lo = idx * torch.tensor(tile)
+    hi = torch.minimum(lo + torch.tensor(tile), torch.tensor(grid))
+    return (lo + hi - 1).float() / 2, (hi - lo).prod(-1).to(torch.int32)
+
+
+def window_mask(grid, tile, radius, H):
+    centres, valid = tile_centres(grid, tile)
+    dist = (centres[:, None, :] - centres[None, :, :]).abs()
+    mask = (dist <= torch.tensor(radius, dtype=torch.float32)).all(-1)
+    return mask.cuda().unsqueeze(0).expand(H, -1, -1).contiguous(), valid
+
+
+def log(out, rec):
+    print(json.dumps(rec), flush=True)
+    if out:
+        with open(os.path.join(out, "bench_pair64.jsonl"), "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def with_pairing(mode, fn):
+    os.environ["SPARSEPLAN_PAIR64"] = mode
+    try:
+        return fn()
+    finally:
+        os.environ.pop("SPARSEPLAN_PAIR64", None)
+
+
+def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows):
+    H, nqb, nkb = mask.shape
+    D = q.shape[-1]
+    density = mask.float().mean().item()
+    work = 4.0 * H * D * mask.sum().item() * block * block
+    ro, ci = mask_to_csr(mask)
+    call = lambda: ops.block_sparse_attention(q, k, v, ro, ci, block, block, kv_valid)
+    variants = ([("b128", "2")] if block == 128 else
+                [("b64_unpaired", "0"), ("b64_pair_blocks", "1"), ("b64_pair_merged", "2")])
+    ref = None
+    for label, pair in variants:
+        ms = with_pairing(pair, lambda: bench(call, warmup_ms=25, rep_ms=150))
+        o, _ = with_pairing(pair, call)
+        r = dict(rec, kernel=label, block=block, density=density, ms=ms,
+                 tflops=work / ms / 1e9, over_dense=ms / (density * dense_ms))
+        if ref is None:
+            ref = o
+        else:
+            r["rel_l2_vs_unpaired"] = rel_l2(o, ref)
+        log(out, r)
+        rows.append(r)
+    del ro, ci
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--dims", default="128,64")
+    ap.add_argument("--grids", default="cube32,wan480p")
+    ap.add_argument("--out", default=os.environ.get("OUT", ""))
+    args = ap.parse_args()
+    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
+    ops = sparseplan.load()
+    H = args.heads
+    rows = []
+    for D in (int(d) for d in args.dims.split(",")):
+        for gname in args.grids.split(","):
+            grid = GRIDS[gname]
+            for block in (128, 64):
+                tile = TILES[block]
+                centres, valid = tile_centres(grid, tile)
+                N = len(valid) * block
+                gen = torch.Generator(device="cuda").manual_seed(1)
+                q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16,
+                                       generator=gen) for _ in range(3))
+                kv_valid = valid.cuda() if bool((valid < block).any()) else None
+                dense_ms = bench(lambda: ops.dense_attention(q, k, v), warmup_ms=25, rep_ms=150)
+                base = dict(D=D, H=H, grid=gname, N=N)
+                log(args.out, dict(base, kernel="dense", block=block, ms=dense_ms,
+                                   tflops=4.0 * H * D * N * N / dense_ms / 1e9))
+                for radius in WINDOWS:
+                    mask, _ = window_mask(grid, tile, radius, H)
+                    run_mask(ops, dict(base, mask="window", window=list(radius)), q, k, v, mask,
+                             block, kv_valid, dense_ms, args.out, rows)
+                if gname == "cube32":
+                    nb = N // block
+                    for d in RANDOM_DENSITIES:
+                        mask = random_mask(H, nb, nb, [d], gen)
+                        run_mask(ops, dict(base, mask=f"random {d:.4g}"), q, k, v, mask, block,
+                                 None, dense_ms, args.out, rows)
+                del q, k, v
+                torch.cuda.empty_cache()
+
+    # Table: each 64-block row against the 128-block row of the same D, grid and mask.
+    b128 = {(r["D"], r["grid"], str(r.get("window", r["mask"]))): r for r in rows
+            if r["kernel"] == "b128"}
+    print(f"\n{'D':>4} {'grid':>8} {'mask':>14} {'kernel':>13} {'density':>8} {'ms':>8} "
+          f"{'TFLOP/s':>8} {'vs b128':>8} {'t/(d*dense)':>11}")
+    for r in rows:
+        key = (r["D"], r["grid"], str(r.get("window", r["mask"])))
+        ref = b128.get(key)
+        ratio = r["tflops"] / ref["tflops"] if ref else float("nan")
+        print(f"{r['D']:>4} {r['grid']:>8} {key[2]:>14} {r['kernel']:>13} {r['density']:8.4f} "
+              f"{r['ms']:8.3f} {r['tflops']:8.1f} {ratio:8.3f} {r['over_dense']:11.3f}")
+
+
+if __name__ == "__main__":
+    main()
