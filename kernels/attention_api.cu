@@ -93,9 +93,12 @@ size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
 // How 64-row query blocks run on Hopper (SPARSEPLAN_PAIR64, read at every call so one process
 // can time each): 0 one 64-row tile per block (the path before pairing, kept for comparisons
-// and as a way out); 1 two consecutive blocks as one 128-row tile over the union of their key
-// blocks, in chunks of one key block; 2 (the default) the same with consecutive 64-key blocks
-// joined into 128-key chunks where the first is whole.
+// and as a way out); 1 (the default) two consecutive blocks as one 128-row tile over the union
+// of their key blocks, in chunks of one key block; 2 the same with consecutive 64-key blocks
+// joined into 128-key chunks where the first is whole. Measured on the H200
+// (bench/results/h200_pair64.jsonl): 1 beats 0 by 10-30% on every window mask, 2 wins on grids
+// that tiles divide but loses to 0 on Wan 480p's partial tiles, and both lose 20-60% to 0 on
+// random masks, whose pairs share few key blocks.
 enum class Pairing { kOff, kBlocks, kMerged };
 
 Pairing pairing(const AttentionParams& p, int nkb) {
@@ -103,8 +106,8 @@ Pairing pairing(const AttentionParams& p, int nkb) {
   const char* env = std::getenv("SPARSEPLAN_PAIR64");
   const std::string mode = env != nullptr ? env : "";
   if (mode == "0") return Pairing::kOff;
-  if (mode == "1") return Pairing::kBlocks;
-  return Pairing::kMerged;
+  if (mode == "2") return Pairing::kMerged;
+  return Pairing::kBlocks;
 }
 
 // The paired path's part of the workspace, after the work list and counter: the pair counts,
