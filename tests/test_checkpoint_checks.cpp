@@ -164,7 +164,7 @@ TEST_CASE("a forward whose stream overflows names the first bad layer and the st
                                const torch::Tensor& k, const torch::Tensor& v) {
     return dense_attention(q, k, v);
   };
-  const torch::Tensor x = seeded_noise(1, 3, 2, 16, 16).unsqueeze(0);
+  const torch::Tensor x = seeded_noise(1, 3, 2, 16, 16);  // [1, C, F, H, W]
   const torch::Tensor t = torch::full({1}, 500.0);
   const torch::Tensor context = torch::zeros({1, 16, 64});
   CHECK_THROWS_WITH(model.forward(x, t, context, dense, ForwardContext{4, 1}),
@@ -177,7 +177,7 @@ TEST_CASE("a finite forward passes the stream check", "[checkpoint]") {
                                const torch::Tensor& k, const torch::Tensor& v) {
     return dense_attention(q, k, v);
   };
-  const torch::Tensor x = seeded_noise(1, 3, 2, 16, 16).unsqueeze(0);
+  const torch::Tensor x = seeded_noise(1, 3, 2, 16, 16);  // [1, C, F, H, W]
   const torch::Tensor out =
       model.forward(x, torch::full({1}, 500.0), torch::zeros({1, 16, 64}), dense, {0, 0});
   CHECK(torch::isfinite(out).all().item<bool>());

@@ -101,8 +101,8 @@ void zero_dataset(const std::string& path, const std::string& name) {
 }  // namespace
 
 TEST_CASE("a grid whose tile count wraps 32 bits is refused naming the token limit", "[limits]") {
-  // 50020 x 17173 x 5 single-token tiles: 4,295,017,300 tiles, past 2^32; int arithmetic wrapped
-  // it to a small block count before.
+  // 50020 x 17173 x 5 single-token tiles: 4,294,967,300 tiles, 4 past 2^32; int arithmetic
+  // wrapped it to 4 blocks before.
   CHECK_THROWS_WITH(make_tile_geometry({50020, 17173, 5}, {1, 1, 1}, 16, {}),
                     Catch::Contains("grid: 50020x17173x5") &&
                         Catch::Contains("more than the limit of 16777216"));
