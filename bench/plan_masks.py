@@ -5,7 +5,7 @@ For Wan2.1-1.3B 480p 81 frames (grid 21x30x52, partial tiles at the edges) and H
 129 frames (33x45x80 + 256 text tokens), block sizes 64 and 128, this script
   1. writes plans with the CLI: sliding tile, radial and spatial/temporal baselines
      (`sparseplan baseline --kind ...`) and a searched plan (a synthetic capture at the same
-     grid, `sparseplan synth` + `sparseplan search`), and compiles one layer of each with
+     grid, `sparseplan synth-capture` + `sparseplan search`), and compiles one layer of each with
      `sparseplan layout PLAN --export-csr FILE` (CSR layouts, token order, valid tokens per block);
   2. times, in one process and alternating between them, on random bf16 q, k, v [1, N, H, D]:
      - ours: sparseplan::block_sparse_attention on the tile-order tensors;
@@ -89,7 +89,7 @@ def make_plans(bin_, shape, block, work):
         g = (grid_of["frames"], grid_of["height"], grid_of["width"])
         capture = os.path.join(work, f"{shape}-b{block}-synth.h5")
         synth_heads = min(heads, 6)
-        run([bin_, "synth", "--out", capture, "--grid", f"{g[0]}x{g[1]}x{g[2]}",
+        run([bin_, "synth-capture", "--out", capture, "--grid", f"{g[0]}x{g[1]}x{g[2]}",
              "--tile", tile.replace(",", "x"), "--layers", "1", "--heads", str(synth_heads),
              "--prompts", "2", "--steps", "1", "--block-size", str(block), "--model", model,
              "--quiet"])
