@@ -20,6 +20,7 @@
 #include "cli/progress_bar.h"
 #include "base/atomic_file.h"
 #include "runtime/capture_backend.h"
+#include "runtime/dense_backend.h"
 #include "model/flow_sampler.h"
 #include "model/text_encoder.h"
 #include "model/wan_config.h"
@@ -113,6 +114,7 @@ struct Options {
   bool full_lse = false;
   std::string device = "cpu";
   std::string dtype = "float32";
+  std::string attention = "kernels";
   int64_t chunk_rows = 0;
 };
 
@@ -160,6 +162,7 @@ int run_capture(const Options& o) {
   if (o.dtype != "float32" && o.dtype != "bfloat16" && o.dtype != "float16")
     throw std::invalid_argument("--dtype must be float32, bfloat16 or float16");
   if (o.chunk_rows < 0) throw std::invalid_argument("--chunk-rows must be >= 0");
+  const AttentionImpl impl = parse_attention_impl(o.attention, "--attention");
   {
     const std::filesystem::path parent = std::filesystem::absolute(o.out).parent_path();
     if (!std::filesystem::is_directory(parent))
@@ -218,7 +221,8 @@ int run_capture(const Options& o) {
                                      {"height", o.height},
                                      {"width", o.width},
                                      {"device", o.device},
-                                     {"dtype", o.dtype}}
+                                     {"dtype", o.dtype},
+                                     {"attention", o.attention}}
                           .dump();
   // Encode every prompt before the long part so an unknown word fails fast.
   std::vector<torch::Tensor> contexts;
@@ -254,7 +258,7 @@ int run_capture(const Options& o) {
   keep_freed_memory();
   const WanModel model = load_wan_model(o.model, device, dtype);
 
-  CaptureBackend backend(writer, o.chunk_rows);
+  CaptureBackend backend(writer, o.chunk_rows, impl);
   const AttentionFn capture = backend.attention();
   const AttentionFn attention = [&](const AttentionCall& call, const torch::Tensor& q,
                                     const torch::Tensor& k, const torch::Tensor& v) {
@@ -341,6 +345,10 @@ Command add_capture(CLI::App& app) {
   sub->add_flag("--full-lse", o->full_lse, "Also store every token's LSE");
   sub->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   sub->add_option("--dtype", o->dtype, "Weights: float32, bfloat16 or float16")
+      ->capture_default_str();
+  sub->add_option("--attention", o->attention,
+                  "kernels (dense and block-mass CUDA kernels on CUDA, float32 LibTorch on the "
+                  "CPU) or reference (float32 LibTorch everywhere)")
       ->capture_default_str();
   sub->add_option("--chunk-rows", o->chunk_rows, "Query rows per block-mass chunk (0: auto)")
       ->capture_default_str();

@@ -8,16 +8,21 @@
 #include <memory>
 #include <string>
 
-#include "io/video_writer.h"
+#include <nlohmann/json.hpp>
+
+#include "base/atomic_file.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
-#include "model/flow_sampler.h"
-#include "runtime/plan_backend.h"
-#include "plan/plan_loader.h"
 #include "io/safetensors.h"
+#include "io/video_writer.h"
+#include "model/flow_sampler.h"
 #include "model/text_encoder.h"
 #include "model/wan_config.h"
 #include "model/wan_model.h"
+#include "plan/plan_loader.h"
+#include "runtime/attention_profile.h"
+#include "runtime/dense_backend.h"
+#include "runtime/plan_backend.h"
 
 namespace sparseplan::cli {
 namespace {
@@ -48,6 +53,8 @@ struct Options {
   double guidance = 5.0;
   std::string device = "cpu";
   std::string dtype = "float32";
+  std::string attention = "kernels";
+  bool profile = false;
   int fps = 8;
   int scale = 4;
 };
@@ -56,6 +63,54 @@ std::string describe(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
+}
+
+nlohmann::json timed_calls(const TimedCalls& t, bool timed) {
+  nlohmann::json j{{"calls", t.calls}};
+  j["seconds"] = timed ? nlohmann::json(t.seconds) : nlohmann::json(nullptr);
+  return j;
+}
+
+// What was run and where its time went; seconds are null where they were not measured (CUDA
+// without --profile).
+nlohmann::json generate_json(const Options& o, double sampling_seconds,
+                             const AttentionProfile& profile, const PlanBackend* plan) {
+  const AttentionTimes& a = profile.attention();
+  const bool timed = profile.timed();
+  nlohmann::json j{{"model", o.model},
+                   {"prompt", o.context_file.empty() ? o.prompt : "context:" + o.context_file},
+                   {"frames", o.frames},
+                   {"height", o.height},
+                   {"width", o.width},
+                   {"steps", o.steps},
+                   {"seed", o.seed},
+                   {"guidance", o.guidance},
+                   {"device", o.device},
+                   {"dtype", o.dtype},
+                   {"attention", o.attention},
+                   {"plan", o.plan.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.plan)},
+                   {"sampling_seconds", sampling_seconds}};
+  nlohmann::json p{{"timed", timed},
+                   {"cuda_synchronized", profile.synchronizes()},
+                   {"step_seconds", profile.step_seconds()},
+                   {"dense", timed_calls(a.dense, timed)},
+                   {"sparse", timed_calls(a.sparse, timed)},
+                   {"reorder", timed_calls(a.reorder, timed)},
+                   {"selection", timed_calls(a.selection, timed)}};
+  p["attention_seconds"] = timed ? nlohmann::json(a.attention_seconds()) : nlohmann::json(nullptr);
+  const double sampling = profile.sampling_seconds();
+  p["attention_share"] = timed && sampling > 0 ? nlohmann::json(a.attention_seconds() / sampling)
+                                               : nlohmann::json(nullptr);
+  j["profile"] = p;
+  if (plan) {
+    const PlanRunStats& s = plan->stats();
+    j["plan_stats"] = {{"dense_calls", s.dense_calls},
+                       {"sparse_calls", s.sparse_calls},
+                       {"online_selections", s.reselections},
+                       {"mean_sparse_density", s.mean_sparse_density()},
+                       {"overall_density", s.mean_density()}};
+  }
+  return j;
 }
 
 int run_generate(const Options& o) {
@@ -114,13 +169,15 @@ int run_generate(const Options& o) {
       o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw std::invalid_argument("--device cuda: no CUDA device available");
+  const AttentionImpl impl = parse_attention_impl(o.attention, "--attention");
   const torch::ScalarType dtype = o.dtype == "bfloat16"  ? torch::kBFloat16
                                   : o.dtype == "float16" ? torch::kHalf
                                                          : torch::kFloat32;
   // The plan is checked against the model and grid before the weights are loaded.
+  AttentionProfile profile = AttentionProfile::for_device(device, o.profile);
   std::unique_ptr<PlanBackend> plan;
   if (!o.plan.empty()) {
-    plan = std::make_unique<PlanBackend>(load_plan(o.plan));
+    plan = std::make_unique<PlanBackend>(load_plan(o.plan), PlanRunOptions{impl, &profile});
     const ModelInfo info{fs::path(o.model).filename().string(), config.num_layers,
                          config.num_heads, config.head_dim()};
     auto problems = check_plan_matches_model(plan->plan(), info);
@@ -135,16 +192,16 @@ int run_generate(const Options& o) {
   const WanModel model = load_wan_model(o.model, device, dtype);
   fs::create_directories(o.out);
 
-  const AttentionFn dense = [](const AttentionCall&, const torch::Tensor& q,
-                               const torch::Tensor& k, const torch::Tensor& v) {
-    return dense_attention(q, k, v);
-  };
-  const AttentionFn attention = plan ? plan->attention() : dense;
+  const AttentionFn attention = plan ? plan->attention() : dense_backend(impl, &profile);
   const auto start = std::chrono::steady_clock::now();
   torch::Tensor video;
   {
     ProgressBar bar("generate", o.steps);
-    video = sample_video(model, so, attention, [&](int, int) { bar.advance(); });
+    profile.start_sampling(device);
+    video = sample_video(model, so, attention, [&](int, int) {
+      profile.step_done(device);
+      bar.advance();
+    });
     bar.finish();
   }
   const double secs =
@@ -165,6 +222,7 @@ int run_generate(const Options& o) {
                      {"sampler", "flow matching Euler"},
                      {"device", o.device},
                      {"dtype", o.dtype},
+                     {"attention", o.attention},
                      {"plan", o.plan},
                      {"tool", std::string("sparseplan ") + SPARSEPLAN_VERSION}});
   const VideoFrames frames = frames_from_video(video);
@@ -174,6 +232,14 @@ int run_generate(const Options& o) {
               gif.c_str(), sheet.c_str(), raw.c_str(), o.frames, o.height, o.width, o.steps,
               static_cast<long long>(o.seed), secs);
   if (plan) std::printf("%s\n", format_plan_stats(plan->stats()).c_str());
+  std::printf("%s", format_profile(profile).c_str());
+  if (o.profile) {
+    const auto& steps = profile.step_seconds();
+    for (size_t i = 0; i < steps.size(); ++i) std::printf("  step %3zu %9.3f s\n", i, steps[i]);
+  }
+  const std::string json_path = (fs::path(o.out) / "generate.json").string();
+  write_text_atomically(json_path, generate_json(o, secs, profile, plan.get()).dump(2) + "\n");
+  std::printf("wrote %s\n", json_path.c_str());
   return 0;
 }
 
@@ -198,7 +264,8 @@ Command add_generate(CLI::App& app) {
                   "Prompt of the unconditional branch (default: empty)");
   sub->add_option("--context", o->context_file,
                   "Precomputed text embeddings (safetensors: context, optional negative_context)");
-  sub->add_option("--out", o->out, "Output directory (video.gif, frames.png, video.safetensors)");
+  sub->add_option("--out", o->out,
+                  "Output directory (video.gif, frames.png, video.safetensors, generate.json)");
   sub->add_option("--plan", o->plan,
                   "Sparsity plan (JSON) to run self-attention with instead of dense attention");
   sub->add_option("--frames", o->frames, "Video frames")->capture_default_str();
@@ -215,6 +282,14 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--dtype", o->dtype, "Linear weights: float32, bfloat16 or float16")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
       ->capture_default_str();
+  sub->add_option("--attention", o->attention,
+                  "Self-attention: kernels (the CUDA kernels on CUDA, float32 LibTorch on the "
+                  "CPU) or reference (float32 LibTorch everywhere)")
+      ->check(CLI::IsMember({"kernels", "reference"}))
+      ->capture_default_str();
+  sub->add_flag("--profile", o->profile,
+                "Time every attention call and step (on CUDA: synchronises around each) and "
+                "print the per-step times");
   sub->add_option("--fps", o->fps, "GIF frames per second")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();

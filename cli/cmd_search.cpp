@@ -68,7 +68,8 @@ Command add_search(CLI::App& app) {
             std::cout << std::fixed << std::setprecision(4);
             for (const TileResult& t : result.tiles)
               std::cout << "tile " << tile_text(t.tile) << ": mean density " << t.mean_density
-                        << ", lowest recall " << t.lowest_recall
+                        << ", padding " << 100.0 * t.padded_fraction << "%, work "
+                        << t.cost << " of dense, lowest recall " << t.lowest_recall
                         << (t.tile == result.plan.tile ? "  (chosen)" : "") << "\n";
             std::cout << "wrote " << o->out << ": " << result.plan.description << "\n";
             return 0;

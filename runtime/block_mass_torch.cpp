@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "plan/tile_geometry.h"
+#include "runtime/torch_ops.h"
 
 namespace sparseplan {
 namespace {
@@ -53,6 +54,61 @@ BlockMassComputer::BlockMassComputer(const Grid& grid, const TextLayout& text,
   }
 }
 
+bool BlockMassComputer::uses_kernels(const torch::Tensor& q) const {
+  return !options_.float64 && (options_.block_size == 64 || options_.block_size == 128) &&
+         dense_kernel_runs(q, options_.attention);
+}
+
+AttentionWithMass BlockMassComputer::with_kernels(const torch::Tensor& q, const torch::Tensor& k,
+                                                  const torch::Tensor& v) const {
+  const int64_t B = q.size(0), N = q.size(1), H = q.size(2);
+  const torch::Device device = q.device();
+  const double inf = std::numeric_limits<double>::infinity();
+  auto [out, lse] = dense_attention_kernel(q, k, v);  // lse [B, H, N] on the device
+  const auto dtype = q.scalar_type() == torch::kHalf ? torch::kHalf : torch::kBFloat16;
+  const torch::Tensor q16 = q.to(dtype).contiguous(), k16 = k.to(dtype).contiguous();
+  // LSE with one extra column per pad value, so a gather by slot (padding -> column N) fills
+  // padding with a value that never changes the statistic.
+  const auto lse_padded = [&](double pad) {
+    return torch::cat({lse, torch::full({B, H, 1}, pad, lse.options())}, 2);
+  };
+  const torch::Tensor lse_inf = lse_padded(-inf), lse_zero = lse_padded(0.0),
+                      lse_pos = lse_padded(inf);
+
+  AttentionWithMass result;
+  result.out = out;
+  result.lse = lse.cpu();
+  for (const TileMaps& m : maps_) {
+    std::vector<int32_t> token_of_slot(m.column_of_slot.size());
+    for (size_t i = 0; i < token_of_slot.size(); ++i)
+      token_of_slot[i] = m.column_of_slot[i] == N ? -1 : int32_t(m.column_of_slot[i]);
+    const torch::Tensor gather32 =
+        torch::tensor(at::ArrayRef<int32_t>(token_of_slot), torch::kInt32).to(device);
+    const torch::Tensor column = to_device_long(m.column_of_slot, device);
+    std::vector<int32_t> valid(m.block_valid.begin(), m.block_valid.end());
+    const torch::Tensor valid32 = torch::tensor(at::ArrayRef<int32_t>(valid), torch::kInt32).to(device);
+    const torch::Tensor q_tiles = ops::reorder_tokens(q16, gather32);
+    const torch::Tensor k_tiles = ops::reorder_tokens(k16, gather32);
+    const torch::Tensor per_slot = lse_inf.index_select(2, column).contiguous();  // [B, H, slots]
+    TileBlockMass t;
+    t.tile = m.tile;
+    t.num_blocks = m.num_blocks;
+    t.mass = ops::block_mass(q_tiles, k_tiles, per_slot, m.block_size, m.block_size, valid32,
+                             valid32, c10::nullopt)
+                 .cpu();
+    const auto blocks = [&](const torch::Tensor& padded) {
+      return padded.index_select(2, column).view({B, H, m.num_blocks, m.block_size});
+    };
+    const torch::Tensor empty = valid32.eq(0).view({1, 1, -1});
+    const torch::Tensor divisor = valid32.clamp_min(1).to(torch::kFloat32).view({1, 1, -1});
+    t.lse_mean = blocks(lse_zero).sum(3).div_(divisor).masked_fill_(empty, -inf).cpu();
+    t.lse_min = std::get<0>(blocks(lse_pos).min(3)).masked_fill_(empty, -inf).cpu();
+    t.lse_max = std::get<0>(blocks(lse_inf).max(3)).cpu();
+    result.tiles.push_back(std::move(t));
+  }
+  return result;
+}
+
 AttentionWithMass BlockMassComputer::operator()(const torch::Tensor& q, const torch::Tensor& k,
                                                 const torch::Tensor& v) const {
   torch::NoGradGuard no_grad;
@@ -62,6 +118,7 @@ AttentionWithMass BlockMassComputer::operator()(const torch::Tensor& q, const to
   if (q.size(1) != tokens_)
     throw std::invalid_argument("block mass: q has " + std::to_string(q.size(1)) +
                                 " tokens, the grid and text give " + std::to_string(tokens_));
+  if (uses_kernels(q)) return with_kernels(q, k, v);
   const int64_t B = q.size(0), N = q.size(1), H = q.size(2), D = q.size(3);
   const torch::Device device = q.device();
   const auto dtype = options_.float64 ? torch::kFloat64 : torch::kFloat32;

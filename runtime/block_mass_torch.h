@@ -12,6 +12,7 @@
 #include <torch/types.h>
 
 #include "plan/plan.h"
+#include "runtime/dense_backend.h"
 
 namespace sparseplan {
 
@@ -21,6 +22,10 @@ struct BlockMassOptions {
   // Query rows per chunk; 0 picks a chunk that keeps the scores near 64 Mi elements.
   int64_t chunk_rows = 0;
   bool float64 = false;  // scores, LSE and sums in float64 (slower; for checks)
+  // Kernels: on CUDA with block size 64 or 128 and head_dim 64 or 128 (and float64 off), the
+  // dense kernel gives output and LSE and the block-mass kernel the mass, from bf16 q and k.
+  // Reference: the chunked LibTorch computation below on every device.
+  AttentionImpl attention = AttentionImpl::Kernels;
 };
 
 struct TileBlockMass {
@@ -51,6 +56,8 @@ class BlockMassComputer {
   // dtype, any device. Throws std::invalid_argument on mismatched shapes.
   AttentionWithMass operator()(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v) const;
+  // Whether a call with these inputs runs on the kernels (see BlockMassOptions::attention).
+  bool uses_kernels(const torch::Tensor& q) const;
 
   const Grid& grid() const { return grid_; }
   const TextLayout& text() const { return text_; }
@@ -66,6 +73,9 @@ class BlockMassComputer {
     std::vector<int64_t> block_of_token;  // [N]: block of each model token
     std::vector<float> block_valid;       // [nb]
   };
+  AttentionWithMass with_kernels(const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v) const;
+
   Grid grid_;
   TextLayout text_;
   BlockMassOptions options_;

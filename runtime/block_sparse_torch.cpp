@@ -1,7 +1,6 @@
 #include "runtime/block_sparse_torch.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/dense_backend.h"
 #include "runtime/torch_ops.h"
 
 namespace sparseplan {
@@ -44,15 +44,6 @@ Tensor to_blocks(const Tensor& x, int64_t block, int64_t nb) {
 
 Tensor long_tensor(const std::vector<int64_t>& v, const at::Device& device) {
   return at::tensor(at::ArrayRef<int64_t>(v), at::kLong).to(device);
-}
-
-bool cuda_kernels_registered() {
-  static const bool registered = [] {
-    const auto op =
-        c10::Dispatcher::singleton().findSchema({"sparseplan::block_sparse_attention", ""});
-    return op.has_value() && op->hasKernelForDispatchKey(c10::DispatchKey::CUDA);
-  }();
-  return registered;
 }
 
 }  // namespace
@@ -177,14 +168,17 @@ std::tuple<Tensor, Tensor> block_sparse_attention_torch(
           lse.view({B, H, nqb * block_q}).narrow(2, 0, N).contiguous()};
 }
 
+bool block_sparse_kernel_runs(const Tensor& q, int64_t block_q, int64_t block_k) {
+  const bool kernel_blocks = (block_q == 64 || block_q == 128) && (block_k == 64 || block_k == 128);
+  const bool kernel_head_dim = q.size(-1) == 64 || q.size(-1) == 128;
+  return q.is_cuda() && kernel_blocks && kernel_head_dim && cuda_kernels_available();
+}
+
 std::tuple<Tensor, Tensor> run_block_sparse_attention(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, int64_t block_q, int64_t block_k,
     const std::optional<Tensor>& kv_block_valid, std::optional<double> scale) {
-  // The kernels cover block sizes 64 and 128 and head dims 64 and 128; the rest runs in torch.
-  const bool kernel_blocks = (block_q == 64 || block_q == 128) && (block_k == 64 || block_k == 128);
-  const bool kernel_head_dim = q.size(-1) == 64 || q.size(-1) == 128;
-  if (q.is_cuda() && kernel_blocks && kernel_head_dim && cuda_kernels_registered()) {
+  if (block_sparse_kernel_runs(q, block_q, block_k)) {
     // The kernels run bfloat16/float16; the runner's attention inputs are bf16-rounded already.
     const auto dtype = q.scalar_type() == at::kHalf ? at::kHalf : at::kBFloat16;
     c10::optional<Tensor> valid;

@@ -25,6 +25,10 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_attention_torch(
     const std::optional<at::Tensor>& kv_block_valid, std::optional<double> scale = std::nullopt,
     int64_t max_elements = 0);
 
+// Whether run_block_sparse_attention takes the CUDA kernels for these inputs: CUDA tensors,
+// block sizes 64 or 128, head_dim 64 or 128, the kernels built.
+bool block_sparse_kernel_runs(const at::Tensor& q, int64_t block_q, int64_t block_k);
+
 // The fastest path for q's device: the CUDA kernels (sparseplan_ops) for CUDA tensors with
 // block sizes they run (float32 inputs go through bfloat16), block_sparse_attention_torch
 // otherwise. Same contract; out is in q's dtype.

@@ -20,12 +20,14 @@ std::string grid_text(const Grid& g) {
 
 }  // namespace
 
-CaptureBackend::CaptureBackend(CaptureWriter& writer, int64_t chunk_rows) : writer_(writer) {
+CaptureBackend::CaptureBackend(CaptureWriter& writer, int64_t chunk_rows, AttentionImpl attention)
+    : writer_(writer), attention_(attention) {
   const CaptureInfo& info = writer.info();
   BlockMassOptions options;
   options.block_size = info.block_size;
   options.tiles = info.tiles;
   options.chunk_rows = chunk_rows;
+  options.attention = attention;
   mass_ = std::make_unique<BlockMassComputer>(info.grid, info.text, options);
 }
 
@@ -55,7 +57,7 @@ AttentionFn CaptureBackend::attention() {
 
 torch::Tensor CaptureBackend::operator()(const AttentionCall& call, const torch::Tensor& q,
                                          const torch::Tensor& k, const torch::Tensor& v) {
-  if (!captures(call)) return dense_attention(q, k, v);
+  if (!captures(call)) return run_dense_attention(q, k, v, attention_);
   const CaptureInfo& info = writer_.info();
   if (!(call.grid == info.grid))
     throw std::invalid_argument("capture: the model's token grid " + grid_text(call.grid) +

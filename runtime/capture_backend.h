@@ -1,12 +1,14 @@
 // The capture backend: an AttentionFn that runs dense attention and, at the captured steps,
 // layers and guidance branch, records the exact block attention mass and LSE statistics of
-// every head into a CaptureWriter. Other calls run runtime's dense_attention unchanged.
+// every head into a CaptureWriter. Other calls run dense attention (runtime/dense_backend.h).
+// On CUDA both take the kernels: the dense kernel's output and LSE, the block-mass kernel's mass.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 
 #include "model/attention_backend.h"
+#include "runtime/dense_backend.h"
 
 namespace sparseplan {
 
@@ -17,8 +19,10 @@ class CaptureBackend {
  public:
   // Captures what `writer.info()` names: its steps, layers, branch, grid, text layout, block
   // size and tiles; full LSE when the writer was created with it. chunk_rows: query rows per
-  // chunk of the block-mass computation (0: automatic). The writer must outlive the backend.
-  explicit CaptureBackend(CaptureWriter& writer, int64_t chunk_rows = 0);
+  // chunk of the block-mass computation (0: automatic); attention: the CUDA kernels where they
+  // run or the float32 reference. The writer must outlive the backend.
+  explicit CaptureBackend(CaptureWriter& writer, int64_t chunk_rows = 0,
+                          AttentionImpl attention = AttentionImpl::Kernels);
   ~CaptureBackend();
   CaptureBackend(const CaptureBackend&) = delete;
   CaptureBackend& operator=(const CaptureBackend&) = delete;
@@ -42,6 +46,7 @@ class CaptureBackend {
 
  private:
   CaptureWriter& writer_;
+  AttentionImpl attention_;
   std::unique_ptr<BlockMassComputer> mass_;
   int prompt_ = 0;
   int64_t captured_calls_ = 0;

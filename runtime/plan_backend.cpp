@@ -6,10 +6,12 @@
 #include <optional>
 #include <stdexcept>
 
-#include "runtime/block_mass_torch.h"
 #include "kernels/block_select_reference.h"
-#include "runtime/block_sparse_torch.h"
 #include "plan/plan_loader.h"
+#include "runtime/attention_profile.h"
+#include "runtime/block_mass_torch.h"
+#include "runtime/block_sparse_torch.h"
+#include "runtime/torch_ops.h"
 
 namespace sparseplan {
 
@@ -32,6 +34,8 @@ struct PlanBackend::DeviceOrder {
   torch::Device device{torch::kCPU};
   torch::Tensor gather;         // int64 [padded]: model token of each slot, N for padding
   torch::Tensor slot_of_token;  // int64 [N]
+  // The same maps in int32 for the reorder kernel (token_of_slot: -1 for padding); CUDA only.
+  torch::Tensor token_of_slot32, slot_of_token32;
   // int32 [total_blocks]; absent when every block is full, so the kernels skip their padding
   // handling (its producer warp costs dense-like launches 5-8%, bench/RESULTS.md).
   std::optional<torch::Tensor> kv_valid;
@@ -113,8 +117,8 @@ std::string format_plan_stats(const PlanRunStats& s) {
   return line;
 }
 
-PlanBackend::PlanBackend(Plan plan)
-    : plan_(std::move(plan)), geometry_(make_tile_geometry(plan_)),
+PlanBackend::PlanBackend(Plan plan, PlanRunOptions options)
+    : plan_(std::move(plan)), options_(options), geometry_(make_tile_geometry(plan_)),
       order_(make_token_order(geometry_)) {
   layers_.resize(plan_.layers.size());
 }
@@ -190,6 +194,10 @@ const PlanBackend::DeviceOrder& PlanBackend::device_order(const torch::Device& d
   d->device = device;
   d->gather = to_tensor(gather, torch::kLong, device);
   d->slot_of_token = to_tensor(slots, torch::kLong, device);
+  if (device.is_cuda()) {
+    d->token_of_slot32 = to_tensor(order_.token_of_slot, torch::kInt, device);
+    d->slot_of_token32 = to_tensor(order_.slot_of_token, torch::kInt, device);
+  }
   const bool padded = std::any_of(order_.block_valid.begin(), order_.block_valid.end(),
                                   [&](int32_t v) { return v < plan_.block_size; });
   if (padded) d->kv_valid = to_tensor(order_.block_valid, torch::kInt, device);
@@ -240,6 +248,7 @@ void PlanBackend::reselect(const AttentionCall& call, const LayerPlan& lp, const
     BlockMassOptions options;
     options.block_size = plan_.block_size;
     options.tiles = {plan_.tile};
+    options.attention = options_.attention;
     mass_ = std::make_unique<BlockMassComputer>(plan_.grid, plan_.text, options);
   }
   const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
@@ -263,23 +272,43 @@ void PlanBackend::reselect(const AttentionCall& call, const LayerPlan& lp, const
   ++stats_.reselections;
 }
 
+torch::Tensor PlanBackend::dense(const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v) {
+  if (!options_.profile) return run_dense_attention(q, k, v, options_.attention);
+  return options_.profile->time(AttentionProfile::Part::Dense, q.device(), [&] {
+    return run_dense_attention(q, k, v, options_.attention);
+  });
+}
+
 torch::Tensor PlanBackend::operator()(const AttentionCall& call, const torch::Tensor& q,
                                       const torch::Tensor& k, const torch::Tensor& v) {
   check_call(call, q, k, v);
+  torch::NoGradGuard no_grad;
   if (runs_dense(call)) {
     ++stats_.dense_calls;
-    return dense_attention(q, k, v);
+    return dense(q, k, v);
   }
-  torch::NoGradGuard no_grad;
   const LayerPlan& lp = layer_plan(call.layer);
   ++stats_.sparse_calls;
   if (lp.all_dense) {
     stats_.sparse_density_sum += 1.0;
-    return dense_attention(q, k, v);
+    return dense(q, k, v);
   }
+  if (!options_.profile) return sparse(call, lp, q, k, v);
+  return options_.profile->time(AttentionProfile::Part::Sparse, q.device(),
+                                [&] { return sparse(call, lp, q, k, v); });
+}
 
+torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp,
+                                  const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v) {
   const int64_t B = q.size(0), H = q.size(2), D = q.size(3);
   const torch::Device device = q.device();
+  AttentionProfile* profile = options_.profile;
+  const auto timed = [&](AttentionProfile::Part part, auto&& f) {
+    if (!profile) return f();
+    return profile->time(part, device, f);
+  };
   const auto key = std::make_pair(call.layer, call.branch);
   torch::Tensor online_out;
   DeviceLayout fresh;
@@ -295,7 +324,10 @@ torch::Tensor PlanBackend::operator()(const AttentionCall& call, const torch::Te
                      (contains(plan_.schedule.reselect_steps, call.step) &&
                       it->second.step != call.step);
     if (due) {
-      reselect(call, lp, q, k, v, online_out);
+      timed(AttentionProfile::Part::Selection, [&] {
+        reselect(call, lp, q, k, v, online_out);
+        return 0;
+      });
       selected_layouts_.erase(key);
       fresh = build_layout(lp, B, nullptr, /*online_empty=*/true, device);
       layout = &fresh;
@@ -308,14 +340,31 @@ torch::Tensor PlanBackend::operator()(const AttentionCall& call, const torch::Te
   }
 
   const DeviceOrder& order = device_order(device);
+  // On the kernels, tokens move in bf16 through the reorder kernel (one gather per tensor);
+  // elsewhere through LibTorch with a zero row standing for the padding.
+  const bool kernels = options_.attention == AttentionImpl::Kernels && device.is_cuda() &&
+                       block_sparse_kernel_runs(q, plan_.block_size, plan_.block_size);
   const auto to_tiles = [&](const torch::Tensor& x) {
+    if (kernels)
+      return ops::reorder_tokens(x.to(torch::kBFloat16).contiguous(), order.token_of_slot32);
     return torch::cat({x, torch::zeros({B, 1, H, D}, x.options())}, 1).index_select(1, order.gather);
   };
-  const auto result = run_block_sparse_attention(
-      to_tiles(q), to_tiles(k), to_tiles(v), layout->row_offsets, layout->col_indices,
-      plan_.block_size, plan_.block_size, order.kv_valid);
-  torch::Tensor out =
-      std::get<0>(result).index_select(1, order.slot_of_token).to(torch::kFloat32).contiguous();
+  torch::Tensor qt, kt, vt;
+  timed(AttentionProfile::Part::Reorder, [&] {
+    qt = to_tiles(q), kt = to_tiles(k), vt = to_tiles(v);
+    return 0;
+  });
+  const auto result =
+      kernels ? run_block_sparse_attention(qt, kt, vt, layout->row_offsets, layout->col_indices,
+                                           plan_.block_size, plan_.block_size, order.kv_valid)
+              : block_sparse_attention_torch(qt, kt, vt, layout->row_offsets,
+                                             layout->col_indices, plan_.block_size,
+                                             plan_.block_size, order.kv_valid);
+  torch::Tensor out = timed(AttentionProfile::Part::Reorder, [&] {
+    const torch::Tensor& tiles = std::get<0>(result);
+    if (kernels) return ops::reorder_tokens(tiles, order.slot_of_token32).to(torch::kFloat32);
+    return tiles.index_select(1, order.slot_of_token).to(torch::kFloat32).contiguous();
+  });
   if (online_out.defined()) {
     const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
     out.index_copy_(2, to_tensor(heads, torch::kLong, device), online_out.to(device));

@@ -1,8 +1,9 @@
 // The plan backend: an AttentionFn that runs a sparsity plan inside the model runner.
-// Calls outside sampling (step < 0), warm-up steps and the schedule's dense_steps run the
-// runtime's dense_attention. Every other call reorders q, k, v into the plan's padded tile
-// order, runs block-sparse attention with the layer's compiled layouts (CUDA kernels on CUDA
-// tensors, plain LibTorch ops otherwise) and reorders the output back.
+// Calls outside sampling (step < 0), warm-up steps and the schedule's dense_steps run dense
+// attention (runtime/dense_backend.h: the dense kernel on CUDA). Every other call reorders q, k,
+// v into the plan's padded tile order, runs block-sparse attention with the layer's compiled
+// layouts (CUDA kernels on CUDA tensors, plain LibTorch ops otherwise) and reorders the output
+// back.
 // Online heads select their key blocks at the schedule's reselect_steps (and at their first
 // sparse step when no reselect step came before): dense attention with LSE for those heads
 // (its output is used for that call), exact block mass, per query block the fewest key blocks
@@ -21,10 +22,21 @@
 #include "plan/block_layout.h"
 #include "plan/plan.h"
 #include "plan/tile_geometry.h"
+#include "runtime/dense_backend.h"
 
 namespace sparseplan {
 
+class AttentionProfile;
 class BlockMassComputer;
+
+struct PlanRunOptions {
+  // Kernels: dense calls, online selections and sparse calls on the CUDA kernels where they run.
+  // Reference: everything in float32 LibTorch (known-answer tests).
+  AttentionImpl attention = AttentionImpl::Kernels;
+  // When set (it must outlive the backend), books dense and sparse calls, the reorder into tile
+  // order and back, and online selections.
+  AttentionProfile* profile = nullptr;
+};
 
 struct PlanRunStats {
   int64_t dense_calls = 0;    // calls the schedule ran dense (warm-up, dense steps, step < 0)
@@ -46,7 +58,7 @@ std::string format_plan_stats(const PlanRunStats& stats);
 class PlanBackend {
  public:
   // Throws std::invalid_argument when the plan's tile geometry is unusable.
-  explicit PlanBackend(Plan plan);
+  explicit PlanBackend(Plan plan, PlanRunOptions options = {});
   ~PlanBackend();
   PlanBackend(const PlanBackend&) = delete;
   PlanBackend& operator=(const PlanBackend&) = delete;
@@ -91,10 +103,14 @@ class PlanBackend {
   const DeviceOrder& device_order(const torch::Device& device);
   void reselect(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
                 const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& online_out);
+  torch::Tensor dense(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+  torch::Tensor sparse(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
+                       const torch::Tensor& k, const torch::Tensor& v);
   DeviceLayout build_layout(const LayerPlan& lp, int64_t batch, const OnlineSelection* selection,
                             bool online_empty, const torch::Device& device) const;
 
   Plan plan_;
+  PlanRunOptions options_;
   TileGeometry geometry_;
   TokenOrder order_;
   std::vector<std::unique_ptr<LayerPlan>> layers_;

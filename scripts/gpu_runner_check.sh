@@ -27,6 +27,14 @@ echo "== plan: wan-mini sliding tile (tile 4x4x4, window 3x3x3), cuda"
 $bin baseline --model wan-mini --grid 64px-16f --steps 30 --warmup 6 --out "$out/sta.json" >/dev/null
 /usr/bin/time -f "cuda plan wall %e s" $bin generate --prompt "$prompt" --seed 1 --device cuda \
   --plan "$out/sta.json" --out "$out/gen-cuda-plan" 2>&1 | grep -E "wrote|wall|error|plan|dense"
+echo "== profiles (--profile: CUDA synchronised per call): dense kernel, float32 reference, plan"
+for run in "kernels" "reference" "plan"; do
+  extra=(--attention kernels)
+  [[ $run == reference ]] && extra=(--attention reference)
+  [[ $run == plan ]] && extra=(--plan "$out/sta.json")
+  $bin generate --prompt "$prompt" --seed 1 --device cuda "${extra[@]}" --profile \
+    --out "$out/profile-$run" 2>&1 | grep -E "^profile|^  [a-z]|error"
+done
 echo "== capture (2 prompts, 10 steps, 5 captured steps): cuda vs cpu"
 for dev in cuda cpu; do
   /usr/bin/time -f "capture $dev wall %e s" $bin capture --model "$SPARSEPLAN_MODEL" --prompt "$prompt" \

@@ -3,36 +3,57 @@
 # densely, capture attention on a few prompts, analyze the captures, search a plan for a recall
 # target, score it against the fixed baselines on held-out prompts and seeds, draw its masks,
 # and generate the same video with the plan. Everything goes to $OUT_DIR (out/main-job).
+# It runs on CUDA when a GPU is there (DEVICE=cpu|cuda overrides) and sizes itself to the
+# device: on a CPU, 8 frames of 64x64 px (token grid 8x16x16), 12 sampling steps and 4-step
+# captures, so that it finishes in minutes on 2 cores (bench/RESULTS.md, "Main job (CPU)"); on
+# CUDA, wan-mini's training size of 16 frames and 30 steps. FRAMES, STEPS and CAPTURE_STEPS
+# override either.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SPARSEPLAN_BIN:-$root/build/cli/sparseplan}"
 model="${SPARSEPLAN_MODEL:-$root/../shared/fixtures/wan-mini}"
 out="${OUT_DIR:-$root/out/main-job}"
-steps="${STEPS:-30}"                  # sampling steps of the generated videos
-capture_steps="${CAPTURE_STEPS:-10}"  # sampling steps of the captured runs (5 of them captured)
-device="${DEVICE:-cpu}"
+if [[ -z "${DEVICE:-}" ]]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    DEVICE=cuda
+  else
+    DEVICE=cpu
+  fi
+fi
+device="$DEVICE"
+if [[ "$device" == cuda ]]; then
+  frames="${FRAMES:-16}"
+  steps="${STEPS:-30}"                  # sampling steps of the generated videos
+  capture_steps="${CAPTURE_STEPS:-10}"  # sampling steps of the captured runs (5 of them captured)
+else
+  frames="${FRAMES:-8}"
+  steps="${STEPS:-12}"
+  capture_steps="${CAPTURE_STEPS:-4}"
+fi
 recall="${RECALL:-0.9}"
 prompt="bg-checker bgcolor-black pan-up green square move-down large"
+size=(--frames "$frames" --height 64 --width 64)
 mkdir -p "$out"
+echo "main job on $device: $frames frames of 64x64 px, $steps sampling steps, $capture_steps-step captures"
 run() {
   echo
   echo "== sparseplan $*"
   "$bin" "$@"
 }
 
-run generate --model "$model" --prompt "$prompt" --steps "$steps" --seed 1 --device "$device" \
-  --out "$out/dense"
-run capture --model "$model" --prompts "$root/configs/prompts/wan-mini-search.txt" --steps "$capture_steps" \
-  --seed 1 --device "$device" --out "$out/search.h5"
-run capture --model "$model" --prompts "$root/configs/prompts/wan-mini-heldout.txt" --steps "$capture_steps" \
-  --seed 7 --device "$device" --out "$out/heldout.h5"
+run generate --model "$model" --prompt "$prompt" "${size[@]}" --steps "$steps" --seed 1 \
+  --device "$device" --out "$out/dense"
+run capture --model "$model" --prompts "$root/configs/prompts/wan-mini-search.txt" "${size[@]}" \
+  --steps "$capture_steps" --seed 1 --device "$device" --out "$out/search.h5"
+run capture --model "$model" --prompts "$root/configs/prompts/wan-mini-heldout.txt" "${size[@]}" \
+  --steps "$capture_steps" --seed 7 --device "$device" --out "$out/heldout.h5"
 run analyze "$out/search.h5" --out "$out/report"
 run search "$out/search.h5" --recall "$recall" --out "$out/plan.json"
 run validate "$out/plan.json"
 run compare "$out/plan.json" --captures "$out/heldout.h5" --baselines
 run layout "$out/plan.json" --png "$out/plan-mask.png" --svg "$out/plan-mask.svg" --layer 0 --head 0
-run generate --model "$model" --prompt "$prompt" --steps "$steps" --seed 1 --plan "$out/plan.json" \
-  --device "$device" --out "$out/sparse"
+run generate --model "$model" --prompt "$prompt" "${size[@]}" --steps "$steps" --seed 1 \
+  --plan "$out/plan.json" --device "$device" --out "$out/sparse"
 echo
 echo "main job done: video $out/dense/video.gif (dense) and $out/sparse/video.gif (plan)," \
   "report $out/report/index.html, plan $out/plan.json"

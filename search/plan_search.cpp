@@ -7,6 +7,7 @@
 
 #include "search/budget_allocation.h"
 #include "base/parallel_for.h"
+#include "plan/padding_cost.h"
 #include "search/plan_compare.h"
 
 namespace sparseplan {
@@ -245,11 +246,14 @@ PlanSearchResult search_plan(const MassSource& source, const PlanSearchOptions& 
         tr.mean_density += r.rule.stats->density / (double(L) * H);
         tr.lowest_recall = std::min(tr.lowest_recall, r.rule.stats->recall);
       }
+    const PaddingCost padding = padding_cost(g);
+    tr.padded_fraction = padding.padded_fraction();
+    tr.cost = padding.cost(tr.mean_density);
     const bool better =
         !have || (budget_mode ? tr.lowest_recall > chosen.lowest_recall + 1e-12 ||
                                     (std::abs(tr.lowest_recall - chosen.lowest_recall) <= 1e-12 &&
-                                     tr.mean_density < chosen.mean_density - 1e-12)
-                              : tr.mean_density < chosen.mean_density - 1e-12);
+                                     tr.cost < chosen.cost - 1e-12)
+                              : tr.cost < chosen.cost - 1e-12);
     best.tiles.push_back(tr);
     if (better) {
       chosen = tr;

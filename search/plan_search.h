@@ -6,7 +6,8 @@
 //    input costs much less than any static rule;
 //  - dense when nothing saves enough.
 // Every tile shape the captures hold is tried (a plan has one tile shape); the cheapest plan
-// wins. In density-budget mode, window rules at a ladder of recall levels are priced per head
+// wins, its cost counting padded work (plan/padding_cost.h: mean density x the padding's work
+// factor), so a tile shape that divides the grid wins over one that pads at equal density. In density-budget mode, window rules at a ladder of recall levels are priced per head
 // and budget_allocation.h spreads the budget. Heads run on std::threads; results are stored by
 // head, so the plan is the same for the same inputs whatever the scheduling.
 #pragma once
@@ -55,6 +56,8 @@ struct TileResult {
   std::array<int, 3> tile{0, 0, 0};
   double mean_density = 0.0;
   double lowest_recall = 0.0;
+  double padded_fraction = 0.0;  // padding over model tokens
+  double cost = 0.0;             // mean density x (slots / tokens)^2: work over dense attention
 };
 
 struct PlanSearchResult {

@@ -21,6 +21,17 @@ expect "the same seed gives the same video" 0 "video.gif" -- gen --prompt "$prom
 check "the same seed gives identical files" cmp -s "$tmp/ok/video.safetensors" "$tmp/again/video.safetensors"
 
 small=(--frames 2 --height 16 --width 16 --steps 2)
+expect "generate ends with a profile of its attention calls" 0 "dense: 32 calls" -- gen --prompt "$prompt" "${small[@]}" --out "$tmp/prof"
+expect "--profile prints the time of every step" 0 "step   1" -- gen --prompt "$prompt" "${small[@]}" --profile --attention reference --out "$tmp/prof2"
+check "generate.json holds the steps and the dense calls with their time" python3 -c "
+import json, sys
+j = json.load(open(sys.argv[1]))
+p = j['profile']
+assert len(p['step_seconds']) == 2 and p['timed']
+assert p['dense']['calls'] == 32 and p['dense']['seconds'] > 0 and p['sparse']['calls'] == 0
+assert 0 < p['attention_share'] < 1 and j['attention'] == 'kernels'
+" "$tmp/prof/generate.json"
+expect "an unknown attention implementation is a usage error" 105 "--attention" -- gen --prompt "$prompt" --attention fast --out "$tmp/a"
 expect "an unknown word is named" 1 "'purple'" -- gen --prompt "bg-solid purple circle" "${small[@]}" --out "$tmp/a"
 expect "a size off the patch grid is rejected" 1 "multiples of the patch size" -- gen --prompt "$prompt" --frames 2 --height 18 --width 16 --out "$tmp/a"
 expect "zero steps are rejected" 1 "--steps must be >= 1" -- gen --prompt "$prompt" --steps 0 --out "$tmp/a"

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "runtime/attention_profile.h"
 #include "runtime/block_mass_torch.h"
 #include "kernels/attention_reference.h"
 #include "model/flow_sampler.h"
@@ -364,4 +365,36 @@ TEST_CASE("wan-mini sampling with a sliding-tile plan stays close to dense sampl
   CHECK(err < 0.25);  // measured 0.175 (sliding tile 3x1x1 at 15.6%: 0.48)
   CHECK(backend.stats().dense_calls == 8 * 2);
   CHECK(backend.stats().mean_sparse_density() == Approx(0.625));
+}
+
+TEST_CASE("a plan's profile books dense and sparse calls and the reorder inside the sparse ones") {
+  Schedule s;
+  s.warmup_steps = 1;
+  AttentionProfile profile(/*timed=*/true, /*synchronize=*/false);
+  PlanBackend backend(toy_plan({{window_rule(), window_rule()}}, s),
+                      PlanRunOptions{AttentionImpl::Kernels, &profile});
+  const Qkv x = random_qkv(11);
+  for (int step : {0, 1, 2}) backend(call_at(step), x.q, x.k, x.v);
+  const AttentionTimes& t = profile.attention();
+  CHECK(t.dense.calls == 1);
+  CHECK(t.sparse.calls == 2);
+  CHECK(t.reorder.calls == 4);  // into tile order and back, per sparse call
+  CHECK(t.selection.calls == 0);
+  CHECK(t.dense.seconds > 0);
+  CHECK(t.reorder.seconds > 0);
+  CHECK(t.sparse.seconds > t.reorder.seconds);
+}
+
+TEST_CASE("a plan's online selections are booked inside its sparse calls") {
+  AttentionProfile profile(/*timed=*/true, /*synchronize=*/false);
+  PlanBackend backend(toy_plan({{online_rule(0.8, 0.0, 0.5), window_rule()}}),
+                      PlanRunOptions{AttentionImpl::Kernels, &profile});
+  const Qkv x = random_qkv(12);
+  backend(call_at(0), x.q, x.k, x.v);
+  backend(call_at(1), x.q, x.k, x.v);
+  const AttentionTimes& t = profile.attention();
+  CHECK(t.sparse.calls == 2);
+  CHECK(t.selection.calls == 1);
+  CHECK(t.selection.seconds > 0);
+  CHECK(t.sparse.seconds > t.selection.seconds);
 }

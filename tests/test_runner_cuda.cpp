@@ -5,6 +5,7 @@
 
 #include "runtime/block_mass_torch.h"
 #include "model/flow_sampler.h"
+#include "runtime/dense_backend.h"
 #include "runtime/plan_backend.h"
 #include "io/safetensors.h"
 #include "model/wan_model.h"
@@ -27,16 +28,26 @@ bool skip_without_cuda() {
   return true;
 }
 
+// The dense-kernel cases need the kernels in this binary; a CUDA build without them fails here
+// rather than passing on the LibTorch fallback.
+bool skip_without_kernels() {
+  if (skip_without_cuda()) return true;
+  REQUIRE(cuda_kernels_available());
+  return false;
+}
+
+// Random q, k, v rounded to bf16, as the runner hands them to attention.
+torch::Tensor bf16_randn(std::vector<int64_t> shape, double scale, double shift) {
+  return round_to_bf16(torch::randn(shape) * scale + shift);
+}
+
 const WanModel& model_on(torch::Device device) {
   static const WanModel cpu = load_wan_model(kModelDir, torch::kCPU);
   static const WanModel cuda = load_wan_model(kModelDir, torch::kCUDA);
   return device.is_cuda() ? cuda : cpu;
 }
 
-AttentionFn dense() {
-  return [](const AttentionCall&, const torch::Tensor& q, const torch::Tensor& k,
-            const torch::Tensor& v) { return dense_attention(q, k, v); };
-}
+AttentionFn dense() { return dense_backend(AttentionImpl::Reference); }
 
 }  // namespace
 
@@ -111,4 +122,98 @@ TEST_CASE("a sliding-tile plan runs on the CUDA kernels as the torch path runs i
   INFO("relative L2 error " << err);
   CHECK(err < 1e-2);  // the kernels take bf16 inputs
   CHECK_FALSE(relative_l2(cpu, dense_attention(q, k, v)) < 1e-3);  // the plan is really sparse
+}
+
+TEST_CASE("dense attention of the runner on CUDA runs the dense kernel and equals the CPU reference within bf16 tolerance", "[gpu]") {
+  if (skip_without_kernels()) return;
+  torch::manual_seed(21);
+  // wan-mini's shape at 8 x 64 x 64 (4096 tokens) plus a length that is no multiple of a block.
+  for (int64_t n : {4096, 1000}) {
+    const torch::Tensor q = bf16_randn({1, n, 3, 128}, 1.5, 0.1),
+                        k = bf16_randn({1, n, 3, 128}, 1.5, -0.1), v = bf16_randn({1, n, 3, 128}, 1.0, 0.3);
+    const torch::Tensor cuda = q.cuda();
+    REQUIRE(dense_kernel_runs(cuda, AttentionImpl::Kernels));
+    const torch::Tensor out = run_dense_attention(cuda, k.cuda(), v.cuda(), AttentionImpl::Kernels);
+    REQUIRE(out.is_cuda());
+    REQUIRE(out.scalar_type() == torch::kFloat32);
+    const double err = relative_l2(out.cpu(), dense_attention(q, k, v));
+    INFO("tokens " << n << ": relative L2 error " << err);
+    CHECK(err < 1e-2);
+    CHECK(err > 0.0);  // bf16 output: the kernel ran, not the float32 path
+  }
+}
+
+TEST_CASE("the wan-mini forward with the dense kernel on CUDA equals the float32 CPU reference within relative L2 1e-2", "[gpu]") {
+  if (skip_without_kernels()) return;
+  const SafetensorsFile ref(kModelDir + "/reference.safetensors");
+  const torch::Device cuda(torch::kCUDA);
+  const torch::Tensor kernels = model_on(cuda).forward(
+      ref.load("x").to(cuda), ref.load("t").to(cuda), ref.load("context").to(cuda),
+      dense_backend(AttentionImpl::Kernels));
+  const torch::Tensor reference = model_on(torch::kCPU).forward(
+      ref.load("x"), ref.load("t"), ref.load("context"), dense_backend(AttentionImpl::Reference));
+  const double err = relative_l2(kernels.cpu(), reference);
+  INFO("relative L2 error " << err);
+  CHECK(err < 1e-2);
+  CHECK(relative_l2(kernels.cpu(), ref.load("velocity")) < 1e-2);
+}
+
+TEST_CASE("a plan's dense steps on CUDA run the dense kernel and equal the CPU reference", "[gpu]") {
+  if (skip_without_kernels()) return;
+  const ModelPreset preset = load_model_preset("wan-mini");
+  BaselineOptions b;
+  b.tile = {2, 4, 8};
+  b.window = {3, 3, 1};
+  b.schedule.warmup_steps = 2;
+  const Plan plan = make_baseline_plan(preset, {8, 8, 8}, b);
+  PlanBackend backend(plan);
+  AttentionCall call;
+  call.step = 0;
+  call.layer = 1;
+  call.grid = plan.grid;
+  REQUIRE(backend.runs_dense(call));
+  torch::manual_seed(23);
+  const torch::Tensor q = bf16_randn({1, 512, 3, 128}, 1.5, 0.1),
+                      k = bf16_randn({1, 512, 3, 128}, 1.5, -0.1), v = bf16_randn({1, 512, 3, 128}, 1.0, 0.3);
+  const torch::Tensor out = backend(call, q.cuda(), k.cuda(), v.cuda());
+  const double err = relative_l2(out.cpu(), dense_attention(q, k, v));
+  INFO("relative L2 error " << err);
+  CHECK(err < 1e-2);
+  CHECK(err > 0.0);
+}
+
+TEST_CASE("capture block mass from the CUDA kernels equals the CPU capture within 1e-4", "[gpu]") {
+  if (skip_without_kernels()) return;
+  // Partial tiles at every edge (5 x 10 x 12 in 4x4x4 and 2x4x8 tiles) and text tokens before
+  // the video in a block of their own.
+  const Grid grid{5, 10, 12};
+  const TextLayout text{TextPosition::Before, 20};
+  BlockMassOptions options;
+  options.block_size = 64;
+  options.tiles = {{4, 4, 4}, {2, 4, 8}};
+  const BlockMassComputer computer(grid, text, options);
+  const int64_t n = grid.tokens() + text.tokens;
+  torch::manual_seed(25);
+  const torch::Tensor q = bf16_randn({2, n, 3, 128}, 1.5, 0.1),
+                      k = bf16_randn({2, n, 3, 128}, 1.5, -0.1), v = bf16_randn({2, n, 3, 128}, 1.0, 0.3);
+  REQUIRE(computer.uses_kernels(q.cuda()));
+  REQUIRE_FALSE(computer.uses_kernels(q));
+  const AttentionWithMass cpu = computer(q, k, v);
+  const AttentionWithMass cuda = computer(q.cuda(), k.cuda(), v.cuda());
+  CHECK(relative_l2(cuda.out.cpu(), cpu.out) < 1e-2);
+  CHECK((cuda.lse - cpu.lse).abs().max().item<double>() < 1e-3);
+  REQUIRE(cuda.tiles.size() == cpu.tiles.size());
+  for (size_t t = 0; t < cpu.tiles.size(); ++t) {
+    const double mass_err = (cuda.tiles[t].mass - cpu.tiles[t].mass).abs().max().item<double>();
+    INFO("tile " << t << ": block mass max abs difference " << mass_err);
+    CHECK(mass_err < 1e-4);
+    const torch::Tensor finite = torch::isfinite(cpu.tiles[t].lse_mean);
+    CHECK(torch::equal(finite, torch::isfinite(cuda.tiles[t].lse_mean)));
+    CHECK((cuda.tiles[t].lse_mean - cpu.tiles[t].lse_mean).masked_select(finite).abs().max()
+              .item<double>() < 1e-3);
+    CHECK((cuda.tiles[t].lse_min - cpu.tiles[t].lse_min).masked_select(finite).abs().max()
+              .item<double>() < 1e-3);
+    CHECK((cuda.tiles[t].lse_max - cpu.tiles[t].lse_max).masked_select(finite).abs().max()
+              .item<double>() < 1e-3);
+  }
 }
