@@ -175,10 +175,16 @@ Scale make_scale(const Axis& axis, const std::vector<double>& data, double pad_f
     if (std::isnan(axis.min)) lo = std::pow(10.0, std::floor(l0 - pad + 1e-9));
     if (std::isnan(axis.max)) hi = std::pow(10.0, std::ceil(l1 + pad - 1e-9));
   } else {
+    // Widen to multiples of the tick step; widening can raise the step, so repeat until the
+    // limits are ticks themselves.
     const double pad = (hi - lo) * pad_fraction;
-    const double step = nice_step((hi - lo + 2 * pad) / target_ticks);
-    if (std::isnan(axis.min)) lo = std::floor((lo - pad) / step + 1e-9) * step;
-    if (std::isnan(axis.max)) hi = std::ceil((hi + pad) / step - 1e-9) * step;
+    lo -= std::isnan(axis.min) ? pad : 0.0;
+    hi += std::isnan(axis.max) ? pad : 0.0;
+    for (int round = 0; round < 4; ++round) {
+      const double step = nice_step((hi - lo) / std::max(1, target_ticks));
+      if (std::isnan(axis.min)) lo = std::floor(lo / step + 1e-9) * step;
+      if (std::isnan(axis.max)) hi = std::ceil(hi / step - 1e-9) * step;
+    }
   }
   s.lo = lo;
   s.hi = hi;
@@ -557,14 +563,15 @@ std::string heatmap_svg(const Heatmap& map) {
   const Ticks xt = make_ticks(map.col_names, map.cols, map.col_stride, true);
   const Ticks yt = make_ticks(map.row_names, map.rows, map.row_stride, false);
 
-  const double bar_h = categorical ? 0.0 : std::max(h, 150.0);
+  const double bar_h =
+      categorical ? 0.0 : std::max({h, 150.0, text_width(map.colorbar_label + (map.log_colors ? " (log scale)" : "")) + 12});
   std::vector<std::pair<std::string, Rgb>> swatches;
   if (categorical)
     for (size_t i = 0; i < map.categories.size(); ++i) swatches.push_back({map.categories[i].name, category_rgb(i)});
   if (any_missing && !categorical) swatches.push_back({"no data", missing});
   if (any_nonpositive && !categorical) swatches.push_back({map.nonpositive_name, nonpositive});
   const bool separators = !map.row_separators.empty() || !map.col_separators.empty();
-  const Rgb separator_color{230, 80, 80};
+  const Rgb separator_color{255, 80, 80};
 
   const double left = 16 + 14 + widest(yt.labels) + 10;
   const double top = map.title.empty() ? 14 : 36;
@@ -581,7 +588,8 @@ std::string heatmap_svg(const Heatmap& map) {
   Writer svg;
   svg.begin(width, height);
   svg.title(width, map.title);
-  svg.out << "<g class=\"cells\">\n";
+  // crispEdges: no anti-aliased seams between neighbouring cells.
+  svg.out << "<g class=\"cells\" shape-rendering=\"crispEdges\">\n";
   if (size_t(map.rows) * size_t(map.cols) <= 4096) {
     const bool gaps = cell >= 20 && !categorical;  // hairlines keep neighbouring values apart
     for (int r = 0; r < map.rows; ++r)
@@ -624,8 +632,8 @@ std::string heatmap_svg(const Heatmap& map) {
   svg.out << "</g>\n";
   if (separators) {
     svg.out << "<g class=\"separators\">\n";
-    for (int r : map.row_separators) svg.line(left, top + r * cell, left + w, top + r * cell, hex(separator_color), 0.8);
-    for (int c : map.col_separators) svg.line(left + c * cell, top, left + c * cell, top + h, hex(separator_color), 0.8);
+    for (int r : map.row_separators) svg.line(left, top + r * cell, left + w, top + r * cell, hex(separator_color), 1.2);
+    for (int c : map.col_separators) svg.line(left + c * cell, top, left + c * cell, top + h, hex(separator_color), 1.2);
     svg.out << "</g>\n";
   }
   svg.rect(left, top, w, h, "none", "stroke=\"#333333\" stroke-width=\"1\"");
