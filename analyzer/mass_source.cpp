@@ -1,7 +1,11 @@
 #include "analyzer/mass_source.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
+
+#include "base/checked_math.h"
+#include "plan/limits.h"
 
 namespace sparseplan {
 namespace {
@@ -19,6 +23,29 @@ void check_layer_head(const SourceInfo& info, const std::array<int, 3>& tile, in
   if (head < 0 || head >= info.model.heads)
     throw std::invalid_argument("head " + std::to_string(head) + " outside [0, " +
                                 std::to_string(info.model.heads) + ")");
+}
+
+// Attention of a query block that holds tokens is a distribution over the keys: its row of
+// block mass sums to 1. A row far from it (all zero, NaN, garbage) is a corrupt capture or one
+// written from a failed run; searching it would emit a plan of recall 0 as if it were fine.
+void check_mass_rows(const CaptureInfo& c, const std::array<int, 3>& tile, int layer, int head,
+                     const std::vector<float>& mass, const std::vector<int32_t>& block_valid) {
+  const size_t n = block_valid.size();
+  for (size_t sample = 0; sample * n * n < mass.size(); ++sample)
+    for (size_t q = 0; q < n; ++q) {
+      if (block_valid[q] == 0) continue;
+      const float* row = mass.data() + (sample * n + q) * n;
+      double sum = 0.0;
+      for (size_t k = 0; k < n; ++k) sum += row[k];
+      if (std::abs(sum - 1.0) <= 1e-2) continue;
+      const size_t steps = c.steps.size();
+      throw std::runtime_error(
+          "capture " + c.path + ": tile " + tile_text(tile) + " layer " + std::to_string(layer) +
+          " head " + std::to_string(head) + ", prompt " + std::to_string(sample / steps) +
+          " step " + std::to_string(c.steps[sample % steps]) + ": the block mass of query block " +
+          std::to_string(q) + " sums to " + std::to_string(sum) +
+          " instead of 1 (the capture is corrupt or holds no attention mass)");
+    }
 }
 
 }  // namespace
@@ -78,13 +105,21 @@ CaptureSet::CaptureSet(const std::vector<std::string>& paths) {
     for (const auto& t : info_.tiles)
       if (std::find(c.tiles.begin(), c.tiles.end(), t) != c.tiles.end()) common.push_back(t);
     info_.tiles = common;
+    // Checked before the per-sample lists below are filled: the sizes come from the files, and
+    // every head read holds all samples of the smallest tile shape at least.
+    const int64_t samples = checked_mul(c.num_prompts, int64_t(c.steps.size()),
+                                        "capture " + paths[i] + ": prompts x steps");
+    int smallest = kMaxBlocks;
+    for (const auto& t : info_.tiles) smallest = std::min(smallest, capture_num_blocks(c, t));
+    check_mass_size(checked_add(info_.samples, samples, "samples of the captures"), smallest,
+                    "block mass of one head over the captures up to " + paths[i]);
     const int prompt_base = info_.samples == 0 ? 0 : info_.sample_prompt.back() + 1;
     for (int p = 0; p < c.num_prompts; ++p)
       for (int s = 0; s < int(c.steps.size()); ++s) {
         info_.sample_prompt.push_back(prompt_base + p);
         info_.sample_step.push_back(s);
       }
-    info_.samples += c.num_samples();
+    info_.samples += int(samples);
     info_.captures.push_back(paths[i]);
   }
   if (info_.tiles.empty())
@@ -98,14 +133,18 @@ HeadMass CaptureSet::head_mass(const std::array<int, 3>& tile, int layer, int he
   HeadMass mass;
   mass.blocks = n;
   mass.samples = info_.samples;
-  mass.values.reserve(size_t(info_.samples) * n * n);
+  mass.values.reserve(size_t(check_mass_size(info_.samples, n, "block mass of one head")));
   std::lock_guard<std::mutex> lock(mutex_);
+  auto valid = block_valid_.find(tile);
+  if (valid == block_valid_.end())
+    valid = block_valid_.emplace(tile, make_token_order(info_.geometry(tile)).block_valid).first;
   for (const CaptureReader& r : readers_) {
     const std::vector<float> v = r.head_block_mass(tile, layer, head);
     if (v.size() != size_t(r.info().num_samples()) * n * n)
       throw std::runtime_error("capture " + r.info().path + ": block mass of layer " +
                                std::to_string(layer) + " head " + std::to_string(head) +
                                " has an unexpected size");
+    check_mass_rows(r.info(), tile, layer, head, v, valid->second);
     mass.values.insert(mass.values.end(), v.begin(), v.end());
   }
   return mass;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,7 +46,9 @@ class MassSource {
 class CaptureSet : public MassSource {
  public:
   // Throws std::invalid_argument naming the file and field when the captures disagree on
-  // model, grid, text layout or block size, or share no tile shape.
+  // model, grid, text layout or block size, or share no tile shape. head_mass() throws
+  // std::runtime_error naming the capture, head, sample and query block when a row of block
+  // mass of a query block holding tokens does not sum to 1 (within 1e-2).
   explicit CaptureSet(const std::vector<std::string>& paths);
   const SourceInfo& info() const override { return info_; }
   const std::vector<CaptureInfo>& capture_infos() const { return infos_; }
@@ -55,6 +58,7 @@ class CaptureSet : public MassSource {
   SourceInfo info_;
   std::vector<CaptureInfo> infos_;
   std::vector<CaptureReader> readers_;
+  mutable std::map<std::array<int, 3>, std::vector<int32_t>> block_valid_;  // per tile
   mutable std::mutex mutex_;
 };
 

@@ -10,131 +10,102 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/png_writer.h"
+#include "io/block_mask_image.h"
+#include "io/evaluation_file.h"
+#include "io/svg_plot.h"
 #include "base/atomic_file.h"
 #include "base/parallel_for.h"
 
 namespace sparseplan {
 namespace {
 
-struct Rgb {
-  uint8_t r, g, b;
-};
+std::string layer_name(const Analysis& a, int l) { return std::to_string(a.layers[size_t(l)]); }
 
-// Viridis, sampled at 5 points and interpolated: dark = low, yellow = high.
-Rgb colormap(double t) {
-  static const double anchors[5][3] = {
-      {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
-  t = std::clamp(t, 0.0, 1.0) * 4.0;
-  const int i = std::min(3, int(t));
-  const double f = t - i;
-  const auto mix = [&](int c) { return uint8_t(anchors[i][c] + f * (anchors[i + 1][c] - anchors[i][c])); };
-  return {mix(0), mix(1), mix(2)};
-}
-
-Rgb palette(int i) {
-  static const Rgb colors[] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
-                               {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127},
-                               {188, 189, 34}, {23, 190, 207}, {0, 0, 128}, {128, 0, 0}};
-  return colors[size_t(i) % 12];
-}
-
-struct Canvas {
-  int width, height;
-  std::vector<uint8_t> rgb;
-  Canvas(int w, int h) : width(w), height(h), rgb(size_t(w) * h * 3, 255) {}
-  void set(int x, int y, Rgb c) {
-    if (x < 0 || y < 0 || x >= width || y >= height) return;
-    uint8_t* p = rgb.data() + (size_t(y) * width + x) * 3;
-    p[0] = c.r;
-    p[1] = c.g;
-    p[2] = c.b;
-  }
-  void fill(int x0, int y0, int x1, int y1, Rgb c) {
-    for (int y = y0; y < y1; ++y)
-      for (int x = x0; x < x1; ++x) set(x, y, c);
-  }
-  void line(int x0, int y0, int x1, int y1, Rgb c, int thick = 1) {
-    const int dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0);
-    const int sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
-    int err = dx + dy;
-    while (true) {
-      for (int a = 0; a < thick; ++a)
-        for (int b = 0; b < thick; ++b) set(x0 + a, y0 + b, c);
-      if (x0 == x1 && y0 == y1) break;
-      const int e2 = 2 * err;
-      if (e2 >= dy) {
-        err += dy;
-        x0 += sx;
-      }
-      if (e2 <= dx) {
-        err += dx;
-        y0 += sy;
-      }
-    }
-  }
-  void save(const std::string& path) const { write_png_rgb(path, width, height, rgb); }
-};
-
-// Layer x head map of the density needed for 90% recall (worst sample); 0 dark, 1 bright.
+// Layer x head map of the density needed for 90% recall (worst sample).
 void draw_density_map(const std::string& path, const Analysis& a) {
-  const int L = int(a.heads.size()), H = L ? int(a.heads[0].size()) : 0;
-  const int cell = std::max(8, std::min(32, 640 / std::max(H, 1)));
-  Canvas c(H * cell, L * cell);
-  for (int l = 0; l < L; ++l)
-    for (int h = 0; h < H; ++h)
-      c.fill(h * cell, l * cell, (h + 1) * cell - 1, (l + 1) * cell - 1,
-             colormap(required_density(a.heads[size_t(l)][size_t(h)], 0.9)));
-  c.save(path);
-}
-
-// Oracle recall (y, 0.5..1) against density (x, 0..1), one line per head of a layer.
-void draw_recall_curves(const std::string& path, const std::vector<HeadStatsSummary>& heads) {
-  const int W = 420, Hgt = 300, m = 24;
-  Canvas c(W, Hgt);
-  const Rgb grid{225, 225, 225}, axis{0, 0, 0};
-  const auto X = [&](double d) { return m + int(std::lround(d * (W - 2 * m))); };
-  const auto Y = [&](double r) { return Hgt - m - int(std::lround((r - 0.5) / 0.5 * (Hgt - 2 * m))); };
-  for (double v = 0.0; v <= 1.0001; v += 0.25) c.line(X(v), Y(0.5), X(v), Y(1.0), grid);
-  for (double r = 0.5; r <= 1.0001; r += 0.1) c.line(X(0), Y(r), X(1), Y(r), grid);
-  c.line(X(0), Y(0.5), X(1), Y(0.5), axis);
-  c.line(X(0), Y(0.5), X(0), Y(1.0), axis);
-  for (size_t h = 0; h < heads.size(); ++h) {
-    const HeadStatsSummary& s = heads[h];
-    int px = X(0.0), py = Y(s.levels.front());
-    for (size_t i = 0; i < s.levels.size(); ++i) {
-      const int x = X(s.mean_density[i]), y = Y(s.levels[i]);
-      c.line(px, py, x, y, palette(int(h)), 2);
-      px = x;
-      py = y;
-    }
+  svg::Heatmap map;
+  map.title = "Density needed for 90% recall (worst sample)";
+  map.x_label = "head";
+  map.y_label = "layer";
+  map.rows = int(a.heads.size());
+  map.cols = map.rows ? int(a.heads[0].size()) : 0;
+  for (int l = 0; l < map.rows; ++l) {
+    map.row_names.push_back(layer_name(a, l));
+    for (int h = 0; h < map.cols; ++h) map.values.push_back(required_density(a.heads[size_t(l)][size_t(h)], 0.9));
   }
-  c.save(path);
+  map.colorbar_label = "density (kept key blocks / all)";
+  map.vmin = 0.0;
+  map.vmax = 1.0;
+  map.annotate = true;
+  svg::write_svg(path, svg::heatmap_svg(map));
 }
 
-// Mean block mass over samples in tile order, log scale, max-pooled to at most 512 pixels.
-void draw_heatmap(const std::string& path, const HeadMass& mass) {
+// Oracle recall against density, one line per head of a layer.
+void draw_recall_curves(const std::string& path, const Analysis& a, int l) {
+  svg::LinePlot plot;
+  plot.title = "Oracle recall, layer " + layer_name(a, l) + " (mean over samples)";
+  plot.x = {"density (kept key blocks / all)", false, 0.0, 1.0};
+  plot.y = {"recall (attention mass kept)", false, 0.5, 1.0};
+  const auto& heads = a.heads[size_t(l)];
+  for (size_t h = 0; h < heads.size(); ++h)
+    plot.series.push_back({"head " + std::to_string(h) + " (" + head_pattern_name(heads[h].pattern.pattern) + ")",
+                           heads[h].mean_density, heads[h].levels, true, false});
+  svg::write_svg(path, svg::line_plot_svg(plot));
+}
+
+// Mean block mass over samples in tile order relative to the uniform share, max-pooled to at
+// most 512 cells a side (so a narrow band stays visible).
+void draw_heatmap(const std::string& path, const HeadMass& mass, const TileGeometry& g,
+                  const std::string& title) {
   const int n = mass.blocks;
-  const int scale = std::max(1, 512 / n);
   const int pool = (n + 511) / 512;
-  const int side = ((n + pool - 1) / pool) * scale;
-  std::vector<double> cell(size_t((n + pool - 1) / pool) * ((n + pool - 1) / pool), 0.0);
   const int cells = (n + pool - 1) / pool;
-  for (int s = 0; s < mass.samples; ++s)
-    for (int q = 0; q < n; ++q)
-      for (int k = 0; k < n; ++k) {
-        double& v = cell[size_t(q / pool) * cells + size_t(k / pool)];
-        v = std::max(v, double(mass.sample(s)[size_t(q) * n + size_t(k)]) / mass.samples);
-      }
-  Canvas c(side, side);
-  for (int i = 0; i < cells; ++i)
-    for (int j = 0; j < cells; ++j) {
-      const double v = cell[size_t(i) * cells + size_t(j)];
-      // log10(mass * n): 0 is the uniform share; -2 .. +2 spans the colours.
-      const double t = v <= 0.0 ? 0.0 : (std::log10(v * n) + 2.0) / 4.0;
-      c.fill(j * scale, i * scale, (j + 1) * scale, (i + 1) * scale, v <= 0.0 ? Rgb{0, 0, 0} : colormap(t));
+  std::vector<double> mean(size_t(n) * size_t(n), 0.0);
+  for (int s = 0; s < mass.samples; ++s) {
+    const float* m = mass.sample(s);
+    for (size_t i = 0; i < mean.size(); ++i) mean[i] += double(m[i]) / mass.samples;
+  }
+  svg::Heatmap map;
+  map.title = title;
+  map.x_label = "key block (tile order)";
+  map.y_label = "query block (tile order)";
+  map.rows = map.cols = cells;
+  map.row_stride = map.col_stride = pool;
+  map.values.assign(size_t(cells) * size_t(cells), 0.0);
+  for (int q = 0; q < n; ++q)
+    for (int k = 0; k < n; ++k) {
+      double& v = map.values[size_t(q / pool) * size_t(cells) + size_t(k / pool)];
+      v = std::max(v, mean[size_t(q) * size_t(n) + size_t(k)] * n);
     }
-  c.save(path);
+  map.colorbar_label = "block mass / uniform share";
+  map.log_colors = true;
+  map.vmin = 0.01;
+  map.vmax = 100.0;
+  map.nonpositive_name = "no mass";
+  map.max_side = 360;  // two figures side by side in the report
+  for (int b : tile_frame_boundaries(g))
+    if (b / pool > 0 && b / pool < cells && (map.row_separators.empty() || map.row_separators.back() != b / pool))
+      map.row_separators.push_back(b / pool);
+  map.col_separators = map.row_separators;
+  map.separator_name = "new tile frame or text";
+  svg::write_svg(path, svg::heatmap_svg(map));
+}
+
+// PSNR against dense by overall density, one point per evaluated plan, and their frontier.
+void draw_frontier(const std::string& path, const std::vector<PlanFidelity>& rows) {
+  svg::ScatterPlot plot;
+  plot.title = "Fidelity against attention cost";
+  plot.x = {"overall attention density (warm-up and selection counted)"};
+  plot.y = {"PSNR vs dense video, mean over prompts (dB)"};
+  plot.points_name = "evaluated plans";
+  plot.frontier_name = "frontier (no plan cheaper and better)";
+  bool within_one = true;
+  for (const PlanFidelity& r : rows) {
+    plot.points.push_back({r.density, r.psnr_mean, r.plan});
+    within_one = within_one && r.density <= 1.0;
+  }
+  if (within_one) plot.x.max = 1.0;
+  svg::write_svg(path, svg::scatter_plot_svg(plot));
 }
 
 std::string fmt(double v, int digits = 3) {
@@ -144,16 +115,16 @@ std::string fmt(double v, int digits = 3) {
   return buf;
 }
 
-std::string escape(const std::string& s) {
-  std::string o;
-  for (char ch : s) {
-    if (ch == '<') o += "&lt;";
-    else if (ch == '>') o += "&gt;";
-    else if (ch == '&') o += "&amp;";
-    else if (ch == '"') o += "&quot;";
-    else o += ch;
-  }
-  return o;
+std::string escape(const std::string& s) { return svg::xml_escape(s); }
+
+// Table cells of an evaluation: "-" for a field the file does not give, the infinite PSNR of
+// an identical video spelled out.
+std::string cell(double v, int digits) {
+  if (std::isnan(v)) return "-";
+  if (std::isinf(v)) return v > 0 ? "&#8734; (identical)" : "-&#8734;";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
 }
 
 }  // namespace
@@ -183,10 +154,10 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
   fs::create_directories(fs::path(dir) / "figures");
   const int L = int(a.heads.size()), H = L ? int(a.heads[0].size()) : 0;
 
-  draw_density_map((fs::path(dir) / "figures" / "density_map.png").string(), a);
-  for (int l = 0; l < L; ++l)
-    draw_recall_curves((fs::path(dir) / "figures" / ("recall_layer" + std::to_string(a.layers[size_t(l)]) + ".png")).string(),
-                       a.heads[size_t(l)]);
+  const auto figure = [&](const std::string& name) { return (fs::path(dir) / "figures" / name).string(); };
+  draw_density_map(figure("density_map.svg"), a);
+  for (int l = 0; l < L; ++l) draw_recall_curves(figure("recall_layer" + layer_name(a, l) + ".svg"), a, l);
+  if (!options.evaluation.empty()) draw_frontier(figure("frontier.svg"), options.evaluation);
 
   // Representative heads: the first of every label, then the heads needing most density.
   std::vector<std::pair<int, int>> picks;
@@ -208,9 +179,10 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
   }
   if (int(picks.size()) > options.heatmaps) picks.resize(size_t(std::max(0, options.heatmaps)));
   for (const auto& [l, h] : picks)
-    draw_heatmap((fs::path(dir) / "figures" /
-                  ("mass_l" + std::to_string(a.layers[size_t(l)]) + "_h" + std::to_string(h) + ".png")).string(),
-                 source.head_mass(a.tile, a.layers[size_t(l)], h));
+    draw_heatmap(figure("mass_l" + layer_name(a, l) + "_h" + std::to_string(h) + ".svg"),
+                 source.head_mass(a.tile, a.layers[size_t(l)], h), info.geometry(a.tile),
+                 "Block mass, layer " + layer_name(a, l) + " head " + std::to_string(h) + " (" +
+                     head_pattern_name(a.heads[size_t(l)][size_t(h)].pattern.pattern) + ")");
 
   nlohmann::json j;
   j["model"] = {{"id", info.model.id}, {"layers", info.model.layers}, {"heads", info.model.heads}};
@@ -252,8 +224,7 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
   html << "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>sparseplan analysis: "
        << escape(info.model.id) << "</title>\n<style>body{font-family:sans-serif;max-width:1100px;"
        << "margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
-       << "font-size:13px}img{image-rendering:pixelated;border:1px solid #888}figure{display:inline-block;"
-       << "margin:4px}</style></head><body>\n";
+       << "font-size:13px}figure{display:inline-block;margin:4px}</style></head><body>\n";
   html << "<h1>Attention analysis: " << escape(info.model.id) << "</h1>\n<table>"
        << "<tr><th>model</th><td>" << escape(info.model.id) << " (" << info.model.layers << " layers x "
        << info.model.heads << " heads)</td></tr><tr><th>grid</th><td>" << info.grid.frames << "x"
@@ -266,21 +237,33 @@ void write_analysis_report(const std::string& dir, const MassSource& source, con
   html << "</ul><p>Overlap of the blocks needed for 90% recall (Jaccard, mean over heads): between "
        << "consecutive steps " << fmt(nstep ? step / nstep : -1.0) << ", between prompts "
        << fmt(nprompt ? prompt / nprompt : -1.0) << ".</p>\n";
-  html << "<h2>Density needed for 90% recall</h2><p>Captured layer (rows) x head (columns), worst sample; "
-       << "dark purple = 0, yellow = 1.</p><img src=\"figures/density_map.png\">\n";
-  html << "<h2>Oracle recall curves</h2><p>Per layer, one line per head: recall (y, 0.5 to 1) against "
-       << "density (x, 0 to 1) of the per-query-block oracle, mean over samples. Grid lines every "
-       << "0.25 density and 0.1 recall; head colours cycle blue, orange, green, red, purple, brown, "
-       << "pink, grey, olive, cyan, navy, maroon.</p>\n";
+  if (!options.evaluation.empty()) {
+    html << "<h2>Fidelity against attention cost</h2><p>From " << escape(options.evaluation_path)
+         << ": each plan's video against the dense video from the same noise.</p>"
+         << "<img src=\"figures/frontier.svg\" alt=\"PSNR against overall density\">\n<table><tr>"
+         << "<th>plan</th><th>overall density</th><th>PSNR mean (dB)</th><th>PSNR worst (dB)</th>"
+         << "<th>SSIM</th><th>relative L2</th><th>predicted attention (ms)</th>"
+         << "<th>measured attention (ms)</th></tr>\n";
+    for (const PlanFidelity& r : options.evaluation)
+      html << "<tr><td>" << escape(r.plan) << "</td><td>" << cell(r.density, 3) << "</td><td>"
+           << cell(r.psnr_mean, 2) << "</td><td>" << cell(r.psnr_worst, 2) << "</td><td>"
+           << cell(r.ssim, 4) << "</td><td>" << cell(r.rel_l2, 4) << "</td><td>"
+           << cell(r.predicted_ms, 2) << "</td><td>" << cell(r.measured_ms, 2) << "</td></tr>\n";
+    html << "</table>\n";
+  }
+  html << "<h2>Density needed for 90% recall</h2>"
+       << "<img src=\"figures/density_map.svg\" alt=\"layer x head density map\">\n";
+  html << "<h2>Oracle recall curves</h2><p>The per-query-block oracle keeps, in every query "
+       << "block, the key blocks of most mass until the recall is reached.</p>\n";
   for (int l = 0; l < L; ++l)
-    html << "<figure><img src=\"figures/recall_layer" << a.layers[size_t(l)]
-         << ".png\"><figcaption>layer " << a.layers[size_t(l)] << "</figcaption></figure>\n";
-  html << "<h2>Block mass in tile order</h2><p>Mean over samples, query blocks down, key blocks "
-       << "across, log colour scale centred on the uniform share (black: no mass).</p>\n";
+    html << "<figure><img src=\"figures/recall_layer" << layer_name(a, l) << ".svg\" alt=\"recall curves, layer "
+         << layer_name(a, l) << "\"></figure>\n";
+  html << "<h2>Block mass in tile order</h2><p>Mean over samples; heads: the first of every "
+       << "pattern, then those needing most density.</p>\n";
   for (const auto& [l, h] : picks)
-    html << "<figure><img src=\"figures/mass_l" << a.layers[size_t(l)] << "_h" << h
-         << ".png\" width=\"256\"><figcaption>layer " << a.layers[size_t(l)] << " head " << h << ": " << escape(head_pattern_name(a.heads[size_t(l)][size_t(h)].pattern.pattern))
-         << "</figcaption></figure>\n";
+    html << "<figure><img src=\"figures/mass_l" << layer_name(a, l) << "_h" << h
+         << ".svg\" alt=\"block mass, layer " << layer_name(a, l) << " head " << h
+         << "\"></figure>\n";
   html << "<h2>Heads</h2><table><tr><th>layer</th><th>head</th><th>pattern</th><th>why</th>"
        << "<th>density @90% (mean / worst)</th><th>density @95%</th><th>step overlap</th>"
        << "<th>prompt overlap</th></tr>\n";

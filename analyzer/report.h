@@ -1,7 +1,8 @@
 // `sparseplan analyze`: per-head statistics of captures and a report people open: index.html
-// with PNG figures (layer x head map of the density needed for 90% recall, oracle recall
-// curves per layer, block-mass heatmaps in tile order for representative heads) and
-// analysis.json with every number behind them.
+// with SVG figures (layer x head map of the density needed for 90% recall, oracle recall
+// curves per layer, block-mass heatmaps in tile order for representative heads, and the
+// PSNR/density frontier of evaluated plans when given) and analysis.json with every number
+// behind them.
 #pragma once
 
 #include <array>
@@ -11,6 +12,7 @@
 
 #include "analyzer/head_stats.h"
 #include "analyzer/mass_source.h"
+#include "io/evaluation_file.h"
 
 namespace sparseplan {
 
@@ -19,6 +21,8 @@ struct AnalyzeOptions {
   int threads = 2;
   int heatmaps = 8;                  // representative heads drawn as block-mass heatmaps
   std::function<void()> progress;    // after every head
+  std::vector<PlanFidelity> evaluation;  // `sparseplan evaluate` results: a frontier figure and table
+  std::string evaluation_path;           // where they came from, named in the report
 };
 
 struct Analysis {
@@ -30,7 +34,7 @@ struct Analysis {
 // Throws std::invalid_argument for a tile the captures do not hold.
 Analysis analyze_captures(const MassSource& source, const AnalyzeOptions& options);
 
-// Writes DIR/index.html, DIR/analysis.json and DIR/figures/*.png (creating DIR).
+// Writes DIR/index.html, DIR/analysis.json and DIR/figures/*.svg (creating DIR).
 void write_analysis_report(const std::string& dir, const MassSource& source,
                            const Analysis& analysis, const AnalyzeOptions& options);
 

@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "io/capture_file.h"
+#include "io/evaluation_file.h"
 #include "analyzer/report.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
@@ -14,6 +15,7 @@ Command add_analyze(CLI::App& app) {
     std::vector<std::string> captures;
     std::string out;
     std::string tile;
+    std::string evaluation;
     int threads = 2;
     int heatmaps = 8;
     bool quiet = false;
@@ -26,10 +28,16 @@ Command add_analyze(CLI::App& app) {
   sub->add_option("--tile", o->tile, "Tile shape to analyse (default: the first captured)");
   sub->add_option("--threads", o->threads, "Worker threads")->capture_default_str();
   sub->add_option("--heatmaps", o->heatmaps, "Heads drawn as block-mass heatmaps")->capture_default_str();
+  sub->add_option("--evaluation", o->evaluation,
+                  "JSON results of `sparseplan evaluate`: adds the PSNR/density frontier figure and table");
   sub->add_flag("--quiet", o->quiet, "No progress bar");
   return {sub, [o]() {
-            const CaptureSet source(o->captures);
             AnalyzeOptions ao;
+            if (!o->evaluation.empty()) {
+              ao.evaluation = read_evaluation_file(o->evaluation);
+              ao.evaluation_path = o->evaluation;
+            }
+            const CaptureSet source(o->captures);
             if (!o->tile.empty()) ao.tile = parse_tile_name(o->tile);
             ao.threads = o->threads;
             ao.heatmaps = o->heatmaps;

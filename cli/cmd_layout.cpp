@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "io/block_mask_image.h"
+#include "io/svg_plot.h"
 #include "cli/commands.h"
 #include "plan/block_layout.h"
 #include "plan/model_preset.h"
@@ -17,6 +18,7 @@ Command add_layout(CLI::App& app) {
     int layer = 0;
     int head = 0;
     std::string png;
+    std::string svg;
   };
   auto o = std::make_shared<Options>();
   CLI::App* sub = app.add_subcommand(
@@ -26,6 +28,7 @@ Command add_layout(CLI::App& app) {
   sub->add_option("--layer", o->layer, "Layer of the pictured head")->check(CLI::NonNegativeNumber);
   sub->add_option("--head", o->head, "Pictured head")->check(CLI::NonNegativeNumber);
   sub->add_option("--png", o->png, "Write the head's block mask in tile order to this PNG");
+  sub->add_option("--svg", o->svg, "Write it as an SVG figure with labelled axes and a legend");
   return {sub, [o]() {
             const Plan plan = load_plan(o->plan);
             if (!o->grid.empty()) {
@@ -75,6 +78,13 @@ Command add_layout(CLI::App& app) {
               write_block_mask_png(o->png, pictured, g);
               std::printf("wrote %s: layer %d head %d (%s), density %.4f\n", o->png.c_str(),
                           o->layer, o->head, rule_kind_name(pictured.kind), pictured.density());
+            }
+            if (!o->svg.empty()) {
+              write_block_mask_svg(o->svg, pictured, g,
+                                   "Block mask, layer " + std::to_string(o->layer) + " head " +
+                                       std::to_string(o->head) + " (" + rule_kind_name(pictured.kind) +
+                                       ", density " + svg::format_number(pictured.density()) + ")");
+              std::printf("wrote %s\n", o->svg.c_str());
             }
             return 0;
           }};

@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
+#include "plan/limits.h"
 #include "plan/model_preset.h"
 #include "analyzer/synthetic_capture.h"
 
@@ -46,6 +47,7 @@ Command add_synth_capture(CLI::App& app) {
   return {sub, [o]() {
             if (o->layers <= 0 || o->heads <= 0 || o->prompts <= 0 || o->steps <= 0)
               throw std::invalid_argument("--layers, --heads, --prompts and --steps must be positive");
+            check_model_shape(o->layers, o->heads, 64, "--");
             SyntheticSpec spec;
             spec.model = ModelInfo{o->model, o->layers, o->heads, 64};
             spec.grid = parse_grid(o->grid);

@@ -1,7 +1,6 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "base/atomic_file.h"
 #include "plan/model_preset.h"
 #include "plan/plan_loader.h"
 
@@ -19,14 +18,14 @@ Command add_validate(CLI::App& app) {
                   "Also check that the plan fits this model preset (name or JSON path)");
   return {sub, [o]() {
             nlohmann::json root;
+            std::vector<std::string> errors;
             try {
-              root = nlohmann::json::parse(read_text_file(o->plan));
-            } catch (const nlohmann::json::parse_error& e) {
-              std::cerr << o->plan << ": malformed JSON: " << e.what() << "\n";
-              return 1;
+              root = parse_plan_json(read_plan_file(o->plan), o->plan);
+            } catch (const PlanError& e) {
+              errors = e.errors();
             }
             Plan plan;
-            std::vector<std::string> errors = parse_plan(root, plan);
+            if (errors.empty()) errors = parse_plan(root, plan);
             if (errors.empty() && !o->model.empty()) {
               const ModelPreset preset = load_model_preset(o->model);
               errors = check_plan_matches_model(plan, preset.model);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "io/png_writer.h"
+#include "io/svg_plot.h"
 
 namespace sparseplan {
 
@@ -42,6 +43,44 @@ void write_block_mask_png(const std::string& path, const BlockLayout& layout,
         }
     }
   write_png_rgb(path, size, size, rgb);
+}
+
+std::vector<int> tile_frame_boundaries(const TileGeometry& g) {
+  const int blocks_per_frame = g.tiles_h * g.tiles_w * g.blocks_per_tile;
+  std::vector<int> b;
+  for (int v = blocks_per_frame; v < g.video_blocks; v += blocks_per_frame) b.push_back(g.video_block_offset() + v);
+  if (g.text_blocks > 0) {
+    const int edge = g.video_block_offset() == 0 ? g.video_blocks : g.text_blocks;
+    if (edge > 0 && edge < g.total_blocks) b.push_back(edge);
+  }
+  std::sort(b.begin(), b.end());
+  return b;
+}
+
+void write_block_mask_svg(const std::string& path, const BlockLayout& layout,
+                          const TileGeometry& g, const std::string& title) {
+  const int n = layout.num_q_blocks;
+  const auto is_text = [&](int b) {
+    return b >= g.text_block_offset() && b < g.text_block_offset() + g.text_blocks;
+  };
+  const std::vector<uint8_t> mask = layout_to_mask(layout);
+  svg::Heatmap map;
+  map.title = title;
+  map.x_label = "key block (tile order)";
+  map.y_label = "query block (tile order)";
+  map.rows = map.cols = n;
+  map.categories = {{"skipped", "#fafafa"}, {"attended", "#141414"}};
+  if (g.text_blocks > 0) map.categories.insert(map.categories.end(), {{"text, skipped", "#ebf0fa"}, {"text, attended", "#1e5ac8"}});
+  map.values.resize(size_t(n) * size_t(n));
+  for (int q = 0; q < n; ++q)
+    for (int k = 0; k < n; ++k) {
+      const bool on = mask[size_t(q) * size_t(n) + size_t(k)] != 0;
+      map.values[size_t(q) * size_t(n) + size_t(k)] = (on ? 1 : 0) + (is_text(q) || is_text(k) ? 2 : 0);
+    }
+  map.row_separators = map.col_separators = tile_frame_boundaries(g);
+  map.separator_name = "new tile frame or text";
+  map.max_side = 640;
+  svg::write_svg(path, svg::heatmap_svg(map));
 }
 
 }  // namespace sparseplan

@@ -1,6 +1,10 @@
 #include "io/safetensors.h"
 
+#include <stdlib.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -50,6 +54,17 @@ const DTypeInfo& dtype_of(torch::ScalarType type, const std::string& what) {
 
 [[noreturn]] void corrupt(const std::string& path, const std::string& why) {
   throw std::runtime_error(path + ": corrupt safetensors file: " + why);
+}
+
+// The absolute path with every link resolved. POSIX realpath rather than std::filesystem:
+// pip's LibTorch exports an ABI-incompatible copy of parts of std::filesystem (DEVELOPERS.md).
+std::string real_path(const std::string& path) {
+  char* resolved = ::realpath(path.c_str(), nullptr);
+  if (resolved == nullptr)
+    throw std::runtime_error(path + ": cannot resolve (" + std::strerror(errno) + ")");
+  std::string out(resolved);
+  std::free(resolved);
+  return out;
 }
 
 uint64_t read_u64_le(const unsigned char* p) {
@@ -186,6 +201,23 @@ torch::Tensor SafetensorsFile::load(const std::string& name) const {
   return t;
 }
 
+torch::Tensor SafetensorsFile::load_float32(const std::string& name) const {
+  const std::string what = path_ + ": tensor '" + name + "'";
+  const std::string& dtype = entry(name).dtype;
+  if (dtype != "BF16" && dtype != "F16" && dtype != "F32")
+    throw std::runtime_error(what + " has dtype " + dtype +
+                             "; weights must be BF16, F16 or F32");
+  torch::Tensor t = to_float32(load(name));
+  if (torch::isfinite(t).all().item<bool>()) return t;
+  const int64_t nan = torch::isnan(t).sum().item<int64_t>();
+  const int64_t inf = torch::isinf(t).sum().item<int64_t>();
+  const int64_t first = torch::logical_not(torch::isfinite(t)).flatten().nonzero()[0][0].item<int64_t>();
+  throw std::runtime_error(what + " holds " + std::to_string(nan) + " NaN and " +
+                           std::to_string(inf) + " infinite values among " +
+                           std::to_string(t.numel()) + " (the first at flat index " +
+                           std::to_string(first) + "): the checkpoint is corrupt");
+}
+
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
   std::error_code ec;
   std::string file = path;
@@ -239,6 +271,10 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     throw std::runtime_error(file + ": index has no 'weight_map' object");
   const fs::path dir = fs::path(file).parent_path();
+  // Shards must resolve (links followed) inside the folder the index itself resolves into: a
+  // link or ".." cannot make the checkpoint read files elsewhere, while a Hugging Face cache
+  // snapshot, whose index and shards all link into one blobs folder, still loads.
+  const std::string real_dir = fs::path(real_path(file)).parent_path().string() + "/";
   std::map<std::string, size_t> shard_index;
   for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
     if (!it.value().is_string())
@@ -254,6 +290,11 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
       if (!fs::is_regular_file(shard_path, ec))
         throw std::runtime_error(file + ": shard " + shard_name + " (holding '" + it.key() +
                                  "') is missing: " + shard_path);
+      const std::string shard_real = real_path(shard_path);
+      if (shard_real.compare(0, real_dir.size(), real_dir) != 0)
+        throw std::runtime_error(file + ": weight_map/" + it.key() + ": shard " + shard_name +
+                                 " resolves to " + shard_real + ", outside the model folder " +
+                                 real_dir);
       ckpt.shards_.push_back(std::make_shared<SafetensorsFile>(shard_path));
       found = shard_index.emplace(shard_name, ckpt.shards_.size() - 1).first;
     }
@@ -277,6 +318,13 @@ torch::Tensor SafetensorsCheckpoint::load(const std::string& name) const {
   if (it == shard_of_.end())
     throw std::runtime_error(source_ + ": checkpoint has no tensor '" + name + "'");
   return shards_[it->second]->load(name);
+}
+
+torch::Tensor SafetensorsCheckpoint::load_float32(const std::string& name) const {
+  auto it = shard_of_.find(name);
+  if (it == shard_of_.end())
+    throw std::runtime_error(source_ + ": checkpoint has no tensor '" + name + "'");
+  return shards_[it->second]->load_float32(name);
 }
 
 torch::Tensor to_float32(const torch::Tensor& t) {

@@ -38,6 +38,9 @@ class SafetensorsFile {
 
   // The tensor in its stored dtype, on the CPU.
   torch::Tensor load(const std::string& name) const;
+  // The tensor as float32 on the CPU, for weights: throws std::runtime_error naming the file and
+  // the tensor when its dtype is not BF16, F16 or F32 or it holds a NaN or an infinity.
+  torch::Tensor load_float32(const std::string& name) const;
 
  private:
   std::string path_;
@@ -58,6 +61,7 @@ class SafetensorsCheckpoint {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const { return shard_of_.count(name) != 0; }
   torch::Tensor load(const std::string& name) const;  // stored dtype, CPU; throws if absent
+  torch::Tensor load_float32(const std::string& name) const;  // as SafetensorsFile's
 
  private:
   std::string source_;

@@ -22,7 +22,7 @@ ToyTextEncoder::ToyTextEncoder(const std::string& path, int text_len)
     throw std::runtime_error(path + ": metadata 'vocab' is not a JSON list of words (" +
                              e.what() + ")");
   }
-  embedding_ = to_float32(file.load("embedding"));
+  embedding_ = file.load_float32("embedding");
   if (embedding_.dim() != 2 || embedding_.size(0) != int64_t(vocab_.size()))
     throw std::runtime_error(path + ": 'embedding' must be [vocab size " +
                              std::to_string(vocab_.size()) + ", text_dim]");
@@ -64,7 +64,7 @@ torch::Tensor ToyTextEncoder::encode(const std::string& prompt) const {
 PrecomputedContext load_precomputed_context(const std::string& path, int text_dim, int text_len) {
   const SafetensorsFile file(path);
   auto read = [&](const std::string& name) {
-    torch::Tensor t = to_float32(file.load(name));
+    torch::Tensor t = file.load_float32(name);
     if (t.dim() == 3 && t.size(0) == 1) t = t[0];
     if (t.dim() != 2 || t.size(1) != text_dim || t.size(0) < 1 || t.size(0) > text_len)
       throw std::invalid_argument(path + ": tensor '" + name + "' must be [L, " +

@@ -1,24 +1,39 @@
 #include "model/wan_config.h"
 
+#include <limits>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "base/atomic_file.h"
+#include "plan/limits.h"
 
 namespace sparseplan {
 namespace {
 
 using nlohmann::json;
 
+constexpr int kMaxPatch = 64;
+
 [[noreturn]] void bad(const std::string& source, const std::string& field, const std::string& why) {
   throw std::invalid_argument(source + ": " + field + ": " + why);
 }
 
+// Integers beyond int are refused here, before they could wrap; validate_wan_config applies
+// the per-field limits.
+int as_int(const json& v, const std::string& source, const char* field) {
+  if (!v.is_number_integer()) bad(source, field, "expected an integer");
+  const bool fits = v.is_number_unsigned()
+                        ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<int>::max())
+                        : v.get<int64_t>() >= std::numeric_limits<int>::min() &&
+                              v.get<int64_t>() <= std::numeric_limits<int>::max();
+  if (!fits) bad(source, field, v.dump() + " is out of range");
+  return v.get<int>();
+}
+
 int get_int(const json& j, const std::string& source, const char* field, int fallback) {
   if (!j.contains(field)) return fallback;
-  if (!j[field].is_number_integer()) bad(source, field, "expected an integer");
-  return j[field].get<int>();
+  return as_int(j[field], source, field);
 }
 
 template <size_t N>
@@ -29,10 +44,7 @@ std::array<int, N> get_ints(const json& j, const std::string& source, const char
   if (!a.is_array() || a.size() != N)
     bad(source, field, "expected a list of " + std::to_string(N) + " integers");
   std::array<int, N> out{};
-  for (size_t i = 0; i < N; ++i) {
-    if (!a[i].is_number_integer()) bad(source, field, "expected integers");
-    out[i] = a[i].get<int>();
-  }
+  for (size_t i = 0; i < N; ++i) out[i] = as_int(a[i], source, field);
   return out;
 }
 
@@ -73,17 +85,31 @@ void validate_wan_config(const WanConfig& c, const std::string& source) {
   if (c.model_type != "t2v")
     bad(source, "model_type", "'" + c.model_type + "' is not supported (only t2v)");
   for (int p : c.patch_size)
-    if (p < 1) bad(source, "patch_size", "entries must be >= 1");
-  const std::pair<const char*, int> positive[] = {
-      {"text_len", c.text_len}, {"in_dim", c.in_dim},       {"dim", c.dim},
-      {"ffn_dim", c.ffn_dim},   {"freq_dim", c.freq_dim},   {"text_dim", c.text_dim},
-      {"out_dim", c.out_dim},   {"num_heads", c.num_heads}, {"num_layers", c.num_layers}};
-  for (const auto& [name, v] : positive)
-    if (v < 1) bad(source, name, "must be >= 1, got " + std::to_string(v));
+    if (p < 1 || p > kMaxPatch)
+      bad(source, "patch_size", "entries must be in [1, " + std::to_string(kMaxPatch) + "]");
+  // Upper limits well above every released Wan2.1 model (14B: dim 5120, ffn_dim 13824, 40 layers
+  // of 40 heads), checked before any weight is allocated: a corrupt config fails here at once.
+  struct Field {
+    const char* name;
+    int value;
+    int max;
+  };
+  const Field fields[] = {{"text_len", c.text_len, kMaxTextTokens}, {"in_dim", c.in_dim, 1 << 12},
+                          {"dim", c.dim, 1 << 16},         {"ffn_dim", c.ffn_dim, 1 << 18},
+                          {"freq_dim", c.freq_dim, 1 << 16}, {"text_dim", c.text_dim, 1 << 16},
+                          {"out_dim", c.out_dim, 1 << 12}, {"num_heads", c.num_heads, kMaxHeads},
+                          {"num_layers", c.num_layers, kMaxLayers}};
+  for (const Field& f : fields)
+    if (f.value < 1 || f.value > f.max)
+      bad(source, f.name, "must be in [1, " + std::to_string(f.max) + "], got " +
+                              std::to_string(f.value));
   if (c.freq_dim % 2 != 0) bad(source, "freq_dim", "must be even");
   if (c.dim % c.num_heads != 0)
     bad(source, "num_heads", "dim " + std::to_string(c.dim) + " is not divisible by " +
                                  std::to_string(c.num_heads) + " heads");
+  if (c.head_dim() > kMaxHeadDim)
+    bad(source, "num_heads", "head dim " + std::to_string(c.head_dim()) + " exceeds the limit of " +
+                                 std::to_string(kMaxHeadDim));
   if (c.head_dim() % 2 != 0 || c.head_dim() < 6)
     bad(source, "num_heads", "head dim " + std::to_string(c.head_dim()) +
                                  " must be even and >= 6 for the 3D RoPE");

@@ -45,7 +45,7 @@ class WeightLoader {
   torch::Tensor load(const std::string& name, const std::vector<int64_t>& shape) {
     if (!ckpt_.contains(name))
       throw std::runtime_error(ckpt_.source() + ": missing tensor '" + name + "'");
-    torch::Tensor t = to_float32(ckpt_.load(name));
+    torch::Tensor t = ckpt_.load_float32(name);
     if (t.sizes().vec() != shape) {
       std::string want, got;
       for (int64_t s : shape) want += (want.empty() ? "" : ", ") + std::to_string(s);
@@ -62,6 +62,44 @@ class WeightLoader {
   torch::ScalarType dtype_;
   std::set<std::string> used_;
 };
+
+// The checkpoint's transformer blocks against config.json's num_layers, before any weight is
+// read: a config that does not belong to the checkpoint fails at once, not after loading (and
+// allocating) the layers the two have in common.
+void check_layer_count(const SafetensorsCheckpoint& ckpt, int num_layers,
+                       const std::string& config_path) {
+  std::set<int64_t> blocks;
+  for (const std::string& name : ckpt.names()) {
+    if (name.rfind("blocks.", 0) != 0) continue;
+    const size_t dot = name.find('.', 7);
+    const std::string index = name.substr(7, dot == std::string::npos ? dot : dot - 7);
+    if (index.empty() || index.size() > 9 ||
+        index.find_first_not_of("0123456789") != std::string::npos)
+      continue;  // not a layer; check_all_used reports it
+    blocks.insert(std::stoll(index));
+  }
+  const int64_t held = blocks.empty() ? 0 : *blocks.rbegin() + 1;
+  if (held != num_layers)
+    throw std::runtime_error(config_path + ": num_layers is " + std::to_string(num_layers) +
+                             ", but the checkpoint " + ckpt.source() + " holds " +
+                             std::to_string(held) + " transformer blocks");
+}
+
+// Throws naming the first layer (or the output head, the last entry) whose output holds a NaN
+// or an infinity, so that a capture or a video is never written from such a run.
+void check_finite_stream(const std::vector<torch::Tensor>& sums, const ForwardContext& where) {
+  const torch::Tensor finite = torch::isfinite(torch::stack(sums)).cpu();
+  if (finite.all().item<bool>()) return;
+  const int64_t first = torch::logical_not(finite).nonzero()[0][0].item<int64_t>();
+  const int64_t layers = int64_t(sums.size()) - 1;
+  const std::string part = first < layers ? "layer " + std::to_string(first) : "the output head";
+  const std::string when = where.step >= 0 ? "step " + std::to_string(where.step) +
+                                                 (where.branch == 0 ? " (conditional)"
+                                                                    : " (unconditional)")
+                                           : "a forward outside the sampling loop";
+  throw std::runtime_error("the model produced NaN or infinite values in " + part + " at " +
+                           when + ": the weights or the inputs overflow or are not finite");
+}
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   return torch::linear(x.to(w.scalar_type()), w, b.to(w.scalar_type())).to(torch::kFloat32);
@@ -177,6 +215,10 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
   call.timestep = t[0].item<double>();
   call.grid = grid;
 
+  // One reduction per layer (a sum is finite exactly when every summand is, and float32 values
+  // cannot overflow a double sum), checked once at the end so the stream never waits on it.
+  std::vector<torch::Tensor> stream_sums;
+  stream_sums.reserve(size_t(c.num_layers) + 1);
   for (int layer = 0; layer < c.num_layers; ++layer) {
     const WanBlockWeights& w = blocks[size_t(layer)];
     const std::vector<torch::Tensor> m = (w.modulation + e0).chunk(6, 1);  // each [B, 1, dim]
@@ -216,10 +258,13 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
     h = layer_norm(x, c.eps) * (1 + m[4]) + m[3];
     y = linear(gelu_tanh(linear(h, w.ffn0_w, w.ffn0_b)), w.ffn2_w, w.ffn2_b);
     x = x + y * m[5];
+    stream_sums.push_back(x.sum(torch::kDouble));
   }
 
   const std::vector<torch::Tensor> hm = (head_modulation + e.unsqueeze(1)).chunk(2, 1);
   x = linear(layer_norm(x, c.eps) * (1 + hm[1]) + hm[0], head_w, head_b);
+  stream_sums.push_back(x.sum(torch::kDouble));
+  check_finite_stream(stream_sums, where);
 
   // Unpatchify: [B, f, h, w, pf, ph, pw, C] -> [B, C, f*pf, h*ph, w*pw].
   x = x.view({B, grid.frames, grid.height, grid.width, p[0], p[1], p[2], c.out_dim})
@@ -245,6 +290,7 @@ WanModel load_wan_model(const std::string& dir, torch::Device device, torch::Sca
   m.dtype = dtype;
   const WanConfig& c = m.config;
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
+  check_layer_count(ckpt, c.num_layers, config_path);
   WeightLoader wl(ckpt, device, dtype);
   const int64_t D = c.dim, P = int64_t(c.patch_size[0]) * c.patch_size[1] * c.patch_size[2];
 

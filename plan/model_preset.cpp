@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <regex>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "base/atomic_file.h"
+#include "plan/limits.h"
 
 namespace sparseplan {
 
@@ -48,9 +50,17 @@ ModelPreset load_model_preset(const std::string& name_or_path) {
   ModelPreset p;
   try {
     p.model.id = j.at("id").get<std::string>();
-    p.model.layers = j.at("layers").get<int>();
-    p.model.heads = j.at("heads").get<int>();
-    p.model.head_dim = j.at("head_dim").get<int>();
+    const int64_t layers = j.at("layers").get<int64_t>();
+    const int64_t heads = j.at("heads").get<int64_t>();
+    const int64_t head_dim = j.at("head_dim").get<int64_t>();
+    try {
+      check_model_shape(layers, heads, head_dim, "");
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(source + ": " + e.what());
+    }
+    p.model.layers = int(layers);
+    p.model.heads = int(heads);
+    p.model.head_dim = int(head_dim);
     p.description = j.value("description", "");
     const json& text = j.at("text");
     const std::string pos = text.at("position").get<std::string>();
@@ -64,8 +74,6 @@ ModelPreset load_model_preset(const std::string& name_or_path) {
   } catch (const json::exception& e) {
     throw std::runtime_error(source + ": bad model preset: " + e.what());
   }
-  if (p.model.layers <= 0 || p.model.heads <= 0 || p.model.head_dim <= 0)
-    throw std::runtime_error(source + ": layers, heads and head_dim must be positive");
   return p;
 }
 
@@ -74,7 +82,24 @@ Grid parse_grid(const std::string& text) {
   std::smatch m;
   if (!std::regex_match(text, m, pattern))
     throw std::invalid_argument("grid '" + text + "': expected F,H,W (three positive integers)");
-  Grid g{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3])};
+  // Digits only (the pattern), so the one failure left is a value beyond the limit.
+  int extents[3] = {};
+  const char* names[3] = {"frames", "height", "width"};
+  for (int i = 0; i < 3; ++i) {
+    const std::string digits = m[size_t(i) + 1];
+    long long v = 0;
+    try {
+      v = std::stoll(digits);
+    } catch (const std::out_of_range&) {
+      v = std::numeric_limits<long long>::max();
+    }
+    if (v > kMaxGridExtent)
+      throw std::invalid_argument("grid '" + text + "': " + names[i] + " " + digits +
+                                  " exceeds the limit of " + std::to_string(kMaxGridExtent) +
+                                  " tokens");
+    extents[i] = int(v);
+  }
+  const Grid g{extents[0], extents[1], extents[2]};
   if (g.frames <= 0 || g.height <= 0 || g.width <= 0)
     throw std::invalid_argument("grid '" + text + "': expected three positive integers");
   return g;

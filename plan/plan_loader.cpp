@@ -1,10 +1,14 @@
 #include "plan/plan_loader.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <set>
 #include <sstream>
 
 #include "base/atomic_file.h"
+#include "plan/limits.h"
 #include "plan/tile_geometry.h"
 
 namespace sparseplan {
@@ -140,18 +144,18 @@ void read_model(Reader& r, const json& root, Plan& plan) {
   r.only_keys(*m, "model", {"id", "layers", "heads", "head_dim"});
   if (r.read_string(*m, "model", "id", plan.model.id, true) && plan.model.id.empty())
     r.fail("model.id", "expected a non-empty string");
-  r.read_int(*m, "model", "layers", plan.model.layers, 1, 4096, true);
-  r.read_int(*m, "model", "heads", plan.model.heads, 1, 4096, true);
-  r.read_int(*m, "model", "head_dim", plan.model.head_dim, 1, 1024, true);
+  r.read_int(*m, "model", "layers", plan.model.layers, 1, kMaxLayers, true);
+  r.read_int(*m, "model", "heads", plan.model.heads, 1, kMaxHeads, true);
+  r.read_int(*m, "model", "head_dim", plan.model.head_dim, 1, kMaxHeadDim, true);
 }
 
 bool read_grid(Reader& r, const json& root, Plan& plan) {
   const json* g = r.object_field(root, "", "grid", true);
   if (g == nullptr) return false;
   r.only_keys(*g, "grid", {"frames", "height", "width"});
-  bool ok = r.read_int(*g, "grid", "frames", plan.grid.frames, 1, 1 << 16, true);
-  ok = r.read_int(*g, "grid", "height", plan.grid.height, 1, 1 << 16, true) && ok;
-  ok = r.read_int(*g, "grid", "width", plan.grid.width, 1, 1 << 16, true) && ok;
+  bool ok = r.read_int(*g, "grid", "frames", plan.grid.frames, 1, kMaxGridExtent, true);
+  ok = r.read_int(*g, "grid", "height", plan.grid.height, 1, kMaxGridExtent, true) && ok;
+  ok = r.read_int(*g, "grid", "width", plan.grid.width, 1, kMaxGridExtent, true) && ok;
   return ok;
 }
 
@@ -172,7 +176,7 @@ bool read_text(Reader& r, const json& root, Plan& plan) {
   } else {
     ok = false;
   }
-  ok = r.read_int(*t, "text", "tokens", plan.text.tokens, 0, 1 << 20, true) && ok;
+  ok = r.read_int(*t, "text", "tokens", plan.text.tokens, 0, kMaxTextTokens, true) && ok;
   if (ok && (plan.text.position == TextPosition::None) != (plan.text.tokens == 0)) {
     r.fail("text.tokens", "expected 0 exactly when position is \"none\"");
     ok = false;
@@ -197,7 +201,7 @@ bool read_tiling(Reader& r, const json& root, Plan& plan, bool grid_ok) {
     ok = false;
   }
   std::vector<int> tile;
-  if (r.read_int_list(root, "", "tile", tile, 3, 1, 1 << 16, "3 positive integers (tf, th, tw)",
+  if (r.read_int_list(root, "", "tile", tile, 3, 1, kMaxGridExtent, "3 positive integers (tf, th, tw)",
                       true)) {
     plan.tile = {tile[0], tile[1], tile[2]};
     if (grid_ok && (tile[0] > plan.grid.frames || tile[1] > plan.grid.height ||
@@ -304,7 +308,7 @@ void read_window(Reader& r, const json& rule, const std::string& path, WindowRul
   r.read_int_list(*win, wp, "sink_frames", w.sink_frames, -1, 0, max_frame,
                   "a list of tile-frame indices in [0, " + std::to_string(max_frame + 1) + ")",
                   false);
-  const int max_block = ctx.geometry != nullptr ? ctx.geometry->video_blocks - 1 : (1 << 24);
+  const int max_block = ctx.geometry != nullptr ? ctx.geometry->video_blocks - 1 : kMaxBlocks - 1;
   r.read_int_list(*win, wp, "global_blocks", w.global_blocks, -1, 0, max_block,
                   "a list of video block indices in [0, " + std::to_string(max_block + 1) + ")",
                   false);
@@ -328,7 +332,7 @@ void read_blocks(Reader& r, const json& rule, const std::string& path, BlocksRul
                              std::to_string(rows->size()));
     return;
   }
-  const int64_t limit = ctx.geometry != nullptr ? ctx.geometry->video_blocks : (1 << 24);
+  const int64_t limit = ctx.geometry != nullptr ? ctx.geometry->video_blocks : kMaxBlocks;
   b.rows.resize(rows->size());
   for (size_t q = 0; q < rows->size(); ++q) {
     const json& row = (*rows)[q];
@@ -430,10 +434,110 @@ void read_layers(Reader& r, const json& root, Plan& plan, const HeadContext& ctx
   }
 }
 
+// Tracks where the parser is (object keys and array indices) so that duplicate keys, control
+// characters and syntax errors are reported with their JSON path.
+class StrictJson {
+ public:
+  std::vector<std::string> errors;
+
+  bool on_event(json::parse_event_t event, const json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        stack_.push_back(Frame{true});
+        break;
+      case json::parse_event_t::array_start:
+        stack_.push_back(Frame{false});
+        break;
+      case json::parse_event_t::key: {
+        Frame& top = stack_.back();
+        top.key = parsed.get<std::string>();
+        if (has_control(top.key, false))
+          errors.push_back(path() + ": control character in a field name");
+        else if (!top.keys.insert(top.key).second)
+          errors.push_back(path() + ": duplicate key (given twice in one object)");
+        break;
+      }
+      case json::parse_event_t::value:
+        if (parsed.is_string() &&
+            has_control(parsed.get_ref<const std::string&>(), path() == "description"))
+          errors.push_back(path() + ": control character in a string");
+        next_element();
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        stack_.pop_back();
+        next_element();
+        break;
+    }
+    return true;
+  }
+
+  // The JSON path of the value being parsed, "(root)" outside every object and array.
+  std::string path() const {
+    std::string p;
+    for (const Frame& f : stack_)
+      p = f.object ? Reader::key_path(p, printable(f.key)) : Reader::index_path(p, f.index);
+    return p.empty() ? "(root)" : p;
+  }
+
+ private:
+  struct Frame {
+    bool object = false;
+    std::string key;          // objects: the key being read
+    size_t index = 0;         // arrays: the element being read
+    std::set<std::string> keys;
+  };
+  std::vector<Frame> stack_;
+
+  void next_element() {
+    if (!stack_.empty() && !stack_.back().object) ++stack_.back().index;
+  }
+
+  static bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
+
+  static bool has_control(const std::string& s, bool free_text) {
+    return std::any_of(s.begin(), s.end(), [&](char ch) {
+      const unsigned char c = static_cast<unsigned char>(ch);
+      return is_control(c) && !(free_text && (c == '\t' || c == '\n'));
+    });
+  }
+
+  // Keys are echoed in messages: control characters are shown escaped, not written raw.
+  static std::string printable(const std::string& s) {
+    std::string out;
+    for (char ch : s) {
+      const unsigned char c = static_cast<unsigned char>(ch);
+      if (!is_control(c)) {
+        out += ch;
+        continue;
+      }
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(c));
+      out += buf;
+    }
+    return out;
+  }
+};
+
 }  // namespace
 
 PlanError::PlanError(const std::string& source, std::vector<std::string> errors)
     : std::runtime_error(join_errors(source, errors)), errors_(std::move(errors)) {}
+
+json parse_plan_json(const std::string& text, const std::string& source) {
+  StrictJson strict;
+  json root;
+  try {
+    root = json::parse(text, [&strict](int, json::parse_event_t event, json& parsed) {
+      return strict.on_event(event, parsed);
+    });
+  } catch (const json::exception& e) {
+    // Syntax errors and numbers out of range (1e999) alike: where the parser stopped.
+    strict.errors.push_back(strict.path() + ": malformed JSON: " + e.what());
+  }
+  if (!strict.errors.empty()) throw PlanError(source, std::move(strict.errors));
+  return root;
+}
 
 std::vector<std::string> parse_plan(const json& root, Plan& plan) {
   Reader r;
@@ -459,7 +563,7 @@ std::vector<std::string> parse_plan(const json& root, Plan& plan) {
       geometry = make_tile_geometry(plan);
       ctx.geometry = &geometry;
     } catch (const std::invalid_argument& e) {
-      r.fail("grid", e.what());
+      r.errors.push_back(e.what());  // the message starts with the field it concerns
     }
   }
   read_layers(r, root, plan, ctx);
@@ -467,19 +571,21 @@ std::vector<std::string> parse_plan(const json& root, Plan& plan) {
 }
 
 Plan plan_from_json_text(const std::string& text, const std::string& source) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw PlanError(source, {std::string("malformed JSON: ") + e.what()});
-  }
+  const json root = parse_plan_json(text, source);
   Plan plan;
   std::vector<std::string> errors = parse_plan(root, plan);
   if (!errors.empty()) throw PlanError(source, std::move(errors));
   return plan;
 }
 
-Plan load_plan(const std::string& path) { return plan_from_json_text(read_text_file(path), path); }
+std::string read_plan_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw std::runtime_error(path + ": is a directory, not a plan file");
+  return read_text_file(path);
+}
+
+Plan load_plan(const std::string& path) { return plan_from_json_text(read_plan_file(path), path); }
 
 std::vector<std::string> check_plan_matches_model(const Plan& plan, const ModelInfo& model) {
   std::vector<std::string> errors;

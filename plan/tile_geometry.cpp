@@ -1,48 +1,27 @@
 #include "plan/tile_geometry.h"
 
 #include <algorithm>
-#include <stdexcept>
-#include <string>
+
+#include "plan/limits.h"
 
 namespace sparseplan {
-namespace {
-
-int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-}  // namespace
 
 TileGeometry make_tile_geometry(const Grid& grid, const std::array<int, 3>& tile, int block_size,
                                 const TextLayout& text) {
-  if (grid.frames <= 0 || grid.height <= 0 || grid.width <= 0)
-    throw std::invalid_argument("grid: expected 3 positive integers (frames, height, width)");
-  if (block_size <= 0) throw std::invalid_argument("block_size: expected a positive integer");
-  for (int i = 0; i < 3; ++i)
-    if (tile[i] <= 0) throw std::invalid_argument("tile: expected 3 positive integers");
-  if (tile[0] > grid.frames || tile[1] > grid.height || tile[2] > grid.width)
-    throw std::invalid_argument("tile: larger than the grid (" + std::to_string(tile[0]) + "," +
-                                std::to_string(tile[1]) + "," + std::to_string(tile[2]) +
-                                " vs " + std::to_string(grid.frames) + "," +
-                                std::to_string(grid.height) + "," + std::to_string(grid.width) +
-                                ")");
-  if (text.tokens < 0) throw std::invalid_argument("text.tokens: expected a non-negative integer");
-  if ((text.position == TextPosition::None) != (text.tokens == 0))
-    throw std::invalid_argument("text: position 'none' goes with 0 tokens and only with 0");
-
+  const GeometryCounts c = check_geometry(grid, tile, block_size, text);
+  // Within the limits every count fits int: blocks <= kMaxBlocks, tokens <= kMaxSequenceTokens.
   TileGeometry g;
   g.grid = grid;
   g.tile = tile;
   g.block_size = block_size;
   g.text = text;
-  g.tiles_f = ceil_div(grid.frames, tile[0]);
-  g.tiles_h = ceil_div(grid.height, tile[1]);
-  g.tiles_w = ceil_div(grid.width, tile[2]);
-  g.blocks_per_tile = ceil_div(tile[0] * tile[1] * tile[2], block_size);
-  const int64_t video_blocks = int64_t(g.num_tiles()) * g.blocks_per_tile;
-  g.text_blocks = ceil_div(text.tokens, block_size);
-  if (video_blocks + g.text_blocks > (int64_t(1) << 24))
-    throw std::invalid_argument("grid: too many blocks for this block size");
-  g.video_blocks = int(video_blocks);
-  g.total_blocks = g.video_blocks + g.text_blocks;
+  g.tiles_f = int(c.tiles_f);
+  g.tiles_h = int(c.tiles_h);
+  g.tiles_w = int(c.tiles_w);
+  g.blocks_per_tile = int(c.blocks_per_tile);
+  g.video_blocks = int(c.video_blocks);
+  g.text_blocks = int(c.text_blocks);
+  g.total_blocks = int(c.total_blocks);
   return g;
 }
 

@@ -27,6 +27,7 @@ struct TileGeometry {
   int text_blocks = 0;
   int total_blocks = 0;
 
+  // make_tile_geometry checks the limits of plan/limits.h, so tile and block counts fit int.
   int num_tiles() const { return tiles_f * tiles_h * tiles_w; }
   int64_t padded_tokens() const { return int64_t(total_blocks) * block_size; }
   int64_t sequence_tokens() const { return grid.tokens() + text.tokens; }
@@ -42,7 +43,7 @@ struct TileGeometry {
   int tile_index(TileCoord c) const { return (c.f * tiles_h + c.h) * tiles_w + c.w; }
 };
 
-// Throws std::invalid_argument naming the bad value.
+// Throws std::invalid_argument naming the bad value or the limit (plan/limits.h) it breaks.
 TileGeometry make_tile_geometry(const Grid& grid, const std::array<int, 3>& tile, int block_size,
                                 const TextLayout& text);
 TileGeometry make_tile_geometry(const Plan& plan);

@@ -30,7 +30,7 @@ run analyze "$out/search.h5" --out "$out/report"
 run search "$out/search.h5" --recall "$recall" --out "$out/plan.json"
 run validate "$out/plan.json"
 run compare "$out/plan.json" --captures "$out/heldout.h5" --baselines
-run layout "$out/plan.json" --png "$out/plan-mask.png" --layer 0 --head 0
+run layout "$out/plan.json" --png "$out/plan-mask.png" --svg "$out/plan-mask.svg" --layer 0 --head 0
 run generate --model "$model" --prompt "$prompt" --steps "$steps" --seed 1 --plan "$out/plan.json" \
   --device "$device" --out "$out/sparse"
 echo

@@ -32,7 +32,18 @@ expect "compare refuses a plan for another grid" 1 "does not fit the captures: g
 expect "compare names a missing plan" 1 "$tmp/none.json" -- "$bin" compare "$tmp/none.json" --captures "$tmp/held.h5"
 
 expect "analyze writes a report" 0 "index.html" -- "$bin" analyze "$tmp/train.h5" "$tmp/held.h5" --out "$tmp/report" --quiet
-check "the report has its figures" test -s "$tmp/report/figures/density_map.png" -a -s "$tmp/report/figures/recall_layer0.png" -a -s "$tmp/report/analysis.json"
+check "the report has its figures" test -s "$tmp/report/figures/density_map.svg" -a -s "$tmp/report/figures/recall_layer0.svg" -a -s "$tmp/report/analysis.json"
+check "every report figure has a title, numbered and labelled axes, a legend or colour bar" python3 "$(dirname "$0")/check_report_figures.py" "$tmp/report" 6
+cat >"$tmp/evaluate.json" <<'JSON'
+[{"plan": "dense", "density": 1.0, "psnr_mean": null, "psnr_worst": null},
+ {"plan": "recall <0.9> & warm-up", "density": 0.89, "psnr_mean": 31.2, "psnr_worst": 29.0, "ssim": 0.93},
+ {"plan": "recall 0.9", "density": 0.86, "psnr_mean": 20.6, "psnr_worst": 18.2}]
+JSON
+expect "analyze draws the fidelity frontier of an evaluation" 0 "index.html" -- "$bin" analyze "$tmp/train.h5" --out "$tmp/report-eval" --evaluation "$tmp/evaluate.json" --quiet
+check "the frontier figure is drawn and shown" python3 "$(dirname "$0")/check_report_figures.py" "$tmp/report-eval" 6 --frontier
+check "the evaluation table escapes plan names" grep -qF "recall &lt;0.9&gt; &amp; warm-up" "$tmp/report-eval/index.html"
+echo '[{"plan": "a", "psnr_mean": 20}]' >"$tmp/bad-eval.json"
+expect "analyze names a bad evaluation field" 1 "$tmp/bad-eval.json: [0].density: missing" -- "$bin" analyze "$tmp/train.h5" --out "$tmp/r3" --evaluation "$tmp/bad-eval.json" --quiet
 expect "analyze rejects an uncaptured tile" 1 "--tile 4x4x4 was not captured" -- "$bin" analyze "$tmp/train.h5" --tile 4x4x4 --out "$tmp/r2" --quiet
 
 finish "cli search tests"

@@ -26,6 +26,8 @@ expect "validate rejects a plan whose heads do not match" 1 "expected 13 heads (
 
 expect "layout prints densities" 0 "mean density" -- "$bin" layout "$good" --png "$tmp/mask.png" --layer 2 --head 3
 [ -s "$tmp/mask.png" ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: layout wrote no PNG"; }
+expect "layout draws the mask as an SVG figure" 0 "wrote $tmp/mask.svg" -- "$bin" layout "$good" --svg "$tmp/mask.svg" --layer 2 --head 3
+check "the mask figure is XML with labelled axes" python3 -c 'import sys, xml.etree.ElementTree as E; t = [e.text for e in E.parse(sys.argv[1]).iter() if e.get("class") == "axis-label"]; sys.exit(t != ["key block (tile order)", "query block (tile order)"])' "$tmp/mask.svg"
 expect "layout rejects a grid that does not match" 1 "plan is for a 21x30x52 token grid, the video has 21x45x80" -- "$bin" layout "$good" --grid 21,45,80
 expect "layout rejects a malformed grid" 1 "expected F,H,W" -- "$bin" layout "$good" --grid 21,45
 expect "layout rejects a head the plan lacks" 1 "the plan has 30 layers and 12 heads" -- "$bin" layout "$good" --head 12
