@@ -25,6 +25,7 @@
 
 #include "base/checked_math.h"
 #include "base/temporary_file.h"
+#include "plan/limits.h"
 #include "plan/tile_geometry.h"
 
 namespace sparseplan {
@@ -511,20 +512,7 @@ void validate_capture_info(const CaptureInfo& info) {
   if (info.model.layers <= 0) bad("model.layers must be positive");
   if (info.model.heads <= 0) bad("model.heads must be positive");
   if (info.model.head_dim <= 0) bad("model.head_dim must be positive");
-  if (info.tiles.empty()) bad("tiles: at least one tile shape is needed");
-  std::set<std::array<int, 3>> seen;
-  for (const auto& tile : info.tiles) {
-    const TileGeometry g = make_tile_geometry(info.grid, tile, info.block_size, info.text);
-    if (!seen.insert(tile).second) bad("tiles: " + tile_name(tile) + " listed twice");
-    // Every dataset's element count must be computable; whether it is affordable is a limit.
-    const std::string what = "tiles: " + tile_name(tile) + ": block_mass elements";
-    const int64_t layers = info.layers.empty() ? info.model.layers : int64_t(info.layers.size());
-    checked_mul(checked_mul(checked_mul(checked_mul(checked_mul(info.num_prompts, int64_t(info.steps.size()), what),
-                                                    layers, what),
-                                        info.model.heads, what),
-                            g.total_blocks, what),
-                g.total_blocks, what);
-  }
+  check_model_shape(info.model.layers, info.model.heads, info.model.head_dim, "model.");
   for (size_t i = 0; i < info.layers.size(); ++i) {
     if (info.layers[i] < 0 || info.layers[i] >= info.model.layers)
       bad("layers: layer " + std::to_string(info.layers[i]) + " out of range [0, " +
@@ -549,6 +537,16 @@ void validate_capture_info(const CaptureInfo& info) {
   for (size_t s = 0; s < info.timesteps.size(); ++s)
     if (std::isinf(info.timesteps[s]))
       bad("timesteps[" + std::to_string(s) + "] is infinite (NaN means unknown)");
+  if (info.tiles.empty()) bad("tiles: at least one tile shape is needed");
+  std::set<std::array<int, 3>> seen;
+  for (const auto& tile : info.tiles) {
+    // Geometry within the shared limits (plan/limits.h), and one head's mass over all samples
+    // small enough to read at once, as search and analyze do.
+    const TileGeometry g = make_tile_geometry(info.grid, tile, info.block_size, info.text);
+    if (!seen.insert(tile).second) bad("tiles: " + tile_name(tile) + " listed twice");
+    check_mass_size(int64_t(info.num_prompts) * int64_t(info.steps.size()), g.total_blocks,
+                    "tiles: " + tile_name(tile) + ": block mass of one head");
+  }
   if (info.branch != 0 && info.branch != 1) bad("branch must be 0 or 1");
   if (!nlohmann::json::accept(info.model_config_json))
     bad("model_config (model_config_json) is not valid JSON");
