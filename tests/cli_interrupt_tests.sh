@@ -8,8 +8,8 @@ bin=${SPARSEPLAN:?set SPARSEPLAN to the sparseplan binary}
 source "$(dirname "$0")/cli_expect.sh"
 
 small=(--grid 8x16x32 --tile 2x4x8 --layers 2 --heads 2 --steps 1 --quiet)
-# Long enough (seconds) that the signal arrives while the temporary file is being written.
-long=(--grid 8x32x64 --tile 2x4x8 --tile 4x4x4 --layers 12 --heads 12 --steps 4 --prompts 4 --quiet)
+# Long enough (about a second) that the signal arrives while the temporary file is written.
+long=(--grid 8x32x64 --tile 2x4x8 --tile 4x4x4 --layers 4 --heads 8 --steps 2 --prompts 2 --quiet)
 
 "$bin" synth-capture --out "$tmp/cap.h5" "${small[@]}" >/dev/null
 cp "$tmp/cap.h5" "$tmp/good.h5"
@@ -24,7 +24,7 @@ interrupt_capture() {
     [ -e "$tmp/cap.h5.tmp-$pid" ] && break
     sleep 0.05
   done
-  sleep 0.2
+  sleep 0.05
   kill "-$sig" "$pid"
   wait "$pid"
   code=$?
