@@ -1,7 +1,6 @@
 #include "analyzer/mass_source.h"
 
 #include <algorithm>
-#include <cmath>
 #include <stdexcept>
 
 #include "base/checked_math.h"
@@ -23,29 +22,6 @@ void check_layer_head(const SourceInfo& info, const std::array<int, 3>& tile, in
   if (head < 0 || head >= info.model.heads)
     throw std::invalid_argument("head " + std::to_string(head) + " outside [0, " +
                                 std::to_string(info.model.heads) + ")");
-}
-
-// Attention of a query block that holds tokens is a distribution over the keys: its row of
-// block mass sums to 1. A row far from it (all zero, NaN, garbage) is a corrupt capture or one
-// written from a failed run; searching it would emit a plan of recall 0 as if it were fine.
-void check_mass_rows(const CaptureInfo& c, const std::array<int, 3>& tile, int layer, int head,
-                     const std::vector<float>& mass, const std::vector<int32_t>& block_valid) {
-  const size_t n = block_valid.size();
-  for (size_t sample = 0; sample * n * n < mass.size(); ++sample)
-    for (size_t q = 0; q < n; ++q) {
-      if (block_valid[q] == 0) continue;
-      const float* row = mass.data() + (sample * n + q) * n;
-      double sum = 0.0;
-      for (size_t k = 0; k < n; ++k) sum += row[k];
-      if (std::abs(sum - 1.0) <= 1e-2) continue;
-      const size_t steps = c.steps.size();
-      throw std::runtime_error(
-          "capture " + c.path + ": tile " + tile_text(tile) + " layer " + std::to_string(layer) +
-          " head " + std::to_string(head) + ", prompt " + std::to_string(sample / steps) +
-          " step " + std::to_string(c.steps[sample % steps]) + ": the block mass of query block " +
-          std::to_string(q) + " sums to " + std::to_string(sum) +
-          " instead of 1 (the capture is corrupt or holds no attention mass)");
-    }
 }
 
 }  // namespace
@@ -135,16 +111,12 @@ HeadMass CaptureSet::head_mass(const std::array<int, 3>& tile, int layer, int he
   mass.samples = info_.samples;
   mass.values.reserve(size_t(check_mass_size(info_.samples, n, "block mass of one head")));
   std::lock_guard<std::mutex> lock(mutex_);
-  auto valid = block_valid_.find(tile);
-  if (valid == block_valid_.end())
-    valid = block_valid_.emplace(tile, make_token_order(info_.geometry(tile)).block_valid).first;
   for (const CaptureReader& r : readers_) {
     const std::vector<float> v = r.head_block_mass(tile, layer, head);
     if (v.size() != size_t(r.info().num_samples()) * n * n)
       throw std::runtime_error("capture " + r.info().path + ": block mass of layer " +
                                std::to_string(layer) + " head " + std::to_string(head) +
                                " has an unexpected size");
-    check_mass_rows(r.info(), tile, layer, head, v, valid->second);
     mass.values.insert(mass.values.end(), v.begin(), v.end());
   }
   return mass;

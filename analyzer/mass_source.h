@@ -4,7 +4,6 @@
 #pragma once
 
 #include <array>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,7 +57,6 @@ class CaptureSet : public MassSource {
   SourceInfo info_;
   std::vector<CaptureInfo> infos_;
   std::vector<CaptureReader> readers_;
-  mutable std::map<std::array<int, 3>, std::vector<int32_t>> block_valid_;  // per tile
   mutable std::mutex mutex_;
 };
 

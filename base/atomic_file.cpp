@@ -1,30 +1,18 @@
 #include "base/atomic_file.h"
 
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "base/temporary_file.h"
 
 namespace sparseplan {
 
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string&)>& write) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  try {
-    write(tmp);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot write (" + why + ")");
-  }
+  TemporaryFile tmp(path);
+  write(tmp.path());
+  tmp.commit();
 }
 
 void write_text_atomically(const std::string& path, const std::string& text) {

@@ -1,9 +1,7 @@
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -28,19 +26,6 @@
 
 namespace sparseplan::cli {
 namespace {
-
-// Ctrl-C or SIGTERM stops the capture at the next attention call, so the writer removes its
-// temporary file on the way out; a second signal kills at once.
-std::atomic<bool> g_interrupted{false};
-
-void on_signal(int sig) {
-  g_interrupted = true;
-  std::signal(sig, SIG_DFL);
-}
-
-void throw_if_interrupted() {
-  if (g_interrupted) throw std::runtime_error("capture interrupted; no output written");
-}
 
 std::vector<int> parse_int_list(const std::string& text, const char* option) {
   std::vector<int> out;
@@ -242,9 +227,6 @@ int run_capture(const Options& o) {
     for (const std::string& prompt : prompts) contexts.push_back(encoder.encode(prompt));
   }
 
-  g_interrupted = false;
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
   CaptureWriter::Options wopts;
   wopts.full_lse = o.full_lse;
   CaptureWriter writer(o.out, info, wopts);  // validates tiles against the grid
@@ -259,13 +241,7 @@ int run_capture(const Options& o) {
   const WanModel model = load_wan_model(o.model, device, dtype);
 
   CaptureBackend backend(writer, o.chunk_rows, impl);
-  const AttentionFn capture = backend.attention();
-  const AttentionFn attention = [&](const AttentionCall& call, const torch::Tensor& q,
-                                    const torch::Tensor& k, const torch::Tensor& v) {
-    throw_if_interrupted();
-    return capture(call, q, k, v);
-  };
-  throw_if_interrupted();
+  const AttentionFn attention = backend.attention();
 
   const auto start = std::chrono::steady_clock::now();
   {
@@ -282,10 +258,7 @@ int run_capture(const Options& o) {
       sopts.seed = uint64_t(info.seeds[size_t(p)]);
       sopts.context = contexts[size_t(p)];
       if (negative.defined()) sopts.negative_context = negative;
-      sample_video(model, sopts, attention, [&](int, int) {
-        throw_if_interrupted();
-        bar.advance();
-      });
+      sample_video(model, sopts, attention, [&](int, int) { bar.advance(); });
     }
     bar.finish();
   }
@@ -294,8 +267,6 @@ int run_capture(const Options& o) {
                              " attention calls captured, expected " +
                              std::to_string(backend.calls_per_prompt() * info.num_prompts));
   writer.finish();
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("wrote %s: %d prompt%s x %zu steps x %zu layers x %d heads, grid %dx%dx%d, "

@@ -1,22 +1,31 @@
 #include "io/capture_file.h"
 
 #include <hdf5.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
+#include "base/checked_math.h"
+#include "base/temporary_file.h"
+#include "plan/limits.h"
 #include "plan/tile_geometry.h"
 
 namespace sparseplan {
@@ -24,9 +33,11 @@ namespace {
 
 // ---- HDF5 plumbing -------------------------------------------------------------------------
 
-// HDF5 prints its error stack to stderr by default; our errors carry their own message.
+// HDF5 prints its error stack to stderr by default; our errors carry their own message. The
+// setting belongs to the calling thread's error stack (thread-safe libhdf5), so every entry
+// point calls this: worker threads read heads too.
 void silence_hdf5() {
-  static const bool done = [] {
+  thread_local const bool done = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
@@ -83,9 +94,20 @@ class H5Context {
   std::string path_;
 };
 
-Handle string_type() {
+// Variable-length strings, the memory type for reading format-1 files.
+Handle vlen_string_type() {
   hid_t t = H5Tcopy(H5T_C_S1);
   H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  return Handle(t, H5Tclose);
+}
+
+// Format 2 stores every string with a fixed length (NUL-padded UTF-8) inside its attribute or
+// dataset, never in the global heap: a corrupt heap makes libhdf5 loop forever.
+Handle fixed_string_type(size_t size) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, std::max<size_t>(1, size));
+  H5Tset_strpad(t, H5T_STR_NULLPAD);
   H5Tset_cset(t, H5T_CSET_UTF8);
   return Handle(t, H5Tclose);
 }
@@ -114,13 +136,15 @@ bool link_exists(hid_t loc, const std::string& name) {
 
 void write_string_attr(const H5Context& ctx, hid_t obj, const char* name,
                        const std::string& value) {
-  Handle type = string_type();
+  Handle type = fixed_string_type(value.size());
   Handle space = scalar_space();
   Handle attr(ctx.check(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
                         std::string("cannot create attribute ") + name),
               H5Aclose);
-  const char* ptr = value.c_str();
-  ctx.ok(H5Awrite(attr.get(), type.get(), &ptr), std::string("cannot write attribute ") + name);
+  std::string padded = value;
+  padded.resize(std::max<size_t>(1, value.size()), '\0');
+  ctx.ok(H5Awrite(attr.get(), type.get(), padded.data()),
+         std::string("cannot write attribute ") + name);
 }
 
 template <typename T>
@@ -153,52 +177,99 @@ Handle open_attr(const H5Context& ctx, hid_t obj, const std::string& where, cons
                 H5Aclose);
 }
 
+// The bytes of a fixed-length string up to its padding; a NUL inside the text is refused (the
+// writer never stores one, and C readers would cut the string there).
+std::string unpad_fixed_string(const H5Context& ctx, const std::string& what, std::string raw) {
+  const size_t end = raw.find('\0');
+  if (end == std::string::npos) return raw;
+  if (raw.find_first_not_of('\0', end) != std::string::npos)
+    ctx.fail(what + " contains a NUL byte inside the text");
+  raw.resize(end);
+  return raw;
+}
+
+// Reads a scalar string attribute. Variable-length strings are read only when `allow_vlen`
+// (format 1, inside the child process of read_format1_strings): they live in the global heap.
 std::string read_string_attr(const H5Context& ctx, hid_t obj, const std::string& where,
-                             const char* name) {
+                             const char* name, bool allow_vlen = false) {
+  const std::string what = "attribute " + where + name;
   Handle attr = open_attr(ctx, obj, where, name);
   Handle ftype(H5Aget_type(attr.get()), H5Tclose);
-  if (H5Tget_class(ftype.get()) != H5T_STRING)
-    ctx.fail("attribute " + where + name + " is not a string");
+  if (H5Tget_class(ftype.get()) != H5T_STRING) ctx.fail(what + " is not a string");
   Handle space(H5Aget_space(attr.get()), H5Sclose);
-  if (H5Sget_simple_extent_npoints(space.get()) != 1)
-    ctx.fail("attribute " + where + name + " is not a single string");
+  if (H5Sget_simple_extent_npoints(space.get()) != 1) ctx.fail(what + " is not a single string");
   if (H5Tis_variable_str(ftype.get()) > 0) {
-    Handle mtype = string_type();
+    if (!allow_vlen)
+      ctx.fail(what + " is a variable-length string; format " + kCaptureFormat +
+               " stores fixed-length strings");
+    Handle mtype = vlen_string_type();
     char* ptr = nullptr;
-    ctx.ok(H5Aread(attr.get(), mtype.get(), &ptr), "cannot read attribute " + where + name);
+    ctx.ok(H5Aread(attr.get(), mtype.get(), &ptr), "cannot read " + what);
     std::string out = ptr ? ptr : "";
     H5free_memory(ptr);
     return out;
   }
   const size_t size = H5Tget_size(ftype.get());
+  if (size == 0) ctx.fail(what + " has an invalid string size");
   std::string out(size, '\0');
-  Handle mtype(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mtype.get(), size);
-  ctx.ok(H5Aread(attr.get(), mtype.get(), out.data()), "cannot read attribute " + where + name);
-  out.resize(std::strlen(out.c_str()));
+  // The file's type with NUL padding: HDF5 does not convert between ASCII and UTF-8.
+  Handle mtype(H5Tcopy(ftype.get()), H5Tclose);
+  H5Tset_strpad(mtype.get(), H5T_STR_NULLPAD);
+  ctx.ok(H5Aread(attr.get(), mtype.get(), out.data()), "cannot read " + what);
+  return unpad_fixed_string(ctx, what, std::move(out));
+}
+
+// Integer values of an attribute or dataset of any integer type, exactly: the type's class is
+// checked (a float 1.5 is refused, not rounded) and unsigned 64-bit values above INT64_MAX are
+// refused, not clamped.
+std::vector<int64_t> read_integers(const H5Context& ctx, const std::string& what, hid_t ftype,
+                                   size_t n, const std::function<herr_t(hid_t, void*)>& read) {
+  const H5T_class_t cls = H5Tget_class(ftype);
+  if (cls != H5T_INTEGER)
+    ctx.fail(what + " must hold integers, but holds " +
+             (cls == H5T_FLOAT ? std::string("floating-point numbers") : std::string("non-numbers")));
+  std::vector<int64_t> out(n);
+  if (n == 0) return out;
+  if (H5Tget_sign(ftype) == H5T_SGN_NONE && H5Tget_size(ftype) >= 8) {
+    std::vector<uint64_t> wide(n);
+    ctx.ok(read(H5T_NATIVE_UINT64, wide.data()), "cannot read " + what);
+    for (size_t i = 0; i < n; ++i) {
+      if (wide[i] > uint64_t(std::numeric_limits<int64_t>::max()))
+        ctx.fail(what + " holds " + std::to_string(wide[i]) + ", beyond 64-bit signed range");
+      out[i] = int64_t(wide[i]);
+    }
+    return out;
+  }
+  ctx.ok(read(H5T_NATIVE_INT64, out.data()), "cannot read " + what);
   return out;
 }
 
-template <typename T>
-std::vector<T> read_array_attr(const H5Context& ctx, hid_t obj, const std::string& where,
-                               const char* name, size_t expected) {
+std::vector<int64_t> read_int_attr_values(const H5Context& ctx, hid_t obj,
+                                          const std::string& where, const char* name,
+                                          size_t expected) {
+  const std::string what = "attribute " + where + name;
   Handle attr = open_attr(ctx, obj, where, name);
   Handle ftype(H5Aget_type(attr.get()), H5Tclose);
-  const H5T_class_t cls = H5Tget_class(ftype.get());
-  if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-    ctx.fail("attribute " + where + name + " is not numeric");
   Handle space(H5Aget_space(attr.get()), H5Sclose);
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   if (n != hssize_t(expected))
-    ctx.fail("attribute " + where + name + " has " + std::to_string(n) + " values, expected " +
-             std::to_string(expected));
-  std::vector<T> out(expected);
-  ctx.ok(H5Aread(attr.get(), native_type<T>(), out.data()), "cannot read attribute " + where + name);
-  return out;
+    ctx.fail(what + " has " + std::to_string(n) + " values, expected " + std::to_string(expected));
+  return read_integers(ctx, what, ftype.get(), expected, [&](hid_t mtype, void* out) {
+    return H5Aread(attr.get(), mtype, out);
+  });
+}
+
+// A count or size stored as int64 and used as int: refused, naming the attribute, when it does
+// not fit (a 2^32 + 1 must not read as 1).
+int narrow(const H5Context& ctx, const std::string& what, int64_t value) {
+  if (value < std::numeric_limits<int>::min() || value > std::numeric_limits<int>::max())
+    ctx.fail(what + " is " + std::to_string(value) + ", beyond the 32-bit range this reader uses");
+  return int(value);
 }
 
 int read_int_attr(const H5Context& ctx, hid_t obj, const std::string& where, const char* name) {
-  return int(read_array_attr<int64_t>(ctx, obj, where, name, 1)[0]);
+  return narrow(ctx, "attribute " + where + name,
+                read_int_attr_values(ctx, obj, where, name, 1)[0]);
 }
 
 Handle open_dataset(const H5Context& ctx, hid_t file, const std::string& name) {
@@ -230,14 +301,49 @@ void expect_dims(const H5Context& ctx, hid_t dset, const std::string& name,
              dims_text(expected));
 }
 
-template <typename T>
-std::vector<T> read_whole_dataset(const H5Context& ctx, hid_t file, const std::string& name,
-                                  size_t expected) {
+// Opens a 1-d dataset of `expected` elements that the writer stores whole and uncompressed, and
+// checks that the file holds its bytes: a shape alone (an unwritten dataset is just a shape) must
+// not make the reader allocate what the file does not contain.
+Handle open_whole_dataset(const H5Context& ctx, hid_t file, const std::string& name,
+                          size_t expected) {
   Handle dset = open_dataset(ctx, file, name);
   expect_dims(ctx, dset.get(), name, {hsize_t(expected)});
-  std::vector<T> out(expected);
+  Handle ftype(H5Dget_type(dset.get()), H5Tclose);
+  const hsize_t stored = H5Dget_storage_size(dset.get());
+  if (expected > 0 && stored / H5Tget_size(ftype.get()) < expected)
+    ctx.fail("dataset /" + name + " holds " + std::to_string(stored) + " bytes, too few for its " +
+             std::to_string(expected) + " values");
+  return dset;
+}
+
+std::vector<int64_t> read_int_dataset(const H5Context& ctx, hid_t file, const std::string& name,
+                                      size_t expected) {
+  Handle dset = open_whole_dataset(ctx, file, name, expected);
+  Handle ftype(H5Dget_type(dset.get()), H5Tclose);
+  return read_integers(ctx, "dataset /" + name, ftype.get(), expected, [&](hid_t mtype, void* out) {
+    return H5Dread(dset.get(), mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  });
+}
+
+// The values of an integer dataset used as int32, each checked to fit.
+std::vector<int32_t> read_int32_dataset(const H5Context& ctx, hid_t file, const std::string& name,
+                                        size_t expected) {
+  const std::vector<int64_t> wide = read_int_dataset(ctx, file, name, expected);
+  std::vector<int32_t> out(wide.size());
+  for (size_t i = 0; i < wide.size(); ++i)
+    out[i] = narrow(ctx, "dataset /" + name + "[" + std::to_string(i) + "]", wide[i]);
+  return out;
+}
+
+std::vector<double> read_double_dataset(const H5Context& ctx, hid_t file, const std::string& name,
+                                        size_t expected) {
+  Handle dset = open_whole_dataset(ctx, file, name, expected);
+  Handle ftype(H5Dget_type(dset.get()), H5Tclose);
+  if (H5Tget_class(ftype.get()) != H5T_FLOAT)
+    ctx.fail("dataset /" + name + " must hold floating-point numbers");
+  std::vector<double> out(expected);
   if (expected > 0)
-    ctx.ok(H5Dread(dset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+    ctx.ok(H5Dread(dset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
            "cannot read dataset /" + name);
   return out;
 }
@@ -307,36 +413,63 @@ void write_whole_dataset(const H5Context& ctx, hid_t file, const std::string& na
 
 void write_string_dataset(const H5Context& ctx, hid_t file, const std::string& name,
                           const std::vector<std::string>& values) {
-  Handle type = string_type();
+  size_t width = 1;
+  for (const std::string& v : values) width = std::max(width, v.size());
+  Handle type = fixed_string_type(width);
   Handle space = simple_space({hsize_t(values.size())});
   Handle dset(ctx.check(H5Dcreate2(file, name.c_str(), type.get(), space.get(), H5P_DEFAULT,
                                    H5P_DEFAULT, H5P_DEFAULT),
                         "cannot create dataset /" + name),
               H5Dclose);
-  std::vector<const char*> ptrs;
-  for (const std::string& v : values) ptrs.push_back(v.c_str());
-  if (!ptrs.empty())
-    ctx.ok(H5Dwrite(dset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
+  std::string packed(values.size() * width, '\0');
+  for (size_t i = 0; i < values.size(); ++i) packed.replace(i * width, values[i].size(), values[i]);
+  if (!values.empty())
+    ctx.ok(H5Dwrite(dset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()),
            "cannot write dataset /" + name);
 }
 
+// A 1-d dataset of strings. Variable-length ones only when `allow_vlen` (format 1, in the child
+// process of read_format1_strings); `expected` < 0 takes whatever length the dataset has.
 std::vector<std::string> read_string_dataset(const H5Context& ctx, hid_t file,
-                                             const std::string& name, size_t expected) {
+                                             const std::string& name, int64_t expected,
+                                             bool allow_vlen = false) {
+  const std::string what = "dataset /" + name;
   Handle dset = open_dataset(ctx, file, name);
-  expect_dims(ctx, dset.get(), name, {hsize_t(expected)});
+  const std::vector<hsize_t> dims = dataset_dims(ctx, dset.get(), name);
+  if (dims.size() != 1) ctx.fail(what + " must be a list of strings, has shape " + dims_text(dims));
+  if (expected >= 0) expect_dims(ctx, dset.get(), name, {hsize_t(expected)});
+  const size_t n = size_t(dims[0]);
   Handle ftype(H5Dget_type(dset.get()), H5Tclose);
-  if (H5Tget_class(ftype.get()) != H5T_STRING || H5Tis_variable_str(ftype.get()) <= 0)
-    ctx.fail("dataset /" + name + " is not a list of variable-length strings");
-  Handle type = string_type();
-  std::vector<char*> ptrs(expected, nullptr);
-  if (expected > 0)
-    ctx.ok(H5Dread(dset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
-           "cannot read dataset /" + name);
+  if (H5Tget_class(ftype.get()) != H5T_STRING) ctx.fail(what + " is not a list of strings");
   std::vector<std::string> out;
-  for (char* p : ptrs) {
-    out.emplace_back(p ? p : "");
-    H5free_memory(p);
+  if (H5Tis_variable_str(ftype.get()) > 0) {
+    if (!allow_vlen)
+      ctx.fail(what + " holds variable-length strings; format " + kCaptureFormat +
+               " stores fixed-length strings");
+    if (n > (size_t(1) << 24)) ctx.fail(what + " lists " + std::to_string(n) + " strings");
+    Handle type = vlen_string_type();
+    std::vector<char*> ptrs(n, nullptr);
+    if (n > 0)
+      ctx.ok(H5Dread(dset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
+             "cannot read " + what);
+    for (char* p : ptrs) {
+      out.emplace_back(p ? p : "");
+      H5free_memory(p);
+    }
+    return out;
   }
+  const size_t width = H5Tget_size(ftype.get());
+  if (width == 0) ctx.fail(what + " has an invalid string size");
+  open_whole_dataset(ctx, file, name, n);
+  std::string packed(n * width, '\0');
+  Handle mtype(H5Tcopy(ftype.get()), H5Tclose);
+  H5Tset_strpad(mtype.get(), H5T_STR_NULLPAD);
+  if (n > 0)
+    ctx.ok(H5Dread(dset.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()),
+           "cannot read " + what);
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(unpad_fixed_string(ctx, what + "[" + std::to_string(i) + "]",
+                                     packed.substr(i * width, width)));
   return out;
 }
 
@@ -365,17 +498,21 @@ TextPosition parse_position(const H5Context& ctx, const std::string& s) {
   ctx.fail("attribute text_position is '" + s + "', expected none, before or after");
 }
 
-void validate_info(const CaptureInfo& info) {
+}  // namespace
+
+void validate_capture_info(const CaptureInfo& info) {
   auto bad = [](const std::string& what) { throw std::invalid_argument("capture: " + what); };
+  auto text = [&](const std::string& value, const std::string& field) {
+    if (value.find('\0') != std::string::npos) bad(field + " contains a NUL byte");
+  };
+  text(info.model.id, "model_id");
+  text(info.tool_version, "tool_version");
+  for (size_t p = 0; p < info.prompts.size(); ++p)
+    text(info.prompts[p], "prompts[" + std::to_string(p) + "]");
   if (info.model.layers <= 0) bad("model.layers must be positive");
   if (info.model.heads <= 0) bad("model.heads must be positive");
   if (info.model.head_dim <= 0) bad("model.head_dim must be positive");
-  if (info.tiles.empty()) bad("tiles: at least one tile shape is needed");
-  std::set<std::array<int, 3>> seen;
-  for (const auto& tile : info.tiles) {
-    make_tile_geometry(info.grid, tile, info.block_size, info.text);  // throws naming the field
-    if (!seen.insert(tile).second) bad("tiles: " + tile_name(tile) + " listed twice");
-  }
+  check_model_shape(info.model.layers, info.model.heads, info.model.head_dim, "model.");
   for (size_t i = 0; i < info.layers.size(); ++i) {
     if (info.layers[i] < 0 || info.layers[i] >= info.model.layers)
       bad("layers: layer " + std::to_string(info.layers[i]) + " out of range [0, " +
@@ -397,10 +534,55 @@ void validate_info(const CaptureInfo& info) {
   if (!info.timesteps.empty() && info.timesteps.size() != info.steps.size())
     bad("timesteps: " + std::to_string(info.timesteps.size()) + " given for " +
         std::to_string(info.steps.size()) + " steps");
+  for (size_t s = 0; s < info.timesteps.size(); ++s)
+    if (std::isinf(info.timesteps[s]))
+      bad("timesteps[" + std::to_string(s) + "] is infinite (NaN means unknown)");
+  if (info.tiles.empty()) bad("tiles: at least one tile shape is needed");
+  std::set<std::array<int, 3>> seen;
+  for (const auto& tile : info.tiles) {
+    // Geometry within the shared limits (plan/limits.h), and one head's mass over all samples
+    // small enough to read at once, as search and analyze do.
+    const TileGeometry g = make_tile_geometry(info.grid, tile, info.block_size, info.text);
+    if (!seen.insert(tile).second) bad("tiles: " + tile_name(tile) + " listed twice");
+    check_mass_size(int64_t(info.num_prompts) * int64_t(info.steps.size()), g.total_blocks,
+                    "tiles: " + tile_name(tile) + ": block mass of one head");
+  }
   if (info.branch != 0 && info.branch != 1) bad("branch must be 0 or 1");
-  for (const auto* json : {&info.model_config_json, &info.sampler_json})
-    if (!nlohmann::json::accept(*json)) bad("model_config_json/sampler_json must be valid JSON");
+  if (!nlohmann::json::accept(info.model_config_json))
+    bad("model_config (model_config_json) is not valid JSON");
+  if (!nlohmann::json::accept(info.sampler_json)) bad("sampler (sampler_json) is not valid JSON");
 }
+
+std::string block_mass_problem(const float* mass, int nb, const std::vector<int32_t>& block_valid) {
+  for (int i = 0; i < nb; ++i) {
+    const float* row = mass + size_t(i) * size_t(nb);
+    double sum = 0.0;
+    for (int j = 0; j < nb; ++j) {
+      const float v = row[j];
+      const bool finite = std::isfinite(v);
+      if (finite && v >= 0 && (v == 0 || block_valid[size_t(j)] > 0)) {
+        sum += v;
+        continue;
+      }
+      const std::string at = "query block " + std::to_string(i) + ", key block " +
+                             std::to_string(j) + ": " + std::to_string(v);
+      if (!finite) return at + " is not finite";
+      if (v < 0) return at + " is negative";
+      return at + " on a key block without tokens (expected 0)";
+    }
+    if (block_valid[size_t(i)] > 0) {
+      if (std::abs(sum - 1.0) > kBlockMassRowTolerance)
+        return "query block " + std::to_string(i) + ": row sums to " + std::to_string(sum) +
+               ", expected 1";
+    } else if (sum != 0) {
+      return "query block " + std::to_string(i) + " has no tokens but its row sums to " +
+             std::to_string(sum) + ", expected 0";
+    }
+  }
+  return "";
+}
+
+namespace {
 
 // Position of a model layer among the captured layers.
 int layer_slot(const CaptureInfo& info, int layer) {
@@ -427,6 +609,11 @@ int check_index(const CaptureInfo& info, int p, int s, int layer, int head) {
   range("step index", s, int(info.steps.size()));
   range("head", head, info.model.heads);
   return layer_slot(info, layer);
+}
+
+void validate_options(const CaptureWriter::Options& options) {
+  if (options.compression < 0 || options.compression > 9)
+    throw std::invalid_argument("capture: compression must be 0-9");
 }
 
 int tile_index_of(const CaptureInfo& info, const std::array<int, 3>& tile) {
@@ -479,10 +666,144 @@ int capture_num_blocks(const CaptureInfo& info, const std::array<int, 3>& tile) 
 
 // ---- Reader --------------------------------------------------------------------------------
 
+namespace {
+
+// Format 1 kept its strings (the root string attributes and /prompts) as variable-length
+// strings in the HDF5 global heap, and libhdf5 loops forever on a heap whose objects are
+// zeroed. They are read in a child process that is killed when it does not answer in time;
+// readers open captures before they start threads that use HDF5 (a thread inside libhdf5
+// while forking would leave its lock held in the child, which then times out too).
+constexpr const char* kFormat1StringAttributes[] = {"format",       "tool_version", "model_id",
+                                                    "model_config", "sampler",      "text_position"};
+constexpr int kFormat1TimeoutSeconds = 5;
+
+struct Format1Strings {
+  std::map<std::string, std::string> attributes;
+  std::vector<std::string> prompts;
+};
+
+void put_string(std::string& out, const std::string& s) {
+  const uint64_t n = s.size();
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  out += s;
+}
+
+bool get_string(const std::string& in, size_t& pos, std::string& s) {
+  uint64_t n = 0;
+  if (in.size() - pos < sizeof n) return false;
+  std::memcpy(&n, in.data() + pos, sizeof n);
+  pos += sizeof n;
+  if (in.size() - pos < n) return false;
+  s = in.substr(pos, size_t(n));
+  pos += size_t(n);
+  return true;
+}
+
+[[noreturn]] void answer_and_exit(int fd, const std::string& message) {
+  size_t done = 0;
+  while (done < message.size()) {
+    const ssize_t n = ::write(fd, message.data() + done, message.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += size_t(n);
+  }
+  ::_exit(0);
+}
+
+Format1Strings read_format1_strings(const H5Context& ctx) {
+  int fds[2];
+  if (::pipe(fds) != 0) ctx.fail(std::string("cannot create a pipe: ") + std::strerror(errno));
+  const pid_t child = ::fork();
+  if (child < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    ctx.fail(std::string("cannot fork to read format-1 strings: ") + std::strerror(errno));
+  }
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string out;
+    try {
+      silence_hdf5();
+      Handle file(H5Fopen(ctx.path().c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+      if (!file.valid()) ctx.fail("cannot open as HDF5 (corrupt or truncated file)");
+      out = "ok";
+      for (const char* name : kFormat1StringAttributes)
+        put_string(out, read_string_attr(ctx, file.get(), "/", name, true));
+      const std::vector<std::string> prompts =
+          read_string_dataset(ctx, file.get(), "prompts", -1, true);
+      put_string(out, std::to_string(prompts.size()));
+      for (const std::string& p : prompts) put_string(out, p);
+    } catch (const std::exception& e) {
+      out = "er";
+      put_string(out, e.what());
+    } catch (...) {
+      out = "er";
+      put_string(out, ctx.path() + ": cannot read the format-1 strings");
+    }
+    answer_and_exit(fds[1], out);
+  }
+  ::close(fds[1]);
+  std::string answer;
+  bool timed_out = false;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(kFormat1TimeoutSeconds);
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, int(left));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;  // the deadline check above ends the wait
+    char buffer[65536];
+    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    answer.append(buffer, size_t(n));
+  }
+  ::close(fds[0]);
+  if (timed_out) ::kill(child, SIGKILL);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out)
+    ctx.fail("format-1 capture: its strings (root attributes and /prompts, kept in the HDF5 "
+             "global heap) did not read within " + std::to_string(kFormat1TimeoutSeconds) +
+             " s; the global heap is corrupt");
+  size_t pos = 2;
+  std::string message;
+  if (answer.compare(0, 2, "er") == 0 && get_string(answer, pos, message))
+    throw std::runtime_error(message);
+  Format1Strings strings;
+  bool whole = answer.compare(0, 2, "ok") == 0;
+  for (const char* name : kFormat1StringAttributes)
+    whole = whole && get_string(answer, pos, strings.attributes[name]);
+  std::string count;
+  whole = whole && get_string(answer, pos, count);
+  const size_t n = whole ? size_t(std::stoull(count)) : 0;
+  for (size_t i = 0; whole && i < n; ++i) {
+    strings.prompts.emplace_back();
+    whole = get_string(answer, pos, strings.prompts.back());
+  }
+  if (!whole || pos != answer.size())
+    ctx.fail("format-1 capture: reading its strings failed (the reading process " +
+             (WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                  : "exited with status " + std::to_string(WEXITSTATUS(status))) +
+             ")");
+  return strings;
+}
+
+}  // namespace
+
 struct CaptureReader::Impl {
   H5Context ctx;
   Handle file;
   CaptureInfo info;
+  std::vector<std::vector<int32_t>> block_valid;  // per tile, checked against the geometry
   explicit Impl(const std::string& path) : ctx(path) {}
 
   hsize_t P() const { return hsize_t(info.num_prompts); }
@@ -501,6 +822,7 @@ struct CaptureReader::Impl {
   // [P*S][per_head] for the dataset [P, S, L, H, ...] restricted to (layer, head).
   std::vector<float> read_head(const std::string& name, int slot, int head,
                                const std::vector<hsize_t>& tail) const {
+    silence_hdf5();
     Handle dset = open_dataset(ctx, file.get(), name);
     std::vector<hsize_t> dims = {P(), S(), L(), H()};
     dims.insert(dims.end(), tail.begin(), tail.end());
@@ -509,11 +831,18 @@ struct CaptureReader::Impl {
     start[2] = hsize_t(slot);
     start[3] = hsize_t(head);
     count[2] = count[3] = 1;
-    size_t total = 1;
-    for (hsize_t c : count) total *= size_t(c);
-    std::vector<float> out(total);
+    int64_t total = 1;
+    for (hsize_t c : count) total = checked_mul(total, int64_t(c), ctx.path() + ": /" + name + " per head");
+    std::vector<float> out(static_cast<size_t>(total));
     if (total > 0) read_slab(ctx, dset.get(), name, start, count, out.data());
     return out;
+  }
+
+  // "prompt p, step index s" of sample p*S + s, for messages.
+  std::string sample_text(size_t sample, int layer, int head) const {
+    return "prompt " + std::to_string(sample / S()) + ", step index " +
+           std::to_string(sample % S()) + ", layer " + std::to_string(layer) + ", head " +
+           std::to_string(head);
   }
 };
 
@@ -525,90 +854,164 @@ CaptureReader::CaptureReader(const std::string& path) : impl_(std::make_unique<I
     if (!probe) ctx.fail("cannot open capture file (missing or unreadable)");
   }
   if (H5Fis_hdf5(path.c_str()) <= 0) ctx.fail("not an HDF5 file (or truncated)");
-  impl_->file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (!impl_->file.valid()) ctx.fail("cannot open as HDF5 (corrupt or truncated file)");
-  const hid_t f = impl_->file.get();
-
-  if (H5Aexists(f, "format") <= 0)
+  auto open_file = [&] {
+    impl_->file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    if (!impl_->file.valid()) ctx.fail("cannot open as HDF5 (corrupt or truncated file)");
+  };
+  open_file();
+  if (H5Aexists(impl_->file.get(), "format") <= 0)
     ctx.fail("not a sparseplan capture file (no 'format' attribute)");
-  const std::string format = read_string_attr(ctx, f, "/", "format");
-  if (format != kCaptureFormat)
-    ctx.fail("format is '" + format + "', expected '" + kCaptureFormat + "'");
+  bool format1 = false;
+  {
+    Handle attr = open_attr(ctx, impl_->file.get(), "/", "format");
+    Handle type(H5Aget_type(attr.get()), H5Tclose);
+    format1 = H5Tget_class(type.get()) == H5T_STRING && H5Tis_variable_str(type.get()) > 0;
+  }
+  Format1Strings old;
+  if (format1) {
+    impl_->file.reset();  // the child opens the file on its own
+    old = read_format1_strings(ctx);
+    open_file();
+  }
+  const hid_t f = impl_->file.get();
+  auto string_attr = [&](const char* name) {
+    return format1 ? old.attributes.at(name) : read_string_attr(ctx, f, "/", name);
+  };
+  const std::string format = string_attr("format");
+  const std::string expected_format = format1 ? kCaptureFormatV1 : kCaptureFormat;
+  if (format != expected_format)
+    ctx.fail("attribute /format is '" + format + "', expected '" + expected_format + "'" +
+             (format1 ? " (variable-length strings are format 1)" : ""));
   if (H5Aexists(f, "complete") <= 0 || read_int_attr(ctx, f, "/", "complete") != 1)
     ctx.fail("incomplete capture (the capture was interrupted before it finished)");
 
   CaptureInfo& info = impl_->info;
   info.path = path;
-  info.tool_version = read_string_attr(ctx, f, "/", "tool_version");
-  info.model.id = read_string_attr(ctx, f, "/", "model_id");
+  info.tool_version = string_attr("tool_version");
+  info.model.id = string_attr("model_id");
   info.model.layers = read_int_attr(ctx, f, "/", "layers");
   info.model.heads = read_int_attr(ctx, f, "/", "heads");
   info.model.head_dim = read_int_attr(ctx, f, "/", "head_dim");
-  info.model_config_json = read_string_attr(ctx, f, "/", "model_config");
-  info.sampler_json = read_string_attr(ctx, f, "/", "sampler");
-  const auto grid = read_array_attr<int64_t>(ctx, f, "/", "grid", 3);
-  info.grid = Grid{int(grid[0]), int(grid[1]), int(grid[2])};
-  info.text.position = parse_position(ctx, read_string_attr(ctx, f, "/", "text_position"));
+  info.model_config_json = string_attr("model_config");
+  info.sampler_json = string_attr("sampler");
+  const std::vector<int64_t> grid = read_int_attr_values(ctx, f, "/", "grid", 3);
+  info.grid = Grid{narrow(ctx, "attribute /grid[0]", grid[0]),
+                   narrow(ctx, "attribute /grid[1]", grid[1]),
+                   narrow(ctx, "attribute /grid[2]", grid[2])};
+  info.text.position = parse_position(ctx, string_attr("text_position"));
   info.text.tokens = read_int_attr(ctx, f, "/", "text_tokens");
   info.block_size = read_int_attr(ctx, f, "/", "block_size");
   info.branch = read_int_attr(ctx, f, "/", "branch");
   info.num_prompts = read_int_attr(ctx, f, "/", "num_prompts");
   const int num_steps = read_int_attr(ctx, f, "/", "num_steps");
-  const int num_tiles = read_int_attr(ctx, f, "/", "num_tiles");
-  if (info.model.layers <= 0 || info.model.heads <= 0 || info.num_prompts <= 0 ||
-      num_steps <= 0 || num_tiles <= 0)
-    ctx.fail("layers, heads, num_prompts, num_steps and num_tiles must be positive");
-
-  info.prompts = read_string_dataset(ctx, f, "prompts", size_t(info.num_prompts));
-  info.seeds = read_whole_dataset<int64_t>(ctx, f, "seeds", size_t(info.num_prompts));
   const int num_layers = read_int_attr(ctx, f, "/", "num_captured_layers");
-  if (num_layers <= 0 || num_layers > info.model.layers)
-    ctx.fail("num_captured_layers must be in [1, layers]");
-  const auto layers = read_whole_dataset<int32_t>(ctx, f, "captured_layers", size_t(num_layers));
-  info.layers.assign(layers.begin(), layers.end());
-  for (size_t i = 0; i < info.layers.size(); ++i)
-    if (info.layers[i] < 0 || info.layers[i] >= info.model.layers ||
-        (i > 0 && info.layers[i] <= info.layers[i - 1]))
-      ctx.fail("captured_layers must be strictly increasing layer numbers below layers");
-  const auto steps = read_whole_dataset<int32_t>(ctx, f, "steps", size_t(num_steps));
-  info.steps.assign(steps.begin(), steps.end());
-  info.timesteps = read_whole_dataset<double>(ctx, f, "timesteps", size_t(num_steps));
+  const int num_tiles = read_int_attr(ctx, f, "/", "num_tiles");
+  for (const auto& [name, value] :
+       {std::pair<const char*, int>{"layers", info.model.layers}, {"heads", info.model.heads},
+        {"num_prompts", info.num_prompts}, {"num_steps", num_steps},
+        {"num_captured_layers", num_layers}, {"num_tiles", num_tiles}})
+    if (value <= 0) ctx.fail(std::string("attribute /") + name + " is " + std::to_string(value) +
+                             ", must be positive");
+  if (num_layers > info.model.layers)
+    ctx.fail("attribute /num_captured_layers is " + std::to_string(num_layers) +
+             ", more than layers " + std::to_string(info.model.layers));
+  auto flag = [&](const char* name) {
+    const int v = read_int_attr(ctx, f, "/", name);
+    if (v != 0 && v != 1)
+      ctx.fail(std::string("attribute /") + name + " is " + std::to_string(v) + ", must be 0 or 1");
+    return v == 1;
+  };
+  info.has_lse_stats = flag("has_lse_stats");
+  info.has_full_lse = flag("has_full_lse");
 
-  const auto tiles_flat = read_array_attr<int64_t>(ctx, f, "/", "tiles", size_t(num_tiles) * 3);
-  for (int i = 0; i < num_tiles; ++i)
-    info.tiles.push_back({int(tiles_flat[size_t(3 * i)]), int(tiles_flat[size_t(3 * i + 1)]),
-                          int(tiles_flat[size_t(3 * i + 2)])});
+  if (format1) {
+    info.prompts = old.prompts;
+    if (info.prompts.size() != size_t(info.num_prompts))
+      ctx.fail("dataset /prompts has " + std::to_string(info.prompts.size()) +
+               " strings, expected num_prompts = " + std::to_string(info.num_prompts));
+  } else {
+    info.prompts = read_string_dataset(ctx, f, "prompts", info.num_prompts);
+  }
+  info.seeds = read_int_dataset(ctx, f, "seeds", size_t(info.num_prompts));
+  const std::vector<int32_t> layers = read_int32_dataset(ctx, f, "captured_layers", size_t(num_layers));
+  info.layers.assign(layers.begin(), layers.end());
+  const std::vector<int32_t> steps = read_int32_dataset(ctx, f, "steps", size_t(num_steps));
+  info.steps.assign(steps.begin(), steps.end());
+  info.timesteps = read_double_dataset(ctx, f, "timesteps", size_t(num_steps));
+  const std::vector<int64_t> tiles = read_int_attr_values(ctx, f, "/", "tiles", size_t(num_tiles) * 3);
+  for (size_t i = 0; i < size_t(num_tiles); ++i) {
+    std::array<int, 3> tile{};
+    for (size_t k = 0; k < 3; ++k)
+      tile[k] = narrow(ctx, "attribute /tiles[" + std::to_string(i) + "][" + std::to_string(k) + "]",
+                       tiles[3 * i + k]);
+    info.tiles.push_back(tile);
+  }
+  // The writer's own definition of a valid capture, so that what one writes the other reads.
   try {
-    for (const auto& tile : info.tiles) make_tile_geometry(info.grid, tile, info.block_size, info.text);
+    validate_capture_info(info);
   } catch (const std::invalid_argument& e) {
-    ctx.fail(std::string("inconsistent metadata: ") + e.what());
+    ctx.fail(std::string("invalid metadata: ") + e.what());
   }
 
-  info.has_lse_stats = read_int_attr(ctx, f, "/", "has_lse_stats") != 0;
-  info.has_full_lse = read_int_attr(ctx, f, "/", "has_full_lse") != 0;
   for (const auto& tile : info.tiles) {
-    const hsize_t nb = hsize_t(capture_num_blocks(info, tile));
+    const std::string group = tile_group(tile);
+    const TileGeometry g = make_tile_geometry(info.grid, tile, info.block_size, info.text);
+    if (g.padded_tokens() < g.sequence_tokens())
+      ctx.fail("tile " + tile_name(tile) + ": the geometry gives " +
+               std::to_string(g.padded_tokens()) + " slots for " +
+               std::to_string(g.sequence_tokens()) + " tokens (size overflow)");
+    const hsize_t nb = hsize_t(g.total_blocks);
+    {
+      Handle grp(ctx.check(H5Gopen2(f, group.c_str(), H5P_DEFAULT), "missing group /" + group),
+                 H5Gclose);
+      const std::vector<int64_t> stored = read_int_attr_values(ctx, grp.get(), "/" + group + "/", "tile", 3);
+      if (stored != std::vector<int64_t>{tile[0], tile[1], tile[2]})
+        ctx.fail("attribute /" + group + "/tile does not match the group's name");
+      const int64_t blocks = read_int_attr_values(ctx, grp.get(), "/" + group + "/", "num_blocks", 1)[0];
+      if (blocks != g.total_blocks)
+        ctx.fail("attribute /" + group + "/num_blocks is " + std::to_string(blocks) + ", but the grid, tile and block size give " +
+                 std::to_string(g.total_blocks));
+    }
+    // Read with a size check against the file's bytes first, so the token order computed below
+    // for comparison is bounded by what the file holds.
+    std::vector<int32_t> valid = read_int32_dataset(ctx, f, group + "/block_valid", size_t(nb));
+    const std::vector<int32_t> slots =
+        read_int32_dataset(ctx, f, group + "/token_of_slot", size_t(g.padded_tokens()));
+    const TokenOrder order = make_token_order(g);
+    for (size_t b = 0; b < valid.size(); ++b)
+      if (valid[b] != order.block_valid[b])
+        ctx.fail("dataset /" + group + "/block_valid[" + std::to_string(b) + "] is " +
+                 std::to_string(valid[b]) + ", but the grid, tile and block size give " +
+                 std::to_string(order.block_valid[b]));
+    for (size_t i = 0; i < slots.size(); ++i)
+      if (slots[i] != order.token_of_slot[i])
+        ctx.fail("dataset /" + group + "/token_of_slot[" + std::to_string(i) + "] is " +
+                 std::to_string(slots[i]) + ", but the grid, tile and block size give " +
+                 std::to_string(order.token_of_slot[i]));
+    impl_->block_valid.push_back(std::move(valid));
+
     const std::vector<hsize_t> head_dims = {impl_->P(), impl_->S(), impl_->L(), impl_->H()};
-    auto with = [&](std::vector<hsize_t> tail) {
-      std::vector<hsize_t> d = head_dims;
-      d.insert(d.end(), tail.begin(), tail.end());
-      return d;
+    auto check_float = [&](const std::string& name, std::vector<hsize_t> tail) {
+      Handle d = open_dataset(ctx, f, name);
+      std::vector<hsize_t> dims = head_dims;
+      dims.insert(dims.end(), tail.begin(), tail.end());
+      expect_dims(ctx, d.get(), name, dims);
+      Handle type(H5Dget_type(d.get()), H5Tclose);
+      if (H5Tget_class(type.get()) != H5T_FLOAT)
+        ctx.fail("dataset /" + name + " must hold floating-point numbers");
     };
-    Handle mass = open_dataset(ctx, f, mass_name(tile));
-    expect_dims(ctx, mass.get(), mass_name(tile), with({nb, nb}));
-    Handle valid = open_dataset(ctx, f, tile_group(tile) + "/block_valid");
-    expect_dims(ctx, valid.get(), tile_group(tile) + "/block_valid", {nb});
+    check_float(mass_name(tile), {nb, nb});
     if (info.has_lse_stats)
-      for (const char* stat : {"mean", "min", "max"}) {
-        Handle d = open_dataset(ctx, f, lse_stat_name(tile, stat));
-        expect_dims(ctx, d.get(), lse_stat_name(tile, stat), with({nb}));
-      }
+      for (const char* stat : {"mean", "min", "max"}) check_float(lse_stat_name(tile, stat), {nb});
   }
   if (info.has_full_lse) {
     Handle d = open_dataset(ctx, f, kFullLse);
     expect_dims(ctx, d.get(), kFullLse,
                 {impl_->P(), impl_->S(), impl_->L(), impl_->H(),
                  hsize_t(info.grid.tokens() + info.text.tokens)});
+    Handle type(H5Dget_type(d.get()), H5Tclose);
+    if (H5Tget_class(type.get()) != H5T_FLOAT)
+      ctx.fail(std::string("dataset /") + kFullLse + " must hold floating-point numbers");
   }
 }
 
@@ -620,38 +1023,63 @@ const CaptureInfo& CaptureReader::info() const { return impl_->info; }
 
 std::vector<float> CaptureReader::head_block_mass(const std::array<int, 3>& tile, int layer,
                                                   int head) const {
-  tile_index_of(impl_->info, tile);
+  const int t = tile_index_of(impl_->info, tile);
   const int slot = impl_->check_head(layer, head);
-  const hsize_t nb = hsize_t(capture_num_blocks(impl_->info, tile));
-  return impl_->read_head(mass_name(tile), slot, head, {nb, nb});
+  const std::vector<int32_t>& valid = impl_->block_valid[size_t(t)];
+  const int nb = int(valid.size());
+  std::vector<float> mass = impl_->read_head(mass_name(tile), slot, head, {hsize_t(nb), hsize_t(nb)});
+  const size_t per_sample = size_t(nb) * size_t(nb);
+  for (size_t sample = 0; sample * per_sample < mass.size(); ++sample) {
+    const std::string problem = block_mass_problem(&mass[sample * per_sample], nb, valid);
+    if (!problem.empty())
+      impl_->ctx.fail("dataset /" + mass_name(tile) + ", " + impl_->sample_text(sample, layer, head) +
+                      ": " + problem);
+  }
+  return mass;
 }
 
 LseStats CaptureReader::head_lse_stats(const std::array<int, 3>& tile, int layer,
                                        int head) const {
-  tile_index_of(impl_->info, tile);
+  const int t = tile_index_of(impl_->info, tile);
   const int slot = impl_->check_head(layer, head);
   if (!impl_->info.has_lse_stats) impl_->ctx.fail("capture has no LSE statistics");
-  const hsize_t nb = hsize_t(capture_num_blocks(impl_->info, tile));
+  const std::vector<int32_t>& valid = impl_->block_valid[size_t(t)];
+  const size_t nb = valid.size();
   LseStats stats;
-  stats.mean = impl_->read_head(lse_stat_name(tile, "mean"), slot, head, {nb});
-  stats.min = impl_->read_head(lse_stat_name(tile, "min"), slot, head, {nb});
-  stats.max = impl_->read_head(lse_stat_name(tile, "max"), slot, head, {nb});
+  const char* names[3] = {"mean", "min", "max"};
+  std::vector<float>* out[3] = {&stats.mean, &stats.min, &stats.max};
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = lse_stat_name(tile, names[i]);
+    *out[i] = impl_->read_head(name, slot, head, {hsize_t(nb)});
+    // A block with tokens has a finite LSE; one without has none (-inf).
+    for (size_t k = 0; k < out[i]->size(); ++k) {
+      const float v = (*out[i])[k];
+      const bool ok = valid[k % nb] > 0 ? std::isfinite(v) : v == -std::numeric_limits<float>::infinity();
+      if (!ok)
+        impl_->ctx.fail("dataset /" + name + ", " + impl_->sample_text(k / nb, layer, head) +
+                        ", query block " + std::to_string(k % nb) + ": " + std::to_string(v) +
+                        (valid[k % nb] > 0 ? " is not finite" : " on a block without tokens (expected -inf)"));
+    }
+  }
   return stats;
 }
 
 std::vector<int32_t> CaptureReader::block_valid(const std::array<int, 3>& tile) const {
-  tile_index_of(impl_->info, tile);
-  return read_whole_dataset<int32_t>(impl_->ctx, impl_->file.get(),
-                                     tile_group(tile) + "/block_valid",
-                                     size_t(capture_num_blocks(impl_->info, tile)));
+  return impl_->block_valid[size_t(tile_index_of(impl_->info, tile))];
 }
 
 std::vector<float> CaptureReader::head_full_lse(int layer, int head) const {
   const int slot = impl_->check_head(layer, head);
   if (!impl_->info.has_full_lse)
     impl_->ctx.fail("capture has no full LSE (capture with --full-lse)");
-  return impl_->read_head(kFullLse, slot, head,
-                          {hsize_t(impl_->info.grid.tokens() + impl_->info.text.tokens)});
+  const size_t n = size_t(impl_->info.grid.tokens() + impl_->info.text.tokens);
+  std::vector<float> lse = impl_->read_head(kFullLse, slot, head, {hsize_t(n)});
+  for (size_t k = 0; k < lse.size(); ++k)
+    if (!std::isfinite(lse[k]))
+      impl_->ctx.fail(std::string("dataset /") + kFullLse + ", " +
+                      impl_->sample_text(k / n, layer, head) + ", token " + std::to_string(k % n) +
+                      ": " + std::to_string(lse[k]) + " is not finite");
+  return lse;
 }
 
 CaptureInfo read_capture_info(const std::string& path) { return CaptureReader(path).info(); }
@@ -674,12 +1102,14 @@ std::vector<int32_t> read_block_valid(const std::string& path, const std::array<
 
 struct CaptureWriter::Impl {
   std::string path;
+  TemporaryFile tmp;  // removed on an exception, a dropped writer, SIGINT or SIGTERM
   std::string tmp_path;
   H5Context ctx;
   Options options;
   CaptureInfo info;
   Handle file;
   std::vector<int> num_blocks;                     // per tile
+  std::vector<std::vector<int32_t>> block_valid;   // per tile
   std::vector<Handle> mass;                        // per tile
   std::vector<std::array<Handle, 3>> lse_stats;    // per tile: mean, min, max
   Handle full_lse;
@@ -689,7 +1119,7 @@ struct CaptureWriter::Impl {
   bool finished = false;
 
   Impl(const std::string& p, const Options& o)
-      : path(p), tmp_path(p + ".tmp-" + std::to_string(::getpid())), ctx(p), options(o) {}
+      : path(p), tmp(p), tmp_path(tmp.path()), ctx(p), options(o) {}
 
   size_t flat(int p, int s, int slot, int head) const {
     return ((size_t(p) * info.steps.size() + size_t(s)) * info.layers.size() + size_t(slot)) *
@@ -723,11 +1153,9 @@ CaptureWriter::CaptureWriter(const std::string& path, const CaptureInfo& info)
 
 CaptureWriter::CaptureWriter(const std::string& path, const CaptureInfo& info_in,
                              const Options& options)
-    : impl_(std::make_unique<Impl>(path, options)) {
+    : impl_((validate_capture_info(info_in), validate_options(options),
+             std::make_unique<Impl>(path, options))) {
   silence_hdf5();
-  validate_info(info_in);
-  if (options.compression < 0 || options.compression > 9)
-    throw std::invalid_argument("capture: compression must be 0-9");
   Impl& w = *impl_;
   w.info = info_in;
   w.info.path = path;
@@ -740,7 +1168,11 @@ CaptureWriter::CaptureWriter(const std::string& path, const CaptureInfo& info_in
   w.info.has_full_lse = options.full_lse;
   const H5Context tmp_ctx(w.tmp_path);
 
-  w.file = Handle(H5Fcreate(w.tmp_path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+  // The 1.8 object header format keeps attributes too large for the header (a long
+  // model_config) in dense storage instead of refusing them.
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  w.file = Handle(H5Fcreate(w.tmp_path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
                   H5Fclose);
   if (!w.file.valid()) tmp_ctx.fail("cannot create (directory missing or not writable?)");
   try {
@@ -793,6 +1225,7 @@ CaptureWriter::CaptureWriter(const std::string& path, const CaptureInfo& info_in
       const TokenOrder order = make_token_order(geometry);
       const hsize_t nb = hsize_t(geometry.total_blocks);
       w.num_blocks.push_back(geometry.total_blocks);
+      w.block_valid.push_back(order.block_valid);
       write_whole_dataset<int32_t>(tmp_ctx, f, tile_group(tile) + "/block_valid", H5T_STD_I32LE,
                                    order.block_valid);
       write_whole_dataset<int32_t>(tmp_ctx, f, tile_group(tile) + "/token_of_slot",
@@ -822,16 +1255,12 @@ CaptureWriter::CaptureWriter(const std::string& path, const CaptureInfo& info_in
     }
   } catch (...) {
     w.close_all();
-    std::remove(w.tmp_path.c_str());
     throw;
   }
 }
 
 CaptureWriter::~CaptureWriter() {
-  if (impl_ && !impl_->finished) {
-    impl_->close_all();
-    std::remove(impl_->tmp_path.c_str());
-  }
+  if (impl_) impl_->close_all();  // before the temporary file goes
 }
 
 const CaptureInfo& CaptureWriter::info() const { return impl_->info; }
@@ -839,11 +1268,19 @@ bool CaptureWriter::finished() const { return impl_->finished; }
 
 void CaptureWriter::write_head_mass(const std::array<int, 3>& tile, int p, int s, int layer,
                                     int head, const float* mass) {
+  silence_hdf5();
   Impl& w = *impl_;
   w.check_open();
   const int t = tile_index_of(w.info, tile);
   const int slot = check_index(w.info, p, s, layer, head);
   const hsize_t nb = hsize_t(w.num_blocks[size_t(t)]);
+  // Refused here rather than by every reader later: the reader applies the same check.
+  const std::string problem = block_mass_problem(mass, int(nb), w.block_valid[size_t(t)]);
+  if (!problem.empty())
+    throw std::invalid_argument("capture " + w.path + ": block mass of tile " + tile_name(tile) +
+                                ", prompt " + std::to_string(p) + ", step index " +
+                                std::to_string(s) + ", layer " + std::to_string(layer) +
+                                ", head " + std::to_string(head) + ": " + problem);
   write_slab(H5Context(w.tmp_path), w.mass[size_t(t)].get(), mass_name(tile),
              w.head_start(p, s, slot, head, 2), {1, 1, 1, 1, nb, nb}, mass);
   w.mass_written[size_t(t)][w.flat(p, s, slot, head)] = 1;
@@ -852,6 +1289,7 @@ void CaptureWriter::write_head_mass(const std::array<int, 3>& tile, int p, int s
 void CaptureWriter::write_lse_stats(const std::array<int, 3>& tile, int p, int s, int layer,
                                     int head, const float* mean, const float* min,
                                     const float* max) {
+  silence_hdf5();
   Impl& w = *impl_;
   w.check_open();
   if (!w.options.lse_stats)
@@ -869,6 +1307,7 @@ void CaptureWriter::write_lse_stats(const std::array<int, 3>& tile, int p, int s
 }
 
 void CaptureWriter::write_full_lse(int p, int s, int layer, int head, const float* lse) {
+  silence_hdf5();
   Impl& w = *impl_;
   w.check_open();
   if (!w.options.full_lse)
@@ -889,6 +1328,7 @@ void CaptureWriter::set_timestep(int s, double timestep) {
 }
 
 void CaptureWriter::finish() {
+  silence_hdf5();
   Impl& w = *impl_;
   w.check_open();
   const CaptureInfo& in = w.info;
@@ -922,13 +1362,8 @@ void CaptureWriter::finish() {
   }
   tmp_ctx.ok(H5Fflush(f, H5F_SCOPE_GLOBAL), "cannot flush");
   w.close_all();
-  if (std::rename(w.tmp_path.c_str(), w.path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(w.tmp_path.c_str());
-    w.finished = true;
-    throw std::runtime_error(w.path + ": cannot write (" + why + ")");
-  }
   w.finished = true;
+  w.tmp.commit();
 }
 
 // ---- Merge ---------------------------------------------------------------------------------

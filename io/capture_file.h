@@ -18,7 +18,14 @@
 
 namespace sparseplan {
 
-constexpr const char* kCaptureFormat = "sparseplan-capture/1";
+// Format 2 stores strings with a fixed length; format 1 (still read) kept them as
+// variable-length strings in the HDF5 global heap.
+constexpr const char* kCaptureFormat = "sparseplan-capture/2";
+constexpr const char* kCaptureFormatV1 = "sparseplan-capture/1";
+
+// Rows of block mass may differ from 1 by this much (float32 sums on the CPU stay below 1e-4;
+// the GPU kernels' bf16 probabilities below 1e-2).
+constexpr double kBlockMassRowTolerance = 1e-2;
 
 struct CaptureInfo {
   std::string path;  // filled in by the reader; ignored by the writer
@@ -47,6 +54,16 @@ struct CaptureInfo {
   int num_samples() const { return num_prompts * int(steps.size()); }
 };
 
+// What makes a capture's metadata valid, for the writer and the reader alike: model sizes, grid,
+// tiles (geometry and element counts), block size, prompts/seeds count, steps and timesteps,
+// branch, JSON strings. Throws std::invalid_argument naming the field.
+void validate_capture_info(const CaptureInfo& info);
+
+// The problem with one [nb][nb] block mass matrix, or "" when it has none: every value finite
+// and >= 0, zero in key blocks without tokens, rows of query blocks with tokens summing to 1
+// (kBlockMassRowTolerance) and rows of those without tokens to 0.
+std::string block_mass_problem(const float* mass, int nb, const std::vector<int32_t>& block_valid);
+
 // Number of blocks (query blocks = key blocks) of the padded tile-order sequence for `tile`.
 int capture_num_blocks(const CaptureInfo& info, const std::array<int, 3>& tile);
 
@@ -57,7 +74,12 @@ std::array<int, 3> parse_tile_name(const std::string& name);
 // ---- Reading -------------------------------------------------------------------------------
 // Every reader throws std::runtime_error naming the file and the problem when the file is
 // missing, not HDF5, truncated, incomplete (interrupted capture), of another format, or lacks a
-// dataset; std::invalid_argument for a tile, layer or head the file does not have.
+// dataset, and naming the attribute or dataset when a value is invalid: the reader checks
+// everything against validate_capture_info, the tile geometry (block_valid, token_of_slot) and
+// block_mass_problem (each head's mass as it is read). std::invalid_argument for a tile, layer
+// or head the file does not have. Format-1 files are read too; their strings are read in a
+// child process with a time limit (a corrupt global heap hangs libhdf5), so open captures
+// before starting threads that call HDF5.
 
 CaptureInfo read_capture_info(const std::string& path);
 
@@ -96,10 +118,11 @@ class CaptureReader {
 };
 
 // ---- Writing -------------------------------------------------------------------------------
-// Writes to `path + ".tmp-<pid>"` and renames it to `path` in finish(), after writing the
-// `complete` attribute; destroying the writer without finish() removes the temporary file, so
-// an interrupted capture never leaves a file that looks complete. Usable without a model
-// (synthetic captures): fill a CaptureInfo, write every head, finish().
+// Writes to `path + ".tmp-<pid>"` (a TemporaryFile, base/temporary_file.h) and renames it to
+// `path` in finish(), after writing the `complete` attribute; destroying the writer without
+// finish(), SIGINT and SIGTERM remove the temporary file, so an interrupted capture never leaves
+// a file that looks complete. Usable without a model (synthetic captures): fill a CaptureInfo,
+// write every head, finish(). Writes refuse block mass that block_mass_problem objects to.
 class CaptureWriter {
  public:
   struct Options {

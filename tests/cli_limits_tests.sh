@@ -54,8 +54,8 @@ with h5py.File(f"{tmp}/zero.h5", "r+") as h:
 PY
   expect "search refuses a capture whose geometry wraps 32 bits, within 4 GB" 1 "more than the limit" -- prlimit --as=4000000000 -- "$bin" search "$tmp/wrap.h5" --recall 0.9 --quiet --out "$tmp/wrap-plan.json"
   expect "analyze refuses it too" 1 "more than the limit" -- prlimit --as=4000000000 -- "$bin" analyze "$tmp/wrap.h5" --quiet --out "$tmp/wrap-report"
-  expect "search refuses all-zero block mass naming the capture" 1 "zero.h5: tile 1x8x8 layer 0 head 0, prompt 0 step" -- "$bin" search "$tmp/zero.h5" --recall 0.9 --threads 1 --quiet --out "$tmp/zero-plan.json"
-  expect "search says what is wrong with all-zero block mass" 1 "the block mass of query block 0 sums to 0" -- "$bin" search "$tmp/zero.h5" --recall 0.9 --threads 1 --quiet --out "$tmp/zero-plan.json"
+  expect "search refuses all-zero block mass naming the capture" 1 "zero.h5: dataset /tiles/1x8x8/block_mass, prompt 0, step index 0, layer 0, head 0" -- "$bin" search "$tmp/zero.h5" --recall 0.9 --threads 1 --quiet --out "$tmp/zero-plan.json"
+  expect "search says what is wrong with all-zero block mass" 1 "query block 0: row sums to 0" -- "$bin" search "$tmp/zero.h5" --recall 0.9 --threads 1 --quiet --out "$tmp/zero-plan.json"
   check "search wrote no plan from all-zero block mass" test ! -e "$tmp/zero-plan.json"
 else
   echo "SKIP: capture cases (python3 has no h5py to make the bad captures)"

@@ -30,26 +30,33 @@ def capture(binary, model, out, prompt, seed):
     subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def text(value):
+    """A string attribute: fixed-length strings (format 2) come back from h5py as bytes."""
+    assert isinstance(value, bytes), f"expected a fixed-length string, got {type(value)}"
+    return value.decode()
+
+
 def check_capture(path, num_prompts):
     with h5py.File(path, "r") as f:
         a = f.attrs
-        assert a["format"] == "sparseplan-capture/1", a["format"]
+        assert text(a["format"]) == "sparseplan-capture/2", a["format"]
         assert int(a["complete"]) == 1
-        assert a["model_id"] == "wan-mini"
+        assert text(a["model_id"]) == "wan-mini"
         L, H, D = int(a["layers"]), int(a["heads"]), int(a["head_dim"])
         assert (L, H, D) == (8, 3, 128), (L, H, D)
         assert list(a["grid"]) == [4, 8, 8]
-        assert a["text_position"] == "none" and int(a["text_tokens"]) == 0
+        assert text(a["text_position"]) == "none" and int(a["text_tokens"]) == 0
         assert int(a["block_size"]) == 64
         assert int(a["branch"]) == 0
-        assert json.loads(a["model_config"])["num_heads"] == 3
-        assert json.loads(a["sampler"])["steps"] == 3
-        assert a["tool_version"].startswith("sparseplan ")
+        assert json.loads(text(a["model_config"]))["num_heads"] == 3
+        assert json.loads(text(a["sampler"]))["steps"] == 3
+        assert text(a["tool_version"]).startswith("sparseplan ")
         assert np.array(a["tiles"]).tolist() == [[4, 4, 4], [2, 4, 8], [1, 8, 8]]
 
         P = int(a["num_prompts"])
         assert P == num_prompts
         assert f["prompts"].shape == (P,)
+        assert h5py.check_string_dtype(f["prompts"].dtype).length is not None  # fixed length
         assert [s.decode() for s in f["prompts"][()]] == PROMPTS[:P]
         assert f["seeds"][()].tolist() == list(range(5, 5 + P))
         assert f["steps"][()].tolist() == [0, 2]

@@ -274,8 +274,8 @@ TEST_CASE("search input with all-zero block mass is refused naming the capture a
   zero_dataset(path, "tiles/1x8x8/block_mass");
   const CaptureSet source(std::vector<std::string>{path});
   CHECK_THROWS_WITH(source.head_mass({1, 8, 8}, 0, 0),
-                    Catch::Contains("capture " + path) && Catch::Contains("layer 0 head 0") &&
-                        Catch::Contains("query block 0 sums to 0"));
+                    Catch::Contains(path) && Catch::Contains("layer 0, head 0") &&
+                        Catch::Contains("query block 0: row sums to 0"));
 }
 
 TEST_CASE("block mass rows that sum to 1 pass the row check", "[capture][mass]") {
