@@ -3,7 +3,7 @@
 # 30 steps, guidance 5), capture the calibration prompts, search recall plans, calibrate a plan
 # for PSNR >= 30 dB and plans for three attention-time levels, then evaluate everything against
 # dense sampling on held-out prompts and seeds: calibrated plans, `search --recall` plans and the
-# sliding-tile / radial / spatial-temporal baselines, each baseline and recall plan at several
+# sliding-tile / radial / spatial-temporal / oracle top-k baselines, each baseline and recall plan at several
 # dense warm-ups; plus the bf16-weights noise floor. Tables land in $OUT_DIR/<grid>/.
 #   DEVICE=cuda bash bench/fidelity.sh            (GPU machine; about 8 minutes on an H200)
 #   GRIDS="4,32,32" STEPS=6 bash bench/fidelity.sh  (a quick CPU smoke run)
@@ -52,6 +52,22 @@ for grid in $grids; do
   "$bin" baseline --kind spatial-temporal --model wan-mini --grid "$tgrid" --tile 1,8,8 \
     --steps "$steps" --warmup 0 --out "$dir/spatial-temporal.json"
 
+  # Oracle per-input top-k: every head online, exactly a fraction d of the key blocks by exact
+  # block mass, re-selected every 5 steps (selection steps count dense).
+  for d in 0.2 0.4; do
+    python3 - "$dir/sliding-tile-3x3x3.json" "$dir/oracle-topk$d.json" "$d" "$steps" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+d, steps = float(sys.argv[3]), int(sys.argv[4])
+for layer in p["layers"]:
+    layer["heads"] = [{"rule": "online", "online": {"recall": 1.0, "min_density": d, "max_density": d}}
+                      for _ in layer["heads"]]
+p["schedule"]["reselect_steps"] = list(range(0, steps, 5))
+p["description"] = "oracle per-input top-k at density %g" % d
+json.dump(p, open(sys.argv[2], "w"))
+PY
+  done
+
   stage "$grid: calibrate for PSNR >= $target_psnr dB"
   cal_plans=()
   if "$bin" calibrate "$dir/calib.h5" "${common[@]}" --prompts "$calib_prompts" --seeds "$calib_seeds" \
@@ -71,7 +87,8 @@ for grid in $grids; do
     --floor --out "$dir/eval-calibrated"
   stage "$grid: evaluate baselines and recall plans at warm-ups $warmups"
   "$bin" evaluate "$dir"/sliding-tile-3x3x3.json "$dir"/sliding-tile-2x3x3.json "$dir"/radial.json \
-    "$dir"/spatial-temporal.json "$dir"/recall0.9.json "$dir"/recall0.95.json "${common[@]}" \
+    "$dir"/spatial-temporal.json "$dir"/oracle-topk0.2.json "$dir"/oracle-topk0.4.json \
+    "$dir"/recall0.9.json "$dir"/recall0.95.json "${common[@]}" \
     --prompts "$heldout_prompts" --seeds "$heldout_seeds" --warmup "$warmups" --out "$dir/eval-baselines"
 done
 stage "done: tables in $out/*/eval-*/results.{md,csv,json}"

@@ -123,7 +123,7 @@ TEST_CASE("a calibrated plan records its target, the PSNR it reached and its mod
   int runs = 0;
   const CalibrationOptions o = quality_options(25.0);
   const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+      calibrate_plan(source, o, planted_evaluator({0.05, 0.05, 0.05}, o.steps, &runs));
   REQUIRE(r.met);
   REQUIRE(r.plan.search);
   REQUIRE(r.plan.search->calibration);
