@@ -24,5 +24,7 @@ Command add_search(CLI::App& app);
 Command add_compare(CLI::App& app);
 Command add_synth_capture(CLI::App& app);
 Command add_analyze(CLI::App& app);
+Command add_evaluate(CLI::App& app);
+Command add_calibrate(CLI::App& app);
 
 }  // namespace sparseplan::cli

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
       cli::add_compare(app),
       cli::add_synth_capture(app),
       cli::add_analyze(app),
+      cli::add_evaluate(app),
+      cli::add_calibrate(app),
   };
 
   try {

@@ -79,11 +79,30 @@ struct Schedule {
   std::vector<int> reselect_steps;        // steps at which online heads re-select their blocks
 };
 
+// What a calibrated search ran the model on and what the plan reached there. PSNR is of the
+// final video against dense sampling from the same noise; values above kMaxPsnr (identical
+// videos give +infinity) are stored as kMaxPsnr.
+struct CalibrationInfo {
+  static constexpr double kMaxPsnr = 200.0;
+  std::vector<std::string> prompts;
+  std::vector<int> seeds;
+  int steps = 0;
+  std::array<int, 3> video{0, 0, 0};   // frames, height, width in pixels
+  double guidance = 0.0;
+  double target_psnr = -1.0;           // < 0: not a quality target
+  double target_time_fraction = -1.0;  // < 0: not a speed target
+  double psnr_mean = 0.0;
+  double psnr_worst = 0.0;
+  double time_fraction = 0.0;          // predicted attention time / dense attention time
+  int model_runs = 0;                  // sampling runs the calibration made
+};
+
 struct SearchInfo {
   double target_recall = -1.0;
   double density_budget = -1.0;
   std::string tool;
   std::vector<std::string> captures;
+  std::optional<CalibrationInfo> calibration;
 };
 
 struct ModelInfo {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -134,6 +135,12 @@ struct Reader {
   }
 };
 
+std::string format_number(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
 std::string count_text(int n, const char* what) {
   return std::to_string(n) + " " + what;
 }
@@ -233,10 +240,60 @@ void read_schedule(Reader& r, const json& root, Plan& plan) {
                   steps_what, false);
 }
 
+// A number >= min_value (and <= max_value); returns false (and reports) otherwise.
+bool read_number(Reader& r, const json& object, const std::string& path, const char* key,
+                 double& out, double min_value, double max_value, bool required) {
+  const json* v = r.field(object, path, key, required);
+  if (v == nullptr) return false;
+  const double x = v->is_number() ? v->get<double>() : min_value - 1.0;
+  if (!v->is_number() || !(x >= min_value && x <= max_value)) {
+    r.fail(Reader::key_path(path, key), "expected a number in [" + format_number(min_value) +
+                                            ", " + format_number(max_value) + "]");
+    return false;
+  }
+  out = x;
+  return true;
+}
+
+void read_calibration(Reader& r, const json& search, SearchInfo& info) {
+  const std::string path = "search.calibration";
+  const json* c = r.object_field(search, "search", "calibration", false);
+  if (c == nullptr) return;
+  r.only_keys(*c, path,
+              {"prompts", "seeds", "steps", "video", "guidance", "target_psnr",
+               "target_time_fraction", "psnr_mean", "psnr_worst", "time_fraction",
+               "model_runs"});
+  CalibrationInfo cal;
+  if (const json* p = r.field(*c, path, "prompts", true)) {
+    const bool ok = p->is_array() && !p->empty() &&
+                    std::all_of(p->begin(), p->end(), [](const json& x) { return x.is_string(); });
+    if (!ok) r.fail(path + ".prompts", "expected a non-empty list of strings");
+    else
+      for (const json& x : *p) cal.prompts.push_back(x.get<std::string>());
+  }
+  r.read_int_list(*c, path, "seeds", cal.seeds, -1, 0, std::numeric_limits<int>::max(),
+                  "a list of non-negative integers", true);
+  r.read_int(*c, path, "steps", cal.steps, 1, 1 << 20, true);
+  std::vector<int> video;
+  if (r.read_int_list(*c, path, "video", video, 3, 1, 1 << 16,
+                      "3 positive integers (frames, height, width)", true))
+    cal.video = {video[0], video[1], video[2]};
+  const double max_psnr = CalibrationInfo::kMaxPsnr;
+  read_number(r, *c, path, "guidance", cal.guidance, 0.0, 1e6, true);
+  read_number(r, *c, path, "target_psnr", cal.target_psnr, 0.0, max_psnr, false);
+  r.read_fraction(*c, path, "target_time_fraction", cal.target_time_fraction, false, false);
+  read_number(r, *c, path, "psnr_mean", cal.psnr_mean, -max_psnr, max_psnr, true);
+  read_number(r, *c, path, "psnr_worst", cal.psnr_worst, -max_psnr, max_psnr, true);
+  read_number(r, *c, path, "time_fraction", cal.time_fraction, 0.0, 1e6, true);
+  r.read_int(*c, path, "model_runs", cal.model_runs, 0, 1 << 30, true);
+  info.calibration = cal;
+}
+
 void read_search(Reader& r, const json& root, Plan& plan) {
   const json* s = r.object_field(root, "", "search", false);
   if (s == nullptr) return;
-  r.only_keys(*s, "search", {"target_recall", "density_budget", "tool", "captures"});
+  r.only_keys(*s, "search",
+              {"target_recall", "density_budget", "tool", "captures", "calibration"});
   SearchInfo info;
   r.read_fraction(*s, "search", "target_recall", info.target_recall, false, false);
   r.read_fraction(*s, "search", "density_budget", info.density_budget, false, false);
@@ -248,6 +305,7 @@ void read_search(Reader& r, const json& root, Plan& plan) {
     else
       for (const json& x : *c) info.captures.push_back(x.get<std::string>());
   }
+  read_calibration(r, *s, info);
   plan.search = info;
 }
 

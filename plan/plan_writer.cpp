@@ -1,5 +1,6 @@
 #include "plan/plan_writer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/atomic_file.h"
@@ -68,6 +69,21 @@ json plan_to_json(const Plan& plan) {
       s["density_budget"] = rounded(plan.search->density_budget);
     if (!plan.search->tool.empty()) s["tool"] = plan.search->tool;
     s["captures"] = plan.search->captures;
+    if (const auto& c = plan.search->calibration) {
+      const auto psnr = [](double v) {
+        return rounded(std::clamp(v, -CalibrationInfo::kMaxPsnr, CalibrationInfo::kMaxPsnr));
+      };
+      json cal = {{"prompts", c->prompts}, {"seeds", c->seeds}, {"steps", c->steps},
+                  {"video", c->video},     {"guidance", rounded(c->guidance)}};
+      if (c->target_psnr >= 0) cal["target_psnr"] = rounded(c->target_psnr);
+      if (c->target_time_fraction > 0)
+        cal["target_time_fraction"] = rounded(c->target_time_fraction);
+      cal["psnr_mean"] = psnr(c->psnr_mean);
+      cal["psnr_worst"] = psnr(c->psnr_worst);
+      cal["time_fraction"] = rounded(c->time_fraction);
+      cal["model_runs"] = c->model_runs;
+      s["calibration"] = cal;
+    }
     j["search"] = s;
   }
   json layers = json::array();

@@ -1,0 +1,118 @@
+#include "plan/cost_model.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <set>
+
+#include "plan/block_layout.h"
+
+namespace sparseplan {
+namespace {
+
+// 128x128 blocks, Wan2.1-1.3B 480p, random masks: time / (density x dense time).
+constexpr std::array<std::array<double, 2>, 5> kBlock128 = {{
+    {1.0, 1.004}, {0.5, 1.027}, {0.25, 1.065}, {0.125, 1.095}, {0.0625, 1.22}}};
+
+}  // namespace
+
+double AttentionCostModel::dense_ms(int64_t tokens, int64_t heads, int head_dim,
+                                    int64_t batch) const {
+  const double flops = 4.0 * double(tokens) * double(tokens) * head_dim * double(heads) * batch;
+  return flops / (dense_tflops * 1e12) * 1e3;
+}
+
+double AttentionCostModel::sparse_factor(int block_size, double density) const {
+  double f = kBlock128.back()[1];
+  if (density >= kBlock128.front()[0]) {
+    f = kBlock128.front()[1];
+  } else {
+    for (size_t i = 1; i < kBlock128.size(); ++i) {
+      const double hi = kBlock128[i - 1][0], lo = kBlock128[i][0];
+      if (density >= lo) {
+        const double t = std::log2(hi / std::max(density, 1e-12)) / std::log2(hi / lo);
+        f = kBlock128[i - 1][1] + t * (kBlock128[i][1] - kBlock128[i - 1][1]);
+        break;
+      }
+    }
+  }
+  // No CUDA kernel runs blocks below 64 tokens; they are priced as 64-token blocks.
+  return block_size < 128 ? f * block64_factor : f;
+}
+
+double AttentionCostModel::sparse_head_ms(const TileGeometry& g, int head_dim,
+                                          double kept_pairs) const {
+  const double all = double(g.total_blocks) * g.total_blocks;
+  const double density = all > 0 ? kept_pairs / all : 0.0;
+  const double flops = 4.0 * kept_pairs * double(g.block_size) * g.block_size * head_dim;
+  return flops / (dense_tflops * 1e12) * 1e3 * sparse_factor(g.block_size, density);
+}
+
+double AttentionCostModel::sparse_head_density_ms(const TileGeometry& g, int head_dim,
+                                                  double density) const {
+  return sparse_head_ms(g, head_dim, density * double(g.total_blocks) * g.total_blocks);
+}
+
+double AttentionCostModel::selecting_head_ms(int64_t tokens, int head_dim) const {
+  return dense_ms(tokens, 1, head_dim) * (1.0 + mass_over_dense + selection_over_dense);
+}
+
+double head_price_density(const TileGeometry& geometry, const HeadRule& rule) {
+  switch (rule.kind) {
+    case RuleKind::Dense:
+      return 1.0;
+    case RuleKind::Online:
+      return rule.stats && rule.stats->density >= 0 ? rule.stats->density
+                                                    : rule.online.max_density;
+    case RuleKind::Window:
+    case RuleKind::Blocks:
+      break;
+  }
+  return compile_head_layout(geometry, rule).density();
+}
+
+PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
+                           const AttentionCostModel& model) {
+  const TileGeometry g = make_tile_geometry(plan);
+  const int64_t tokens = g.sequence_tokens();
+  const int d = plan.model.head_dim;
+  const double dense_call = model.dense_ms(tokens, plan.model.heads, d);
+  PlanCost cost;
+  cost.dense_ms = dense_call * double(steps) * branches * double(plan.layers.size());
+
+  // Per layer: the sparse-step time and the extra time of a step where online heads select.
+  std::vector<double> sparse_step(plan.layers.size(), 0.0), select_extra(plan.layers.size(), 0.0);
+  for (size_t l = 0; l < plan.layers.size(); ++l) {
+    bool all_dense = true;
+    for (const HeadRule& r : plan.layers[l]) all_dense = all_dense && r.kind == RuleKind::Dense;
+    if (all_dense) {
+      sparse_step[l] = dense_call;
+      continue;
+    }
+    for (const HeadRule& r : plan.layers[l]) {
+      const double head = r.kind == RuleKind::Dense
+                              ? model.sparse_head_density_ms(g, d, 1.0)
+                              : model.sparse_head_density_ms(g, d, head_price_density(g, r));
+      sparse_step[l] += head;
+      if (r.kind == RuleKind::Online) select_extra[l] += model.selecting_head_ms(tokens, d) - head;
+    }
+  }
+  const std::set<int> dense_steps(plan.schedule.dense_steps.begin(),
+                                  plan.schedule.dense_steps.end());
+  const std::set<int> reselect(plan.schedule.reselect_steps.begin(),
+                               plan.schedule.reselect_steps.end());
+  bool selected = false;
+  for (int s = 0; s < steps; ++s) {
+    if (s < plan.schedule.warmup_steps || dense_steps.count(s)) {
+      cost.plan_ms += dense_call * branches * double(plan.layers.size());
+      continue;
+    }
+    const bool selects = !selected || reselect.count(s) > 0;
+    selected = true;
+    for (size_t l = 0; l < plan.layers.size(); ++l)
+      cost.plan_ms += branches * (sparse_step[l] + (selects ? select_extra[l] : 0.0));
+  }
+  return cost;
+}
+
+}  // namespace sparseplan

@@ -1,0 +1,56 @@
+// Predicted attention time on the Hopper kernels, the one place their measured costs live
+// (bench/RESULTS.md, "Attention kernels"). Plans are priced by this, not by raw density: a
+// 64-token block costs more per FLOP than a 128-token one, padded blocks of partial tiles cost
+// as much as full ones, and online heads pay dense attention plus block mass when they select.
+//  - dense: 4 N^2 D FLOPs per head at dense_tflops (our dense kernel: 607-628 TFLOP/s);
+//  - block-sparse: 4 bs^2 D FLOPs per kept block pair (padding included) at dense_tflops divided
+//    by the measured slow-down of 128-token blocks at that density (1.00 at d = 1 to 1.22 at
+//    d = 1/16), times block64_factor for 64-token blocks (smaller blocks, which only the CPU path
+//    runs, are priced as 64-token ones);
+//  - online selection: block mass from the cached LSE costs mass_over_dense of a dense head.
+#pragma once
+
+#include <cstdint>
+
+#include "plan/plan.h"
+#include "plan/tile_geometry.h"
+
+namespace sparseplan {
+
+struct AttentionCostModel {
+  double dense_tflops = 620.0;
+  double block64_factor = 1.85;   // 64-token blocks: time / (density x dense) today
+  double mass_over_dense = 0.6;   // block mass from the LSE / dense attention
+  double selection_over_dense = 0.02;
+
+  // Milliseconds of one dense call: `heads` heads of `tokens` tokens, batch `batch`.
+  double dense_ms(int64_t tokens, int64_t heads, int head_dim, int64_t batch = 1) const;
+  // Slow-down of block-sparse attention over density x dense, for this block size and density.
+  double sparse_factor(int block_size, double density) const;
+  // One head of one call with `kept_pairs` (query block, key block) pairs over the padded
+  // sequence of `geometry`.
+  double sparse_head_ms(const TileGeometry& geometry, int head_dim, double kept_pairs) const;
+  // One head at `density` of the padded blocks.
+  double sparse_head_density_ms(const TileGeometry& geometry, int head_dim, double density) const;
+  // Extra time of an online head at a call that selects: dense attention + block mass +
+  // selection, instead of its sparse attention.
+  double selecting_head_ms(int64_t tokens, int head_dim) const;
+};
+
+// Density a head is priced at on sparse steps: compiled layouts for static rules, the
+// captured mean (stats.density) for online ones (max_density when unknown), 1 for dense.
+double head_price_density(const TileGeometry& geometry, const HeadRule& rule);
+
+struct PlanCost {
+  double dense_ms = 0.0;      // the same run with dense attention everywhere
+  double plan_ms = 0.0;       // the plan's predicted attention time
+  double fraction() const { return dense_ms > 0 ? plan_ms / dense_ms : 0.0; }
+};
+
+// Predicted attention time of one generation: `steps` sampling steps, `branches` attention
+// calls per layer and step (2 with classifier-free guidance), batch 1. Warm-up and dense steps
+// run dense; online heads select at reselect steps and at their first sparse step.
+PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
+                           const AttentionCostModel& model = {});
+
+}  // namespace sparseplan

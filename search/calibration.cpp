@@ -1,0 +1,413 @@
+#include "search/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <stdexcept>
+
+#include "base/video_metrics.h"
+
+namespace sparseplan {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+// Greedy over level jumps: repeatedly take, among all layers and all dearer levels, the jump
+// with the best ratio of gain to price, as long as `allowed` accepts the jump.
+LayerAllocation greedy(const std::vector<std::vector<LayerLevel>>& levels,
+                       const std::function<bool(const LayerAllocation&)>& done,
+                       const std::function<bool(const LayerAllocation&, double dcost)>& allowed) {
+  LayerAllocation a;
+  a.level.assign(levels.size(), 0);
+  for (size_t l = 0; l < levels.size(); ++l) {
+    if (levels[l].empty()) throw std::invalid_argument("allocate: layer without levels");
+    a.cost += levels[l][0].cost;
+    a.error += levels[l][0].error;
+  }
+  while (!done(a)) {
+    double best_ratio = -1.0;
+    size_t best_l = 0;
+    int best_k = -1;
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const LayerLevel& cur = levels[l][size_t(a.level[l])];
+      for (size_t k = size_t(a.level[l]) + 1; k < levels[l].size(); ++k) {
+        const double gain = cur.error - levels[l][k].error;
+        const double dcost = levels[l][k].cost - cur.cost;
+        if (gain <= 0.0 || !allowed(a, dcost)) continue;
+        const double ratio = dcost <= 0.0 ? kInf : gain / dcost;
+        if (ratio > best_ratio) {
+          best_ratio = ratio;
+          best_l = l;
+          best_k = int(k);
+        }
+      }
+    }
+    if (best_k < 0) break;
+    const LayerLevel& cur = levels[best_l][size_t(a.level[best_l])];
+    const LayerLevel& next = levels[best_l][size_t(best_k)];
+    a.cost += next.cost - cur.cost;
+    a.error += next.error - cur.error;
+    a.level[best_l] = best_k;
+  }
+  return a;
+}
+
+struct LevelSet {
+  std::vector<Plan> plans;                       // one per recall level
+  std::vector<std::vector<double>> dropped;      // [level][layer]: 1 - mean head recall
+  std::vector<std::vector<double>> step_cost;    // [level + dense][layer], ms per sparse step
+};
+
+double dropped_mass(const std::vector<HeadRule>& heads) {
+  double sum = 0.0;
+  for (const HeadRule& r : heads)
+    if (r.kind != RuleKind::Dense && r.stats && r.stats->recall >= 0)
+      sum += 1.0 - r.stats->recall;
+  return heads.empty() ? 0.0 : sum / double(heads.size());
+}
+
+double layer_step_cost(const Plan& plan, const TileGeometry& g, const std::vector<HeadRule>& heads,
+                       const CalibrationOptions& o) {
+  const int d = plan.model.head_dim;
+  const int64_t tokens = g.sequence_tokens();
+  const bool all_dense = std::all_of(heads.begin(), heads.end(),
+                                     [](const HeadRule& r) { return r.kind == RuleKind::Dense; });
+  if (all_dense) return o.branches * o.cost.dense_ms(tokens, int64_t(heads.size()), d);
+  double ms = 0.0;
+  for (const HeadRule& r : heads) {
+    const double head = o.cost.sparse_head_density_ms(g, d, head_price_density(g, r));
+    ms += head;
+    if (r.kind == RuleKind::Online)
+      ms += (o.cost.selecting_head_ms(tokens, d) - head) / std::max(1, o.reselect_every);
+  }
+  return o.branches * ms;
+}
+
+std::vector<HeadRule> dense_heads(int heads) { return std::vector<HeadRule>(size_t(heads)); }
+
+bool has_online(const Plan& plan) {
+  for (const auto& heads : plan.layers)
+    for (const HeadRule& r : heads)
+      if (r.kind == RuleKind::Online) return true;
+  return false;
+}
+
+std::vector<int> reselect_schedule(int warmup, int steps, int every) {
+  std::vector<int> out;
+  if (every <= 0) return out;
+  for (int s = warmup; s < steps; s += every) out.push_back(s);
+  return out;
+}
+
+}  // namespace
+
+LayerAllocation allocate_for_error(const std::vector<std::vector<LayerLevel>>& levels,
+                                   double error_budget) {
+  LayerAllocation a = greedy(
+      levels, [&](const LayerAllocation& x) { return x.error <= error_budget; },
+      [](const LayerAllocation&, double) { return true; });
+  a.feasible = a.error <= error_budget;
+  return a;
+}
+
+LayerAllocation allocate_for_cost(const std::vector<std::vector<LayerLevel>>& levels,
+                                  double cost_budget) {
+  LayerAllocation a = greedy(
+      levels, [](const LayerAllocation&) { return false; },
+      [&](const LayerAllocation& x, double dcost) { return x.cost + dcost <= cost_budget; });
+  a.feasible = a.cost <= cost_budget;
+  return a;
+}
+
+CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOptions& o,
+                                 const PlanEvaluator& evaluate) {
+  const bool quality = o.target_psnr > 0;
+  const bool speed = o.target_time_fraction > 0;
+  if (quality == speed)
+    throw std::invalid_argument("calibrate: give exactly one of a PSNR target and a time target");
+  if (quality && !(o.target_psnr < CalibrationInfo::kMaxPsnr))
+    throw std::invalid_argument("calibrate: --target-psnr must be below " +
+                                fmt("%g", CalibrationInfo::kMaxPsnr) + " dB");
+  if (speed && !(o.target_time_fraction <= 1.0))
+    throw std::invalid_argument("calibrate: --target-time must be in (0, 1]");
+  if (o.steps < 1) throw std::invalid_argument("calibrate: steps must be >= 1");
+  if (o.recall_levels.empty()) throw std::invalid_argument("calibrate: no recall level");
+  for (double r : o.recall_levels)
+    if (!(r > 0 && r <= 1)) throw std::invalid_argument("calibrate: recall levels must be in (0, 1]");
+  const SourceInfo& info = source.info();
+  for (int l = 0; l < info.model.layers; ++l)
+    if (!info.has_layer(l))
+      throw std::invalid_argument("calibrate: the captures lack layer " + std::to_string(l) +
+                                  "; capture every layer (--layers all)");
+  const auto log = [&](const std::string& line) {
+    if (o.log) o.log(line);
+  };
+
+  std::vector<double> recalls = o.recall_levels;
+  std::sort(recalls.begin(), recalls.end());
+  recalls.erase(std::unique(recalls.begin(), recalls.end()), recalls.end());
+  const size_t ref = size_t(std::min_element(recalls.begin(), recalls.end(),
+                                             [&](double a, double b) {
+                                               return std::abs(a - o.reference_recall) <
+                                                      std::abs(b - o.reference_recall);
+                                             }) -
+                            recalls.begin());
+  std::vector<int> warmups = o.warmups;
+  if (warmups.empty())
+    for (double f : {0.0, 0.1, 0.2, 0.3}) warmups.push_back(int(std::lround(f * o.steps)));
+  for (int w : warmups)
+    if (w < 0 || w >= o.steps)
+      throw std::invalid_argument("calibrate: warm-up " + std::to_string(w) +
+                                  " must be in [0, steps)");
+  std::sort(warmups.begin(), warmups.end());
+  warmups.erase(std::unique(warmups.begin(), warmups.end()), warmups.end());
+  const int w_ref = warmups[warmups.size() / 2];
+
+  // 1. Rules per recall level, one tile shape: the reference level's choice.
+  PlanSearchOptions so = o.search;
+  so.density_budget = -1.0;
+  so.margin = 0.0;
+  so.target_recall = recalls[ref];
+  log("search: rules at recall " + fmt("%.3f", recalls[ref]));
+  const PlanSearchResult ref_result = search_plan(source, so);
+  so.tiles = {ref_result.plan.tile};
+  LevelSet ls;
+  for (size_t k = 0; k < recalls.size(); ++k) {
+    if (k == ref) {
+      ls.plans.push_back(ref_result.plan);
+      continue;
+    }
+    so.target_recall = recalls[k];
+    log("search: rules at recall " + fmt("%.3f", recalls[k]));
+    ls.plans.push_back(search_plan(source, so).plan);
+  }
+  const Plan& base = ref_result.plan;
+  const TileGeometry geometry = make_tile_geometry(base);
+  const size_t L = base.layers.size();
+  const size_t dense_level = recalls.size();
+  for (size_t k = 0; k <= dense_level; ++k) {
+    std::vector<double> drop(L, 0.0), cost(L, 0.0);
+    for (size_t l = 0; l < L; ++l) {
+      const std::vector<HeadRule> heads =
+          k == dense_level ? dense_heads(base.model.heads) : ls.plans[k].layers[l];
+      drop[l] = dropped_mass(heads);
+      cost[l] = layer_step_cost(base, geometry, heads, o);
+    }
+    ls.dropped.push_back(drop);
+    ls.step_cost.push_back(cost);
+  }
+
+  const double dense_step = ls.step_cost[dense_level][0] * double(L);
+  const double dense_total = dense_step * o.steps;
+  const auto assemble = [&](int warmup, const std::vector<int>& levels, int reselect_every) {
+    Plan p = base;
+    for (size_t l = 0; l < L; ++l)
+      p.layers[l] = size_t(levels[l]) == dense_level ? dense_heads(base.model.heads)
+                                                     : ls.plans[size_t(levels[l])].layers[l];
+    p.schedule = Schedule{};
+    p.schedule.total_steps = o.steps;
+    p.schedule.warmup_steps = warmup;
+    if (has_online(p)) p.schedule.reselect_steps = reselect_schedule(warmup, o.steps, reselect_every);
+    SearchInfo si;
+    si.tool = std::string("sparseplan calibrate");
+    si.captures = info.captures;
+    p.search = si;
+    return p;
+  };
+
+  CalibrationResult result;
+  const double target_mse = quality ? mse_from_psnr(o.target_psnr) : 0.0;
+  const auto meets = [&](const CalibrationScore& s) {
+    return quality ? s.psnr_mean >= o.target_psnr && s.time_fraction < o.max_time_fraction
+                   : s.time_fraction <= o.target_time_fraction + 1e-12;
+  };
+  std::map<std::pair<int, std::vector<int>>, size_t> tried;
+  const auto run = [&](const std::string& what, int warmup, const std::vector<int>& levels,
+                       double predicted_error, int reselect_every) -> const CalibrationTrial& {
+    CalibrationTrial t;
+    t.what = what;
+    t.warmup = warmup;
+    t.levels = levels;
+    t.predicted_error = predicted_error;
+    t.score = evaluate(assemble(warmup, levels, reselect_every));
+    t.meets = meets(t.score);
+    ++result.model_runs;
+    log(what + ": warm-up " + std::to_string(warmup) + ", PSNR " +
+        fmt("%.2f", t.score.psnr_mean) + " dB (worst " + fmt("%.2f", t.score.psnr_worst) +
+        "), time " + fmt("%.3f", t.score.time_fraction) + " of dense, density " +
+        fmt("%.3f", t.score.density));
+    result.trials.push_back(t);
+    return result.trials.back();
+  };
+
+  // 2. Sensitivity: each layer alone at the reference level.
+  result.sensitivity.assign(L, 0.0);
+  std::vector<int> levels(L, int(dense_level));
+  for (size_t l = 0; l < L; ++l) {
+    if (ls.dropped[ref][l] <= 0.0) continue;
+    levels.assign(L, int(dense_level));
+    levels[l] = int(ref);
+    const CalibrationTrial& t =
+        run("sensitivity of layer " + std::to_string(l), w_ref, levels, -1.0, o.reselect_every);
+    result.sensitivity[l] = mse_from_psnr(t.score.psnr_mean);
+  }
+  // Error per unit of dropped mass; layers that dropped nothing at the reference level borrow
+  // the median of the others.
+  std::vector<double> per_drop(L, 0.0), known;
+  for (size_t l = 0; l < L; ++l)
+    if (ls.dropped[ref][l] > 0.0) known.push_back(per_drop[l] = result.sensitivity[l] / ls.dropped[ref][l]);
+  std::sort(known.begin(), known.end());
+  const double median = known.empty() ? 0.0 : known[known.size() / 2];
+  for (size_t l = 0; l < L; ++l)
+    if (ls.dropped[ref][l] <= 0.0) per_drop[l] = median;
+  const double sens_sum = std::accumulate(result.sensitivity.begin(), result.sensitivity.end(), 0.0);
+
+  // 3. Warm-up: every layer at the reference level.
+  std::map<int, double> scale;
+  for (int w : warmups) {
+    const std::vector<int> all_ref(L, int(ref));
+    const CalibrationTrial& t = run("warm-up " + std::to_string(w), w, all_ref,
+                                    sens_sum, o.reselect_every);
+    tried[{w, all_ref}] = result.trials.size() - 1;
+    const double m = mse_from_psnr(t.score.psnr_mean);
+    scale[w] = sens_sum > 0 ? m / sens_sum : 1.0;
+  }
+
+  // 4./5. Allocate, run, correct.
+  std::vector<std::vector<LayerLevel>> table(L);
+  for (size_t l = 0; l < L; ++l)
+    for (size_t k = 0; k <= dense_level; ++k)
+      table[l].push_back({ls.step_cost[k][l], per_drop[l] * ls.dropped[k][l]});
+  // Levels dearer than a cheaper level with no more error are never worth it; the greedy
+  // handles that, but a level must not be cheaper and better than the ones above it to be
+  // skipped, so the table is kept as measured.
+  double correction = 1.0;
+  for (int iter = 0; iter < o.max_verify; ++iter) {
+    int best_w = -1;
+    LayerAllocation best;
+    double best_total = kInf, best_error = kInf;
+    for (int w : warmups) {
+      const double g = scale[w] * correction;
+      LayerAllocation a;
+      if (quality) {
+        a = allocate_for_error(table, g > 0 ? target_mse / g : kInf);
+      } else {
+        const double per_step = (o.target_time_fraction * dense_total - w * dense_step) /
+                                double(o.steps - w);
+        a = allocate_for_cost(table, per_step);
+      }
+      if (!a.feasible) continue;
+      const double total = w * dense_step + (o.steps - w) * a.cost;
+      const double err = g * a.error;
+      const bool better = quality ? total < best_total : err < best_error;
+      if (better) {
+        best_w = w;
+        best = a;
+        best_total = total;
+        best_error = err;
+      }
+    }
+    if (best_w < 0) {
+      log("allocation: no candidate fits the target");
+      break;
+    }
+    if (std::all_of(best.level.begin(), best.level.end(),
+                    [&](int k) { return size_t(k) == dense_level; })) {
+      log("allocation: only dense attention is predicted to reach the target");
+      break;
+    }
+    if (tried.count({best_w, best.level})) {
+      log("allocation: converged");
+      break;
+    }
+    const CalibrationTrial& t =
+        run("candidate " + std::to_string(iter + 1), best_w, best.level, best_error,
+            o.reselect_every);
+    tried[{best_w, best.level}] = result.trials.size() - 1;
+    if (speed && t.score.time_fraction > o.target_time_fraction) {
+      // Online heads selected more than on the captures: charge the excess to the per-step cost.
+      for (auto& row : table)
+        for (LayerLevel& lv : row) lv.cost *= t.score.time_fraction / o.target_time_fraction;
+      continue;
+    }
+    const double measured = mse_from_psnr(t.score.psnr_mean);
+    if (best_error > 0 && measured > 0) correction *= measured / best_error;
+    else if (measured > 0) correction *= 2.0;
+    else if (quality) correction *= 0.5;
+  }
+
+  // The best trial: cheapest meeting (quality) or highest PSNR meeting (speed).
+  int best = -1;
+  for (size_t i = 0; i < result.trials.size(); ++i) {
+    const CalibrationTrial& t = result.trials[i];
+    if (!t.meets) continue;
+    if (best < 0) {
+      best = int(i);
+      continue;
+    }
+    const CalibrationTrial& b = result.trials[size_t(best)];
+    if (quality ? t.score.time_fraction < b.score.time_fraction
+                : t.score.psnr_mean > b.score.psnr_mean)
+      best = int(i);
+  }
+  // Online heads: one selection at the first sparse step instead of every reselect_every.
+  if (best >= 0 && quality) {
+    const CalibrationTrial b = result.trials[size_t(best)];
+    if (has_online(assemble(b.warmup, b.levels, o.reselect_every))) {
+      const CalibrationTrial& t = run("select once", b.warmup, b.levels, -1.0, 0);
+      if (t.meets && t.score.time_fraction < b.score.time_fraction) best = int(result.trials.size() - 1);
+    }
+  }
+  result.met = best >= 0;
+  if (!result.met) {
+    for (size_t i = 0; i < result.trials.size(); ++i) {
+      const CalibrationTrial& t = result.trials[i];
+      if (best < 0 || (quality ? t.score.psnr_mean > result.trials[size_t(best)].score.psnr_mean
+                               : t.score.time_fraction <
+                                     result.trials[size_t(best)].score.time_fraction))
+        best = int(i);
+    }
+    result.message = quality ? "no plan meets the target: the best found reaches " +
+                                   fmt("%.2f", result.trials[size_t(best)].score.psnr_mean) +
+                                   " dB against " + fmt("%.2f", o.target_psnr) +
+                                   " dB; only dense attention (or more captured recall levels) "
+                                   "would do"
+                             : "no plan meets the target: the cheapest found takes " +
+                                   fmt("%.3f", result.trials[size_t(best)].score.time_fraction) +
+                                   " of dense attention time against " +
+                                   fmt("%.3f", o.target_time_fraction);
+  }
+  const CalibrationTrial& chosen = result.trials[size_t(best)];
+  const bool once = chosen.what == "select once";
+  result.plan = assemble(chosen.warmup, chosen.levels, once ? 0 : o.reselect_every);
+  result.score = chosen.score;
+  CalibrationInfo cal;
+  cal.steps = o.steps;
+  cal.target_psnr = quality ? o.target_psnr : -1.0;
+  cal.target_time_fraction = speed ? o.target_time_fraction : -1.0;
+  cal.psnr_mean = chosen.score.psnr_mean;
+  cal.psnr_worst = chosen.score.psnr_worst;
+  cal.time_fraction = chosen.score.time_fraction;
+  cal.model_runs = result.model_runs;
+  result.plan.search->calibration = cal;
+  std::string levels_text;
+  for (int k : chosen.levels)
+    levels_text += (levels_text.empty() ? "" : ",") +
+                   (size_t(k) == dense_level ? std::string("dense") : fmt("%g", recalls[size_t(k)]));
+  result.plan.description = "calibrated: warm-up " + std::to_string(chosen.warmup) +
+                            ", layer recall " + levels_text + "; PSNR " +
+                            fmt("%.2f", chosen.score.psnr_mean) + " dB, attention time " +
+                            fmt("%.3f", chosen.score.time_fraction) + " of dense";
+  return result;
+}
+
+}  // namespace sparseplan

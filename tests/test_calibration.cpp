@@ -1,0 +1,235 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <numeric>
+#include <vector>
+
+#include "analyzer/mass_source.h"
+#include "base/video_metrics.h"
+#include "plan/cost_model.h"
+#include "plan/plan_loader.h"
+#include "plan/plan_writer.h"
+#include "search/calibration.h"
+
+using namespace sparseplan;
+
+namespace {
+
+// Three layers of two identical local heads: only a planted sensitivity tells them apart.
+SyntheticSpec three_layer_spec() {
+  SyntheticSpec spec;
+  spec.model = {"synthetic", 3, 2, 64};
+  spec.grid = {8, 16, 16};
+  spec.block_size = 64;
+  spec.tiles = {{2, 4, 8}};
+  spec.prompts = 2;
+  spec.steps = 2;
+  PlantedHead h;
+  h.pattern = PlantedPattern::LocalWindow;
+  h.sigma_f = 2.0;
+  h.sigma_h = 4.0;
+  h.sigma_w = 4.0;
+  spec.heads.assign(3, {h, h});
+  return spec;
+}
+
+double layer_dropped(const Plan& plan, size_t layer) {
+  double sum = 0.0;
+  for (const HeadRule& r : plan.layers[layer])
+    if (r.kind != RuleKind::Dense && r.stats) sum += 1.0 - r.stats->recall;
+  return sum / double(plan.layers[layer].size());
+}
+
+double layer_density(const Plan& plan, size_t layer) {
+  const TileGeometry g = make_tile_geometry(plan);
+  double sum = 0.0;
+  for (const HeadRule& r : plan.layers[layer]) sum += head_price_density(g, r);
+  return sum / double(plan.layers[layer].size());
+}
+
+// A planted "model": the video error is the weighted dropped mass of each layer, shrunk by the
+// share of dense warm-up steps; weights[l] is layer l's sensitivity.
+PlanEvaluator planted_evaluator(const std::vector<double>& weights, int steps, int* runs) {
+  return [=](const Plan& plan) {
+    ++*runs;
+    double error = 0.0;
+    for (size_t l = 0; l < weights.size(); ++l) error += weights[l] * layer_dropped(plan, l);
+    error *= 1.0 - double(plan.schedule.warmup_steps) / steps;
+    CalibrationScore s;
+    s.psnr_mean = s.psnr_worst = psnr_from_mse(error);
+    s.time_fraction = predict_plan_cost(plan, steps, 2).fraction();
+    return s;
+  };
+}
+
+CalibrationOptions quality_options(double psnr) {
+  CalibrationOptions o;
+  o.target_psnr = psnr;
+  o.steps = 10;
+  o.warmups = {0, 2};
+  o.search.threads = 1;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("allocation for an error budget takes the cheapest levels that fit it") {
+  // Layer 0 buys a lot of error per ms, layer 1 little: layer 0 is raised first.
+  const std::vector<std::vector<LayerLevel>> levels = {
+      {{1.0, 10.0}, {2.0, 1.0}, {4.0, 0.0}},
+      {{1.0, 2.0}, {2.0, 1.5}, {4.0, 0.0}},
+  };
+  const LayerAllocation a = allocate_for_error(levels, 3.5);
+  CHECK(a.feasible);
+  CHECK(a.level == std::vector<int>{1, 0});
+  CHECK(a.error == Approx(3.0));
+  CHECK(a.cost == Approx(3.0));
+  const LayerAllocation exact = allocate_for_error(levels, 0.0);
+  CHECK(exact.level == std::vector<int>{2, 2});
+}
+
+TEST_CASE("allocation for a cost budget lowers the error as far as the budget allows") {
+  const std::vector<std::vector<LayerLevel>> levels = {
+      {{1.0, 10.0}, {2.0, 1.0}, {4.0, 0.0}},
+      {{1.0, 2.0}, {2.0, 1.5}, {4.0, 0.0}},
+  };
+  const LayerAllocation a = allocate_for_cost(levels, 3.0);
+  CHECK(a.feasible);
+  CHECK(a.cost <= 3.0);
+  CHECK(a.level == std::vector<int>{1, 0});
+  const LayerAllocation none = allocate_for_cost(levels, 1.5);
+  CHECK_FALSE(none.feasible);
+}
+
+TEST_CASE("calibration moves density to the one sensitive layer") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  const CalibrationOptions o = quality_options(30.0);
+  const CalibrationResult r =
+      calibrate_plan(source, o, planted_evaluator({0.01, 1.0, 0.01}, o.steps, &runs));
+  REQUIRE(r.met);
+  CHECK(r.sensitivity[1] > 10 * r.sensitivity[0]);
+  CHECK(r.sensitivity[1] > 10 * r.sensitivity[2]);
+  CHECK(layer_density(r.plan, 1) > layer_density(r.plan, 0));
+  CHECK(layer_density(r.plan, 1) > layer_density(r.plan, 2));
+  CHECK(r.score.psnr_mean >= 30.0);
+  CHECK(r.model_runs == runs);
+}
+
+TEST_CASE("a calibrated plan records its target, the PSNR it reached and its model runs") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  const CalibrationOptions o = quality_options(25.0);
+  const CalibrationResult r =
+      calibrate_plan(source, o, planted_evaluator({0.05, 0.05, 0.05}, o.steps, &runs));
+  REQUIRE(r.met);
+  REQUIRE(r.plan.search);
+  REQUIRE(r.plan.search->calibration);
+  const CalibrationInfo& c = *r.plan.search->calibration;
+  CHECK(c.target_psnr == 25.0);
+  CHECK(c.psnr_mean >= 25.0);
+  CHECK(c.time_fraction < 1.0);
+  CHECK(c.model_runs == runs);
+  CHECK(r.plan.schedule.total_steps == o.steps);
+}
+
+TEST_CASE("a speed target gives a plan within that attention time") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  CalibrationOptions o = quality_options(-1.0);
+  o.target_time_fraction = 0.6;
+  const CalibrationResult r =
+      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  REQUIRE(r.met);
+  CHECK(r.score.time_fraction <= 0.6);
+}
+
+TEST_CASE("an impossible speed target says no plan meets the target and returns the best found") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  CalibrationOptions o = quality_options(-1.0);
+  o.target_time_fraction = 0.001;
+  const CalibrationResult r =
+      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  CHECK_FALSE(r.met);
+  CHECK_THAT(r.message, Catch::Contains("no plan meets the target"));
+  CHECK(r.plan.layers.size() == 3);
+}
+
+TEST_CASE("an impossible quality target says no plan meets the target") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  // Every sparse layer costs 30 dB at least: only dense attention reaches 100 dB.
+  const CalibrationOptions o = quality_options(100.0);
+  const CalibrationResult r =
+      calibrate_plan(source, o, planted_evaluator({1.0, 1.0, 1.0}, o.steps, &runs));
+  CHECK_FALSE(r.met);
+  CHECK_THAT(r.message, Catch::Contains("no plan meets the target"));
+}
+
+TEST_CASE("calibration rejects bad targets with the option named") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  const PlanEvaluator ev = planted_evaluator({1, 1, 1}, 10, &runs);
+  CalibrationOptions both = quality_options(30.0);
+  both.target_time_fraction = 0.5;
+  CHECK_THROWS_WITH(calibrate_plan(source, both, ev), Catch::Contains("exactly one"));
+  CHECK_THROWS_WITH(calibrate_plan(source, quality_options(250.0), ev),
+                    Catch::Contains("target-psnr"));
+  CalibrationOptions warm = quality_options(30.0);
+  warm.warmups = {10};
+  CHECK_THROWS_WITH(calibrate_plan(source, warm, ev), Catch::Contains("warm-up 10"));
+  CHECK(runs == 0);
+}
+
+TEST_CASE("calibration metadata round-trips through the plan writer and loader") {
+  Plan p;
+  p.model = {"wan-mini", 1, 1, 128};
+  p.grid = {4, 8, 8};
+  p.block_size = 16;
+  p.tile = {1, 4, 4};
+  p.layers = {{HeadRule{}}};
+  CalibrationInfo c;
+  c.prompts = {"bg-solid bgcolor-red pan-down black circle move-right large"};
+  c.seeds = {1, 2};
+  c.steps = 30;
+  c.video = {16, 64, 64};
+  c.guidance = 5.0;
+  c.target_psnr = 30.0;
+  c.psnr_mean = std::numeric_limits<double>::infinity();
+  c.psnr_worst = 31.25;
+  c.time_fraction = 0.55;
+  c.model_runs = 17;
+  p.search = SearchInfo{};
+  p.search->calibration = c;
+  const Plan back = plan_from_json_text(plan_to_text(p));
+  REQUIRE(back.search);
+  REQUIRE(back.search->calibration);
+  const CalibrationInfo& b = *back.search->calibration;
+  CHECK(b.prompts == c.prompts);
+  CHECK(b.seeds == c.seeds);
+  CHECK(b.video == c.video);
+  CHECK(b.target_psnr == 30.0);
+  CHECK(b.target_time_fraction < 0);
+  CHECK(b.psnr_mean == CalibrationInfo::kMaxPsnr);  // identical videos are stored capped
+  CHECK(b.psnr_worst == 31.25);
+  CHECK(b.model_runs == 17);
+}
+
+TEST_CASE("a bad calibration field is reported with its JSON path") {
+  Plan p;
+  p.model = {"wan-mini", 1, 1, 128};
+  p.grid = {4, 8, 8};
+  p.block_size = 16;
+  p.tile = {1, 4, 4};
+  p.layers = {{HeadRule{}}};
+  p.search = SearchInfo{};
+  p.search->calibration = CalibrationInfo{};
+  std::string text = plan_to_text(p);
+  // steps 0 and an empty prompt list, as written from a default CalibrationInfo.
+  CHECK_THROWS_WITH(plan_from_json_text(text, "cal.json"),
+                    Catch::Contains("search.calibration.prompts") &&
+                        Catch::Contains("search.calibration.steps"));
+}
