@@ -93,38 +93,3 @@ TEST_CASE("a plan for another grid is refused before anything runs") {
   for (auto& layer : heads.layers) layer.push_back(HeadRule{});
   CHECK_THROWS_WITH(runner.run_plan(heads), Catch::Contains("heads"));
 }
-
-TEST_CASE("the calibrated search meets its PSNR target on its calibration prompts") {
-  // Candidates are ranked on planted masses of the model's geometry; the quality is measured on
-  // the real model.
-  SyntheticSpec spec;
-  spec.model = {"wan-mini", 8, 3, 128};
-  spec.grid = {4, 8, 8};
-  spec.block_size = 16;
-  spec.tiles = {{1, 4, 4}};
-  spec.prompts = 2;
-  spec.steps = 2;
-  const SyntheticSource source(spec);
-  FidelityRunner runner = tiny_runner(kPrompts);
-  const double dense_ms = runner.dense().predicted_ms;
-  const PlanEvaluator evaluate = [&](const Plan& plan) {
-    const FidelityResult r = runner.run_plan(plan);
-    CalibrationScore s;
-    s.psnr_mean = r.psnr_mean;
-    s.psnr_worst = r.psnr_worst;
-    s.time_fraction = r.predicted_ms / dense_ms;
-    s.density = r.density();
-    return s;
-  };
-  CalibrationOptions o;
-  o.target_psnr = 28.0;
-  o.steps = kSteps;
-  o.warmups = {0, 1, 2};
-  o.search.threads = 1;
-  const CalibrationResult r = calibrate_plan(source, o, evaluate);
-  REQUIRE(r.met);
-  const FidelityResult again = runner.run_plan(r.plan);
-  CHECK(again.psnr_mean >= 28.0);
-  CHECK(again.predicted_ms < dense_ms);
-  CHECK(r.plan.search->calibration->psnr_mean == Approx(again.psnr_mean));
-}
