@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "plan/plan_loader.h"
 #include "plan/plan_writer.h"
+#include "plan/tile_geometry.h"
 
 namespace {
 
@@ -53,7 +54,7 @@ HeadRule blocks_rule(int video_blocks) {
 Plan small_plan(TextPosition position, int text_tokens) {
   Plan p;
   p.model = {"fuzz-mini", 2, 2, 16};
-  p.grid = {3, 8, 8};
+  p.grid = {3, 12, 12};
   p.text = {position, text_tokens};
   p.block_size = 16;
   p.tile = {1, 4, 4};
@@ -65,7 +66,8 @@ Plan small_plan(TextPosition position, int text_tokens) {
 void write_plans(const fs::path& dir) {
   std::vector<Plan> plans;
   Plan mixed = small_plan(TextPosition::None, 0);
-  mixed.layers = {{window_rule(), HeadRule{}}, {online_rule(), blocks_rule(12)}};
+  mixed.layers = {{window_rule(), HeadRule{}},
+                  {online_rule(), blocks_rule(make_tile_geometry(mixed).video_blocks)}};
   SearchInfo search;
   search.target_recall = 0.95;
   search.tool = "sparseplan fuzz";
@@ -78,7 +80,8 @@ void write_plans(const fs::path& dir) {
   Plan after = small_plan(TextPosition::After, 7);
   after.tile = {2, 3, 5};
   after.block_size = 32;
-  after.layers = {{blocks_rule(9), HeadRule{}}, {HeadRule{}, HeadRule{}}};
+  after.layers = {{blocks_rule(make_tile_geometry(after).video_blocks), HeadRule{}},
+                  {HeadRule{}, HeadRule{}}};
   plans.push_back(after);
   for (size_t i = 0; i < plans.size(); ++i) {
     const std::string text = plan_to_text(plans[i]);
