@@ -10,8 +10,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${FUZZ_BUILD_DIR:-$root/build-fuzz}"
 parsers=(${FUZZ_PARSERS:-plan safetensors capture})
-declare -A runs=([plan]="${FUZZ_RUNS_PLAN:-60000}" [safetensors]="${FUZZ_RUNS_SAFETENSORS:-60000}"
-                 [capture]="${FUZZ_RUNS_CAPTURE:-20000}")
+declare -A runs=([plan]="${FUZZ_RUNS_PLAN:-150000}" [safetensors]="${FUZZ_RUNS_SAFETENSORS:-150000}"
+                 [capture]="${FUZZ_RUNS_CAPTURE:-8000}")
 
 start=$SECONDS
 if [ ! -f "$build/CMakeCache.txt" ]; then
