@@ -6,8 +6,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # libopenblas0-pthread: Debian's LibTorch calls the system BLAS, and the reference BLAS it gets
 # otherwise is about 20x slower for the model's matrix products.
+# clang, libclang-rt-14-dev (libFuzzer and the sanitizer runtimes; only recommended by clang, so
+# not pulled in by --no-install-recommends) and llvm (llvm-symbolizer, for readable sanitizer
+# stacks): the fuzz harnesses (scripts/fuzz.sh).
 packages=(build-essential cmake g++ libtorch-dev libhdf5-dev libcli11-dev nlohmann-json3-dev
-          catch2 libeigen3-dev zlib1g-dev libopenblas0-pthread python3 python3-pip python3-torch)
+          catch2 libeigen3-dev zlib1g-dev libopenblas0-pthread python3 python3-pip python3-torch
+          clang libclang-rt-14-dev llvm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
