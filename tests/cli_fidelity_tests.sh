@@ -58,7 +58,9 @@ check "failed evaluations write no output directory" test ! -e "$tmp/bad"
 # Calibration on a real capture of the same grid.
 "$bin" capture --model "$model" --prompts "$tmp/prompts.txt" --frames 4 --height 32 --width 32 \
   --steps 6 --seed 3 --block-size 16 --tiles 1x4x4 --out "$tmp/calib.h5" >/dev/null 2>&1
-expect "calibration meets a reachable target" 0 "wrote $tmp/cal.json" -- \
+# With 16-token blocks the cost model prices every sparse block as a 64-token one, so on this grid
+# no sparse plan is cheaper than dense: calibration says so and writes the best plan it found.
+expect "calibration with nothing cheaper than dense says so and writes the best found" 2 "the best found is written to $tmp/cal.json" -- \
   "$bin" calibrate "$tmp/calib.h5" "${tiny[@]}" --seeds 3 --target-psnr 28 --warmups 0,1,2 --out "$tmp/cal.json"
 check "the calibrated plan validates" "$bin" validate "$tmp/cal.json"
 check "the calibrated plan records its calibration" grep -q '"psnr_mean"' "$tmp/cal.json"
