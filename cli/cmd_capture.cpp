@@ -15,6 +15,7 @@
 
 #include "io/capture_file.h"
 #include "cli/commands.h"
+#include "cli/fidelity_setup.h"
 #include "cli/progress_bar.h"
 #include "base/atomic_file.h"
 #include "runtime/capture_backend.h"
@@ -59,20 +60,6 @@ std::vector<int> spread_steps(int steps, int count) {
     if (out.empty() || s != out.back()) out.push_back(s);
   }
   return out;
-}
-
-std::vector<std::string> read_prompts_file(const std::string& path) {
-  std::vector<std::string> prompts;
-  std::stringstream ss(read_text_file(path));
-  std::string line;
-  while (std::getline(ss, line)) {
-    const size_t b = line.find_first_not_of(" \t\r");
-    if (b == std::string::npos || line[b] == '#') continue;
-    const size_t e = line.find_last_not_of(" \t\r");
-    prompts.push_back(line.substr(b, e - b + 1));
-  }
-  if (prompts.empty()) throw std::invalid_argument("--prompts " + path + ": no prompt in the file");
-  return prompts;
 }
 
 std::string model_id_of(const std::string& dir) {

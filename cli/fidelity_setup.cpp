@@ -24,19 +24,6 @@ std::string default_model_dir() {
   return std::string(SPARSEPLAN_SOURCE_DIR) + "/../shared/fixtures/wan-mini";
 }
 
-std::vector<std::string> read_prompt_lines(const std::string& path) {
-  std::vector<std::string> prompts;
-  std::stringstream ss(read_text_file(path));
-  std::string line;
-  while (std::getline(ss, line)) {
-    const size_t b = line.find_first_not_of(" \t\r");
-    if (b == std::string::npos || line[b] == '#') continue;
-    const size_t e = line.find_last_not_of(" \t\r");
-    prompts.push_back(line.substr(b, e - b + 1));
-  }
-  if (prompts.empty()) throw std::invalid_argument("--prompts " + path + ": no prompt in the file");
-  return prompts;
-}
 
 std::string num(double v, const char* format = "%.2f") {
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
@@ -83,6 +70,20 @@ nlohmann::json finite_or_null(double v) {
 }
 
 }  // namespace
+
+std::vector<std::string> read_prompts_file(const std::string& path) {
+  std::vector<std::string> prompts;
+  std::stringstream ss(read_text_file(path));
+  std::string line;
+  while (std::getline(ss, line)) {
+    const size_t b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    const size_t e = line.find_last_not_of(" \t\r");
+    prompts.push_back(line.substr(b, e - b + 1));
+  }
+  if (prompts.empty()) throw std::invalid_argument("--prompts " + path + ": no prompt in the file");
+  return prompts;
+}
 
 void add_fidelity_options(CLI::App* sub, FidelitySettings& s) {
   s.model = default_model_dir();
@@ -144,7 +145,7 @@ FidelitySetup make_fidelity_setup(const FidelitySettings& s) {
                                 s.video + "'");
   out.video = {video[0], video[1], video[2]};
   out.seeds = parse_count_list(s.seeds, "--seeds");
-  out.prompts = read_prompt_lines(s.prompts_file);
+  out.prompts = read_prompts_file(s.prompts_file);
 
   const std::string config_path = (fs::path(s.model) / "config.json").string();
   const WanConfig config = load_wan_config(config_path);

@@ -63,4 +63,7 @@ std::string evaluation_text_table(const std::vector<EvaluationRow>& rows);
 void write_side_by_side(const std::string& stem, const torch::Tensor& dense,
                         const torch::Tensor& plan);
 
+// Non-empty, non-comment lines of a prompt file, trimmed; throws naming the file when none.
+std::vector<std::string> read_prompts_file(const std::string& path);
+
 }  // namespace sparseplan::cli
