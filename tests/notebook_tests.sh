@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Executes every notebook in notebooks/ headless on a small synthetic capture and a plan searched
 # on it; fails on the first cell that raises. Exits 77 (skipped) when the Python packages of
-# requirements.txt are missing. $SPARSEPLAN is the sparseplan binary.
+# requirements.txt are missing. $SPARSEPLAN is the sparseplan binary, $PYTHON the Python (default
+# python3).
 set -eu
 bin=${SPARSEPLAN:?set SPARSEPLAN to the sparseplan binary}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if ! python3 -c "import h5py, numpy, matplotlib, nbclient, nbformat, ipykernel" 2>/dev/null; then
+python=${PYTHON:-python3}
+if ! "$python" -c "import h5py, numpy, matplotlib, nbclient, nbformat, ipykernel" 2>/dev/null; then
   echo "SKIP: notebook tests need the Python packages of requirements.txt (pip install -r requirements.txt)"
   exit 77
 fi
@@ -17,7 +19,7 @@ trap 'rm -rf "$tmp"' EXIT
 export SPARSEPLAN_CAPTURE=$tmp/capture.h5 SPARSEPLAN_PLAN=$tmp/plan.json SPARSEPLAN_HEADLESS=1 MPLBACKEND=Agg
 status=0
 for nb in "$root"/notebooks/*.ipynb; do
-  if python3 - "$nb" <<'PY'
+  if "$python" - "$nb" <<'PY'
 import sys, nbformat
 from nbclient import NotebookClient
 nb = nbformat.read(sys.argv[1], as_version=4)

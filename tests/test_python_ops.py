@@ -1,14 +1,12 @@
 """The torch ops from Python, as a PyTorch pipeline calls them (python/sparseplan).
 
-Runs with a Python whose torch matches the LibTorch the ops library was built against (on
-Debian: /usr/bin/python3 with python3-torch). On CUDA machines the same checks run on the GPU.
+Runs with the Python whose torch the library was built against (the repository's .venv, or the
+GPU machine's python3), on the package folder of the build tree (PYTHONPATH=<build>/python) or
+the installed package. On CUDA machines the same checks run on the GPU.
 """
 import math
 import os
-import sys
 
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(root, "python"))
 import torch  # noqa: E402
 
 import sparseplan  # noqa: E402
@@ -66,7 +64,7 @@ for device in devices:
 
     _, full_lse = sparseplan.dense_attention(q, k, v) if device == "cpu" else \
         sparseplan.dense_attention(q.to(dtype), k.to(dtype), v.to(dtype))
-    mass = sparseplan.block_mass(q.to(dtype), k.to(dtype), full_lse, bs, bs)
+    mass = sparseplan.block_mass_op(q.to(dtype), k.to(dtype), full_lse, bs, bs)
     check(f"{device}: block mass has one row per query block", tuple(mass.shape) == (1, h, nb, nb))
     check(f"{device}: block mass rows sum to one",
           bool(torch.allclose(mass.sum(-1).float().cpu(), torch.ones(1, h, nb), atol=1e-3)))
