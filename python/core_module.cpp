@@ -4,8 +4,10 @@
 // runtime/capture_backend.h into io/capture_file.h's writer, so a Python pipeline gets exactly
 // what the `sparseplan` command computes. Heavy calls release the GIL.
 #include <torch/extension.h>
+#include <pybind11/stl.h>
 
 #include <array>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
@@ -126,8 +128,8 @@ class Capture {
     writer_ = std::make_unique<CaptureWriter>(path, info, options);
     backend_ = std::make_unique<CaptureBackend>(*writer_, chunk_rows);
   }
-  CaptureWriter& writer() { return *writer_; }
-  CaptureBackend& backend() { return *backend_; }
+  CaptureWriter& writer() const { return *writer_; }
+  CaptureBackend& backend() const { return *backend_; }
 
  private:
   std::unique_ptr<CaptureWriter> writer_;
@@ -309,7 +311,7 @@ PYBIND11_MODULE(_core, m) {
           const BlockMassComputer computer(to_grid(grid), TextLayout{}, options);
           return computer(q, k, v);
         }, py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(), py::arg("grid"),
-        py::arg("tiles") = std::vector<Triple>{{4, 4, 4}}, py::arg("block_size") = 64,
+        py::arg("tiles") = std::vector<Triple>{Triple{4, 4, 4}}, py::arg("block_size") = 64,
         py::arg("chunk_rows") = 0, py::arg("float64") = false,
         py::call_guard<py::gil_scoped_release>(),
         "Dense attention of q, k, v [B, N, H, D] (frame-major video tokens of `grid`) and its "
@@ -361,8 +363,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("step"), py::arg("branch") = 0, py::arg("grid"), py::arg("timestep") = 0.0,
            py::call_guard<py::gil_scoped_release>())
       .def("captures", [](const Capture& c, int layer, int step, int branch) {
-             return const_cast<Capture&>(c).backend().captures(
-                 make_call(layer, step, branch, 0.0, Grid{}));
+             return c.backend().captures(make_call(layer, step, branch, 0.0, Grid{}));
            }, py::arg("layer"), py::arg("step"), py::arg("branch") = 0)
       .def_property_readonly("captured_calls",
                              [](Capture& c) { return c.backend().captured_calls(); })

@@ -38,6 +38,7 @@ if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
     -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DSPARSEPLAN_CUDA=ON \
     -DTorch_DIR="$torch_dir" \
+    -DPython3_EXECUTABLE="$(command -v "$python")" \
     -DCMAKE_PREFIX_PATH="$prefix/usr" \
     -DHDF5_ROOT="$hdf5" \
     -DHDF5_C_INCLUDE_DIR="$prefix/usr/include/hdf5/serial" \

@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,clocks.sm --format=csv,noheader | tee "$out/gpu.txt"
 echo "== GPU tests of the runner, capture and plan runtime"
 build-gpu/tests/sparseplan_tests "[gpu],*CUDA*" -s 2>&1 | grep -E "relative L2|passed|failed|FAILED|skipped" | tee "$out/runner_gpu_tests.log"
 echo "== torch ops from Python (torch $(python3 -c 'import torch; print(torch.__version__)'))"
-SPARSEPLAN_OPS_LIB=build-gpu/runtime/ops/libsparseplan_ops.so python3 tests/test_python_ops.py 2>&1 | tail -3
+SPARSEPLAN_OPS_LIB=build-gpu/runtime/ops/libsparseplan_ops.so PYTHONPATH=build-gpu/python python3 tests/test_python_ops.py 2>&1 | tail -3
 prompt="bg-checker bgcolor-black pan-up green square move-down large"
 echo "== generate (16x64x64, 30 steps, guidance 5): cuda float32, cuda bf16, cpu"
 for dev in "cuda float32" "cuda bfloat16" "cpu float32"; do
