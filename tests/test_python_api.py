@@ -112,7 +112,8 @@ check(f"stats count the calls: {attention.stats}",
 check(f"PlanAttention's repr has the plan and the stats: {attention!r}",
       "Plan(model='toy'" in repr(attention) and "1 sparse calls" in repr(attention))
 try:
-    attention(torch.randn(1, 128, 3, 32), k, v, layer=0, step=1, grid=(2, 8, 8))
+    q3, k3, v3 = (torch.randn(1, 128, 3, 32) for _ in range(3))
+    attention(q3, k3, v3, layer=0, step=1, grid=(2, 8, 8))
     check("q with another head count is refused", False)
 except ValueError as e:
     check(f"the head mismatch is named: {e}", "head" in str(e))
