@@ -13,12 +13,11 @@ parsers=(${FUZZ_PARSERS:-plan safetensors capture})
 declare -A runs=([plan]="${FUZZ_RUNS_PLAN:-150000}" [safetensors]="${FUZZ_RUNS_SAFETENSORS:-150000}"
                  [capture]="${FUZZ_RUNS_CAPTURE:-8000}")
 
+source "$root/scripts/torch_env.sh"
 start=$SECONDS
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  launcher=()
-  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   cmake -S "$root" -B "$build" -DSPARSEPLAN_FUZZ=ON -DSPARSEPLAN_CUDA=OFF -DBUILD_TESTING=OFF \
-    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ "${launcher[@]}" \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -G Ninja "${torch_cmake_args[@]}" \
     -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
 fi
 cmake --build "$build" -j "$(nproc)" --target "${parsers[@]/#/fuzz_}"

@@ -6,15 +6,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ASAN_BUILD_DIR:-$root/build-asan}"
+source "$root/scripts/torch_env.sh"
 start=$SECONDS
 # LibTorch and OpenBLAS keep allocations alive until exit on purpose; the leak checker would
 # report them at the end of every run, test discovery included.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  launcher=()
-  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  cmake -S "$root" -B "$build" -DSPARSEPLAN_SANITIZE=ON -DSPARSEPLAN_CUDA=OFF "${launcher[@]}" \
+  cmake -S "$root" -B "$build" -DSPARSEPLAN_SANITIZE=ON -DSPARSEPLAN_CUDA=OFF -G Ninja "${torch_cmake_args[@]}" \
     -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
 fi
 cmake --build "$build" -j "$(nproc)" --target sparseplan_tests
