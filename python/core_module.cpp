@@ -142,14 +142,19 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "sparseplan's C++ core: plans, layouts, plan attention, block mass, capture files.";
   m.attr("__version__") = SPARSEPLAN_VERSION;
 
-  static py::exception<PlanError> plan_error(m, "PlanError", PyExc_ValueError);
-  py::register_exception_translator([](std::exception_ptr p) {
+  // pybind11 3's pattern for a module's exception type: a function-local static py::exception
+  // crashed raising it under Python 3.12 (the GPU machine), so it is stored once under the GIL.
+  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> plan_error;
+  plan_error.call_once_and_store_result(
+      [&]() { return py::exception<PlanError>(m, "PlanError", PyExc_ValueError); });
+  py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const PlanError& e) {
-      py::object error = py::reinterpret_borrow<py::object>(plan_error)(e.what());
+      const py::object& type = plan_error.get_stored();
+      py::object error = type(e.what());
       error.attr("errors") = py::cast(e.errors());
-      PyErr_SetObject(plan_error.ptr(), error.ptr());
+      py::set_error(type, error);
     }
   });
 

@@ -78,6 +78,12 @@ class RoundedCrossAttention:
         return attn.to_out[1](attn.to_out[0](out))
 
 
+def dense_sdpa(q, k, v, layer):
+    """Dense float32 attention on [B, N, H, D], what the C++ runner computes on the CPU."""
+    return torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
 def psnr(a, b):
     mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).mean())
     return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
@@ -184,8 +190,24 @@ with tempfile.TemporaryDirectory() as tmp:
                   "--steps", str(steps), "--plan", plan_path, "--out", out)
     video_cpp = load_file(os.path.join(out, "video.safetensors"))["video"]
     quality = psnr(video_py, video_cpp)
-    check(f"apply_plan's video matches sparseplan generate --plan (PSNR {quality:.1f} dB)",
-          quality >= 40)
+    # The two implementations round q, k, v to bf16 from float32 values that differ in their
+    # last bits, and guidance amplifies every flipped rounding over 30 steps: dense against
+    # dense they end 39-45 dB apart, depending on the CPU's float32 kernels (bench/RESULTS.md).
+    # The plan must add no divergence of its own: 40 dB, or within 3 dB of that dense floor.
+    dense_processors = [spd.SelfAttentionProcessor(i, dense_sdpa, torch.bfloat16)
+                        for i in range(len(model.blocks))]
+    for block, processor in zip(model.blocks, dense_processors):
+        block.attn1.set_processor(processor)
+    video_dense_py = sample(model, steps)
+    for block, processor in zip(model.blocks, originals):
+        block.attn1.set_processor(processor)
+    run("generate", "--model", wan_mini, "--prompt", PROMPT, "--seed", str(SEED),
+        "--frames", str(FRAMES), "--height", str(HEIGHT), "--width", str(WIDTH),
+        "--steps", str(steps), "--out", out)
+    floor = psnr(video_dense_py, load_file(os.path.join(out, "video.safetensors"))["video"])
+    check(f"apply_plan's video matches sparseplan generate --plan (PSNR {quality:.1f} dB; "
+          f"dense diffusers vs dense C++ runner {floor:.1f} dB)",
+          quality >= min(40.0, floor - 3.0))
     expected_calls = [(s, b, l) for s in range(steps) for b in (0, 1)
                       for l in range(len(model.blocks))]
     check("the plan ran for every self-attention call in the runner's order",
