@@ -1,5 +1,6 @@
 #include "runtime/pooled_kv.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -82,36 +83,40 @@ at::Tensor compensate_dropped_blocks(const at::Tensor& q, const at::Tensor& k, c
   // logit bias log(n_j); an empty block never enters.
   const at::Tensor bias = torch::where(valid > 0, valid.clamp_min(1.0).log(),
                                        torch::full_like(valid, -inf));
-  const at::Tensor dropped = kept.to(device).logical_not();  // [B, H, nqb, nkb]
+  const at::Tensor kept_here = kept.to(device);  // [B, H, nqb, nkb]
 
   // The two products run in bf16 on CUDA, as the kernels do (float32 matmuls there would cost
   // the coarse part about ten times its FLOP share); softmax and merge stay in float32.
   const auto mm = device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
-  const at::Tensor kbar_mm = kbar.to(mm), vbar_mm = vbar.to(mm);
-  at::Tensor merged = torch::empty({B, Np, H, D}, f32);
-  // One head at a time bounds the [B, Np, nkb] logits.
-  for (int64_t h = 0; h < H; ++h) {
-    const at::Tensor qh = q.select(2, h).to(mm);                        // [B, Np, D]
+  const at::Tensor qh = q.permute({0, 2, 1, 3}).to(mm);                  // [B, H, Np, D]
+  const at::Tensor kbar_h = kbar.permute({0, 2, 3, 1}).to(mm);           // [B, H, D, nkb]
+  const at::Tensor vbar_h = vbar.permute({0, 2, 1, 3}).to(mm);           // [B, H, nkb, D]
+  const at::Tensor out_h = out.permute({0, 2, 1, 3});                    // [B, H, Np, D]
+  at::Tensor merged = torch::empty({B, H, Np, D}, f32);
+  // Heads in groups whose [B, heads, Np, nkb] logits stay within about 64 Mi elements.
+  const int64_t per_head = B * Np * nb;
+  const int64_t group = std::max<int64_t>(1, std::min<int64_t>(H, (int64_t(1) << 26) / per_head));
+  for (int64_t h0 = 0; h0 < H; h0 += group) {
+    const int64_t g = std::min(group, H - h0);
     at::Tensor logits =
-        torch::bmm(qh, kbar_mm.select(2, h).transpose(1, 2)).to(f32) * sc + bias;
-    logits = logits.view({B, nb, block_size, nb})
-                 .masked_fill(dropped.select(1, h).logical_not().unsqueeze(2), -inf)
-                 .view({B, Np, nb});
-    const at::Tensor lse_c = torch::logsumexp(logits, -1);               // [B, Np]
-    const at::Tensor none_dropped = torch::isinf(lse_c);
-    const at::Tensor p = torch::exp(logits - torch::where(none_dropped, torch::zeros_like(lse_c),
-                                                          lse_c).unsqueeze(-1));
-    const at::Tensor out_c = torch::bmm(p.to(mm), vbar_mm.select(2, h)).to(f32);  // [B, Np, D]
-    const at::Tensor lse_s = lse.select(1, h).to(f32);                  // [B, Np]
+        torch::matmul(qh.narrow(1, h0, g), kbar_h.narrow(1, h0, g)).to(f32) * sc + bias;
+    logits = logits.view({B, g, nb, block_size, nb})
+                 .masked_fill(kept_here.narrow(1, h0, g).unsqueeze(3), -inf)  // kept: not pooled
+                 .view({B, g, Np, nb});
+    const at::Tensor lse_c = torch::logsumexp(logits, -1);               // [B, g, Np]
+    const at::Tensor p = torch::exp(
+        logits - torch::where(torch::isinf(lse_c), torch::zeros_like(lse_c), lse_c).unsqueeze(-1));
+    const at::Tensor out_c = torch::matmul(p.to(mm), vbar_h.narrow(1, h0, g)).to(f32);
+    const at::Tensor lse_s = lse.narrow(1, h0, g).to(f32);
     const at::Tensor m = torch::maximum(lse_s, lse_c);
     const at::Tensor m_safe = torch::where(torch::isinf(m), torch::zeros_like(m), m);
     const at::Tensor ws = torch::exp(lse_s - m_safe), wc = torch::exp(lse_c - m_safe);
     const at::Tensor total = (ws + wc).clamp_min(std::numeric_limits<float>::min());
-    merged.select(2, h).copy_((out.select(2, h).to(f32) * ws.unsqueeze(-1) +
-                               out_c * wc.unsqueeze(-1)) /
-                              total.unsqueeze(-1));
+    merged.narrow(1, h0, g).copy_((out_h.narrow(1, h0, g).to(f32) * ws.unsqueeze(-1) +
+                                   out_c * wc.unsqueeze(-1)) /
+                                  total.unsqueeze(-1));
   }
-  return merged;
+  return merged.permute({0, 2, 1, 3}).contiguous();
 }
 
 }  // namespace sparseplan
