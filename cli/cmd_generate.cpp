@@ -96,6 +96,7 @@ nlohmann::json generate_json(const Options& o, double sampling_seconds,
                    {"dense", timed_calls(a.dense, timed)},
                    {"sparse", timed_calls(a.sparse, timed)},
                    {"reorder", timed_calls(a.reorder, timed)},
+                   {"compensation", timed_calls(a.compensation, timed)},
                    {"selection", timed_calls(a.selection, timed)}};
   p["attention_seconds"] = timed ? nlohmann::json(a.attention_seconds()) : nlohmann::json(nullptr);
   const double sampling = profile.sampling_seconds();

@@ -89,10 +89,14 @@ PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
       sparse_step[l] = dense_call;
       continue;
     }
+    // Pooled compensation adds one key per block to every query row of a sparse head.
+    const double pooled =
+        plan.compensation == Compensation::PooledKV ? 1.0 / double(plan.block_size) : 0.0;
     for (const HeadRule& r : plan.layers[l]) {
-      const double head = r.kind == RuleKind::Dense
-                              ? model.sparse_head_density_ms(g, d, 1.0)
-                              : model.sparse_head_density_ms(g, d, head_price_density(g, r));
+      const double head =
+          r.kind == RuleKind::Dense
+              ? model.sparse_head_density_ms(g, d, 1.0)
+              : model.sparse_head_density_ms(g, d, head_price_density(g, r) + pooled);
       sparse_step[l] += head;
       if (r.kind == RuleKind::Online) select_extra[l] += model.selecting_head_ms(tokens, d) - head;
     }

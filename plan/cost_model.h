@@ -19,7 +19,9 @@ namespace sparseplan {
 
 struct AttentionCostModel {
   double dense_tflops = 620.0;
-  double block64_factor = 1.85;   // 64-token blocks: time / (density x dense) today
+  // 64-token blocks over 128-token ones at equal density: the paired kernel reaches 65-80% of the
+  // 128-token TFLOP/s on window masks (bench/RESULTS.md, "64-token blocks: paired query tiles").
+  double block64_factor = 1.4;
   double mass_over_dense = 0.6;   // block mass from the LSE / dense attention
   double selection_over_dense = 0.02;
 

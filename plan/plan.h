@@ -112,6 +112,12 @@ struct ModelInfo {
   int head_dim = 0;
 };
 
+// What a sparse call does about the key blocks a head's layout leaves out.
+enum class Compensation {
+  None,      // dropped blocks contribute nothing
+  PooledKV,  // each dropped block enters as one pooled key and value (runtime/pooled_kv.h)
+};
+
 struct Plan {
   static constexpr const char* kFormat = "sparseplan/1";
   ModelInfo model;
@@ -120,6 +126,7 @@ struct Plan {
   int block_size = 64;
   std::array<int, 3> tile{4, 4, 4};      // (tf, th, tw) in tokens
   Schedule schedule;
+  Compensation compensation = Compensation::None;
   std::optional<SearchInfo> search;
   std::vector<std::vector<HeadRule>> layers;  // [layer][head]
   std::string description;
@@ -127,5 +134,6 @@ struct Plan {
 
 const char* rule_kind_name(RuleKind kind);
 const char* text_position_name(TextPosition position);
+const char* compensation_name(Compensation compensation);
 
 }  // namespace sparseplan

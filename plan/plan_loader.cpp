@@ -222,6 +222,17 @@ bool read_tiling(Reader& r, const json& root, Plan& plan, bool grid_ok) {
   return ok;
 }
 
+void read_compensation(Reader& r, const json& root, Plan& plan) {
+  std::string name;
+  if (!r.read_string(root, "", "compensation", name, false)) return;
+  if (name == compensation_name(Compensation::None))
+    plan.compensation = Compensation::None;
+  else if (name == compensation_name(Compensation::PooledKV))
+    plan.compensation = Compensation::PooledKV;
+  else
+    r.fail("compensation", "expected \"none\" or \"pooled_kv\", got \"" + name + "\"");
+}
+
 void read_schedule(Reader& r, const json& root, Plan& plan) {
   const json* s = r.object_field(root, "", "schedule", false);
   if (s == nullptr) return;
@@ -602,7 +613,7 @@ std::vector<std::string> parse_plan(const json& root, Plan& plan) {
   plan = Plan{};
   if (!root.is_object()) return {"(root): expected a JSON object"};
   r.only_keys(root, "", {"format", "description", "model", "grid", "text", "block_size", "tile",
-                         "schedule", "search", "layers"});
+                         "schedule", "compensation", "search", "layers"});
   std::string format;
   if (r.read_string(root, "", "format", format, true) && format != Plan::kFormat)
     r.fail("format", "expected \"" + std::string(Plan::kFormat) + "\", got \"" + format + "\"");
@@ -612,6 +623,7 @@ std::vector<std::string> parse_plan(const json& root, Plan& plan) {
   const bool text_ok = read_text(r, root, plan);
   const bool tiling_ok = read_tiling(r, root, plan, grid_ok);
   read_schedule(r, root, plan);
+  read_compensation(r, root, plan);
   read_search(r, root, plan);
 
   HeadContext ctx;

@@ -21,4 +21,12 @@ const char* text_position_name(TextPosition position) {
   return "?";
 }
 
+const char* compensation_name(Compensation compensation) {
+  switch (compensation) {
+    case Compensation::None: return "none";
+    case Compensation::PooledKV: return "pooled_kv";
+  }
+  return "?";
+}
+
 }  // namespace sparseplan

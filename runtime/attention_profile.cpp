@@ -29,7 +29,8 @@ void AttentionProfile::end(Part part, const torch::Device& device, Clock::time_p
   TimedCalls* slot = part == Part::Dense     ? &times_.dense
                      : part == Part::Sparse  ? &times_.sparse
                      : part == Part::Reorder ? &times_.reorder
-                                             : &times_.selection;
+                     : part == Part::Selection ? &times_.selection
+                                               : &times_.compensation;
   ++slot->calls;
   if (timed_) slot->seconds += std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -96,6 +97,8 @@ std::string format_profile(const AttentionProfile& p) {
     }
   }
   if (a.selection.calls > 0) s += calls_line("selection", a.selection, p.timed(), sampling);
+  if (a.compensation.calls > 0)
+    s += calls_line("compensation", a.compensation, p.timed(), sampling);
   return s;
 }
 

@@ -1,6 +1,6 @@
 // Where the time of a sampling run goes: per step, and per kind of self-attention work (dense
 // calls, sparse calls, the reorder into tile order and back inside sparse calls, online
-// selection). The backends time their work through one AttentionProfile.
+// selection, pooled compensation). The backends time their work through one AttentionProfile.
 // CUDA runs asynchronously: a host clock only measures kernels when the device is synchronised
 // around each timed region, which slows the run down, so on CUDA attention is timed only when
 // asked for (--profile); on the CPU the host clock is the work's time and it is always timed.
@@ -26,12 +26,13 @@ struct AttentionTimes {
   TimedCalls sparse;     // calls run block-sparse, reorder and selection included
   TimedCalls reorder;    // gather into tile order and scatter back, inside sparse calls
   TimedCalls selection;  // online selections (dense pass, block mass, choice), inside sparse calls
+  TimedCalls compensation;  // pooled attention over dropped blocks and the merge, inside sparse calls
   double attention_seconds() const { return dense.seconds + sparse.seconds; }
 };
 
 class AttentionProfile {
  public:
-  enum class Part { Dense, Sparse, Reorder, Selection };
+  enum class Part { Dense, Sparse, Reorder, Selection, Compensation };
 
   // timed: measure times (otherwise only count calls); synchronize: wait for the CUDA device
   // before and after each timed region and step.

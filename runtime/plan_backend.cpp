@@ -11,6 +11,7 @@
 #include "runtime/attention_profile.h"
 #include "runtime/block_mass_torch.h"
 #include "runtime/block_sparse_torch.h"
+#include "runtime/pooled_kv.h"
 #include "runtime/torch_ops.h"
 
 namespace sparseplan {
@@ -27,6 +28,7 @@ struct PlanBackend::DeviceLayout {
   torch::Device device{torch::kCPU};
   torch::Tensor row_offsets;  // int32 [B, H, nqb + 1], global offsets into col_indices
   torch::Tensor col_indices;  // int32
+  torch::Tensor kept;         // bool [B, H, nqb, nkb] on the device; pooled compensation only
   double density = 0.0;       // blocks run / all blocks; online heads at a selection count 1
 };
 
@@ -238,6 +240,11 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
   d.row_offsets = to_tensor(ro, torch::kInt, device).view({batch, H, nqb + 1});
   d.col_indices = to_tensor(ci, torch::kInt, device);
   d.density = run / (double(batch * H) * double(nqb) * double(nkb));
+  if (plan_.compensation == Compensation::PooledKV) {
+    d.kept = kept_blocks(d.row_offsets, d.col_indices, nkb).to(device);
+    // The pooled keys: one per key block for every query row.
+    d.density += 1.0 / double(plan_.block_size);
+  }
   return d;
 }
 
@@ -360,8 +367,16 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
               : block_sparse_attention_torch(qt, kt, vt, layout->row_offsets,
                                              layout->col_indices, plan_.block_size,
                                              plan_.block_size, order.kv_valid);
+  torch::Tensor tiles = std::get<0>(result);
+  if (plan_.compensation == Compensation::PooledKV) {
+    tiles = timed(AttentionProfile::Part::Compensation, [&] {
+      const torch::Tensor merged =
+          compensate_dropped_blocks(qt, kt, vt, tiles, std::get<1>(result), layout->kept,
+                                    plan_.block_size, order.kv_valid);
+      return kernels ? merged.to(torch::kBFloat16) : merged;
+    });
+  }
   torch::Tensor out = timed(AttentionProfile::Part::Reorder, [&] {
-    const torch::Tensor& tiles = std::get<0>(result);
     if (kernels) return ops::reorder_tokens(tiles, order.slot_of_token32).to(torch::kFloat32);
     return tiles.index_select(1, order.slot_of_token).to(torch::kFloat32).contiguous();
   });

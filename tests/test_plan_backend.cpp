@@ -398,3 +398,27 @@ TEST_CASE("a plan's online selections are booked inside its sparse calls") {
   CHECK(t.selection.seconds > 0);
   CHECK(t.sparse.seconds > t.selection.seconds);
 }
+
+TEST_CASE("a pooled_kv plan equals dense attention when keys and values are equal per block") {
+  Plan plan = toy_plan({{window_rule(), sink_rule()}});
+  plan.compensation = Compensation::PooledKV;
+  PlanBackend backend(plan);
+  Qkv x = random_qkv(21);
+  // Every token of a plan block (tile order) gets that block's key and value.
+  const TokenOrder order = make_token_order(backend.geometry());
+  const int64_t n = x.q.size(1), blocks = backend.geometry().total_blocks;
+  const torch::Tensor kb = torch::randn({blocks, kHeads, kHeadDim}),
+                      vb = torch::randn({blocks, kHeads, kHeadDim}) + 0.3;
+  std::vector<int64_t> block_of(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) block_of[size_t(i)] = order.slot_of_token[size_t(i)] / plan.block_size;
+  const torch::Tensor index = torch::tensor(block_of, torch::kLong);
+  x.k = kb.index_select(0, index).unsqueeze(0);
+  x.v = vb.index_select(0, index).unsqueeze(0);
+  const torch::Tensor want = dense_attention(x.q, x.k, x.v);
+  PlanBackend uncompensated(toy_plan({{window_rule(), sink_rule()}}));
+  REQUIRE(relative_l2(uncompensated(call_at(0), x.q, x.k, x.v), want) > 1e-2);
+  CHECK(relative_l2(backend(call_at(0), x.q, x.k, x.v), want) < 1e-5);
+  // The pooled keys count: one per key block for every query row.
+  CHECK(backend.stats().mean_sparse_density() ==
+        Approx(uncompensated.stats().mean_sparse_density() + 1.0 / plan.block_size));
+}

@@ -190,3 +190,23 @@ TEST_CASE("writing a plan replaces the file atomically") {
   CHECK_THROWS(write_plan("/nonexistent-dir/plan.json", plan));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("pooled compensation is read, written back, and absent means none") {
+  Plan plain;
+  REQUIRE(parse_plan(small_plan(), plain).empty());
+  CHECK(plain.compensation == Compensation::None);
+  CHECK_FALSE(plan_to_json(plain).contains("compensation"));
+  json j = small_plan();
+  j["compensation"] = "pooled_kv";
+  const Plan plan = plan_from_json_text(j.dump());
+  CHECK(plan.compensation == Compensation::PooledKV);
+  CHECK(plan_from_json_text(plan_to_text(plan)).compensation == Compensation::PooledKV);
+}
+
+TEST_CASE("an unknown compensation is rejected naming the field") {
+  json j = small_plan();
+  j["compensation"] = "mean";
+  CHECK(has_error(j, "compensation: expected \"none\" or \"pooled_kv\", got \"mean\""));
+  j["compensation"] = 1;
+  CHECK(has_error(j, "compensation: expected a string"));
+}
