@@ -146,8 +146,10 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"block mass at later steps within 5e-3 of the C++ capture's (max diff {later:.1e})",
               later <= 5e-3)
         la, lb = a["tiles/4x4x4/lse_mean"][()], b["tiles/4x4x4/lse_mean"][()]
-        check(f"LSE means agree (max diff {float(np.abs(la - lb).max()):.1e})",
-              float(np.abs(la - lb).max()) < 1e-3)
+        first = float(np.abs(la[:, 0] - lb[:, 0]).max())
+        later = float(np.abs(la[:, 1:] - lb[:, 1:]).max())
+        check(f"LSE means at step 0 agree within 1e-3 (max diff {first:.1e})", first < 1e-3)
+        check(f"LSE means at later steps within 5e-2 (max diff {later:.1e})", later < 5e-2)
     plan_path = os.path.join(tmp, "plan.json")
     run("search", h5_py, "--recall", "0.9", "--out", plan_path, "--quiet")
     plan = sparseplan.load_plan(plan_path)
