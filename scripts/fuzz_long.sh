@@ -32,7 +32,10 @@ max_len=()
 [[ "$parser" == plan ]] && max_len=(-max_len=8192)
 start=$SECONDS
 echo "fuzz_long: $(basename "$harness"), $processes processes, $seconds s; log $log"
-"$harness" -fork="$processes" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+# After -max_total_time libFuzzer starts no new job but waits for the running ones, and job k
+# runs for up to min(300, k) seconds; the hard stop (SIGINT to all jobs, counted up to their last
+# report) keeps the run within 1.25 x SECONDS, so it fits a machine lent for a fixed time.
+timeout -s INT -k 20 $((seconds + seconds / 4)) "$harness" -fork="$processes" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
   -max_total_time="$seconds" -seed="${FUZZ_SEED:-0}" -timeout=10 -rss_limit_mb=2048 \
   -dict="$root/fuzz/json.dict" "${max_len[@]}" -artifact_prefix="$out/artifacts/" \
   "$out/corpus" "$seeds" >"$log" 2>&1 || true
