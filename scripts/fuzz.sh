@@ -31,13 +31,31 @@ artifacts="$build/artifacts"
 mkdir -p "$artifacts"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-passed=0 failed=0
+# A heap overflow that ASan reports inside libhdf5 (the first frame past the memcpy interceptor)
+# past a buffer libhdf5 allocated, or at an address no allocation owns: a libhdf5 1.10 fault on
+# a corrupt file, which the reader cannot check before libhdf5 parses it (fuzz/crashes/README.md
+# lists those found). The run stops there; its report and input are printed and kept, but it
+# does not fail CI. An overflow in our frames, or of a buffer we allocated (one we hand libhdf5
+# to fill), still fails.
+inside_libhdf5() {
+  local report
+  report=$(sed -n '/ERROR: AddressSanitizer: heap-buffer-overflow/,/^SUMMARY/p' "$1")
+  grep -A3 'ERROR: AddressSanitizer' <<<"$report" | grep -q '#1 .*libhdf5' &&
+    ! grep -A2 'allocated by thread' <<<"$report" | grep ' #1 ' | grep -vq libhdf5
+}
+passed=0 failed=0 libhdf5=0
 check() {  # name, then the command
   local name=$1 log="$scratch/$1.log" t=$SECONDS
   shift
   if "$@" >"$log" 2>&1; then
     passed=$((passed + 1))
     echo "fuzz: $name passed ($(grep -Eo 'Done [0-9]+ runs' "$log" | tail -1), $((SECONDS - t)) s)"
+  elif inside_libhdf5 "$log"; then
+    libhdf5=$((libhdf5 + 1))
+    echo "fuzz: $name stopped after $(grep -Eo '^#[0-9]+' "$log" | tail -1 | tr -d '#') runs on a" \
+         "heap overflow inside libhdf5 ($((SECONDS - t)) s), not counted as a failure:"
+    sed -n '/ERROR: AddressSanitizer/,/^SUMMARY/p' "$log" | grep -Ev '^ +#([4-9]|[1-9][0-9])'
+    grep 'Test unit written' "$log"
   else
     failed=$((failed + 1))
     echo "fuzz: $name FAILED ($((SECONDS - t)) s); the end of its log:"
@@ -59,5 +77,5 @@ for parser in "${parsers[@]}"; do
     -runs="${runs[$parser]}" "$scratch/$parser" "$corpus"
 done
 echo "fuzz: total $((SECONDS - start)) s"
-echo "fuzz: $passed passed, $failed failed"
+echo "fuzz: $passed passed, $failed failed, $libhdf5 stopped by a libhdf5 fault"
 [ "$failed" -eq 0 ]
