@@ -28,6 +28,10 @@
 #include "plan/limits.h"
 #include "plan/tile_geometry.h"
 
+// The sanitizers' death callback, present only in sanitizer builds (weak, so Release links
+// without it).
+extern "C" void __sanitizer_set_death_callback(void (*callback)()) __attribute__((weak));
+
 namespace sparseplan {
 namespace {
 
@@ -699,6 +703,17 @@ bool get_string(const std::string& in, size_t& pos, std::string& s) {
   return true;
 }
 
+// A fault of libhdf5 inside the child must end the child and reach the parent as an exception.
+// The child inherits the handlers of the process that forked it: under libFuzzer, the death
+// callback the sanitizers run after a report (a heap overflow, a failed allocation) and the
+// fuzzer's own abort and illegal-instruction handlers would report the child's fault as a crash
+// of the input under test and write a crash artifact, while the parent goes on and refuses the
+// file. The sanitizer's report itself stays on stderr.
+void let_child_faults_end_only_the_child() {
+  if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
+  for (int sig : {SIGABRT, SIGILL}) ::signal(sig, SIG_DFL);
+}
+
 [[noreturn]] void answer_and_exit(int fd, const std::string& message) {
   size_t done = 0;
   while (done < message.size()) {
@@ -720,6 +735,7 @@ Format1Strings read_format1_strings(const H5Context& ctx) {
     ctx.fail(std::string("cannot fork to read format-1 strings: ") + std::strerror(errno));
   }
   if (child == 0) {
+    let_child_faults_end_only_the_child();
     ::close(fds[0]);
     std::string out;
     try {
