@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <limits>
 #include <set>
-#include <sstream>
 
 #include "base/atomic_file.h"
 #include "plan/limits.h"
@@ -17,12 +16,14 @@ namespace {
 
 using nlohmann::json;
 
+// Without std::ostream: on the GPU machine's builds, modules that Python loads carry their own
+// copy of libstdc++'s stream code, and inserting an integer crashed there (runtime/torch_ops.cpp,
+// DEVELOPERS.md); strings are safe.
 std::string join_errors(const std::string& source, const std::vector<std::string>& errors) {
-  std::ostringstream ss;
-  ss << source << ": invalid plan (" << errors.size() << (errors.size() == 1 ? " error" : " errors")
-     << ")";
-  for (const std::string& e : errors) ss << "\n  " << e;
-  return ss.str();
+  std::string s = source + ": invalid plan (" + std::to_string(errors.size()) +
+                  (errors.size() == 1 ? " error)" : " errors)");
+  for (const std::string& e : errors) s += "\n  " + e;
+  return s;
 }
 
 // Collects problems with their JSON path while the plan is read field by field.
