@@ -313,8 +313,11 @@ Handle open_whole_dataset(const H5Context& ctx, hid_t file, const std::string& n
   Handle dset = open_dataset(ctx, file, name);
   expect_dims(ctx, dset.get(), name, {hsize_t(expected)});
   Handle ftype(H5Dget_type(dset.get()), H5Tclose);
+  // A corrupt datatype message reads as size 0 (found by fuzz_capture: a division by zero here).
+  const size_t element = H5Tget_size(ftype.get());
+  if (element == 0) ctx.fail("dataset /" + name + " has an unreadable element type");
   const hsize_t stored = H5Dget_storage_size(dset.get());
-  if (expected > 0 && stored / H5Tget_size(ftype.get()) < expected)
+  if (expected > 0 && stored / element < expected)
     ctx.fail("dataset /" + name + " holds " + std::to_string(stored) + " bytes, too few for its " +
              std::to_string(expected) + " values");
   return dset;
