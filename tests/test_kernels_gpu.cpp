@@ -411,6 +411,7 @@ TEST_CASE("block-sparse attention masks padded keys (NaN there never leaks)", "[
 #endif
 }
 
+#ifdef SPARSEPLAN_WITH_CUDA
 // Window rows (whole runs of key blocks, as tile-ordered 3D windows give), rows with one block
 // of a pair empty, an odd block count, padded keys holding NaN, and random rows (chunks of one
 // block between runs), for one SPARSEPLAN_PAIR64 mode.
@@ -427,6 +428,7 @@ void run_pair_cases(const char* mode) {
   run_sparse_case(2, 900, 3, 128, DType::BF16, 64, 64, {1.0, 1.0 / 16, -0.5, 0.0}, true);
   run_sparse_case(1, 1100, 2, 64, DType::FP16, 64, 64, {0.3, 0.6}, false);
 }
+#endif
 
 TEST_CASE("paired 64-row query blocks in chunks of one key block match the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
