@@ -11,15 +11,10 @@
 
 #include "plan/tile_geometry.h"
 #include "runtime/torch_ops.h"
+#include "runtime/tensor_text.h"
 
 namespace sparseplan {
 namespace {
-
-std::string shape_text(const torch::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
 
 torch::Tensor to_device_long(const std::vector<int64_t>& values, const torch::Device& device) {
   return torch::from_blob(const_cast<int64_t*>(values.data()), {int64_t(values.size())},

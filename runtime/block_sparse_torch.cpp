@@ -12,17 +12,12 @@
 
 #include "runtime/dense_backend.h"
 #include "runtime/torch_ops.h"
+#include "runtime/tensor_text.h"
 
 namespace sparseplan {
 namespace {
 
 using at::Tensor;
-
-std::string shape_text(const Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
 
 void fail(const std::string& what) {
   throw std::invalid_argument("block_sparse_attention_torch: " + what);

@@ -8,14 +8,10 @@
 
 #include <torch/torch.h>
 
+#include "runtime/tensor_text.h"
+
 namespace sparseplan {
 namespace {
-
-std::string shape(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument("compensate_dropped_blocks: " + message);
@@ -51,28 +47,28 @@ at::Tensor compensate_dropped_blocks(const at::Tensor& q, const at::Tensor& k, c
                                      const at::Tensor& kept, int64_t block_size,
                                      const std::optional<at::Tensor>& kv_valid,
                                      std::optional<double> scale) {
-  require(q.dim() == 4, "q must be [B, Np, H, D], got " + shape(q));
+  require(q.dim() == 4, "q must be [B, Np, H, D], got " + shape_text(q));
   const int64_t B = q.size(0), Np = q.size(1), H = q.size(2), D = q.size(3);
   require(block_size > 0 && Np % block_size == 0,
           "q's " + std::to_string(Np) + " rows are not whole blocks of " +
               std::to_string(block_size));
   const int64_t nb = Np / block_size;
   require(k.sizes() == q.sizes() && v.sizes() == q.sizes() && out.sizes() == q.sizes(),
-          "k " + shape(k) + ", v " + shape(v) + " and out " + shape(out) + " must equal q's " +
-              shape(q));
+          "k " + shape_text(k) + ", v " + shape_text(v) + " and out " + shape_text(out) +
+              " must equal q's " + shape_text(q));
   require(lse.dim() == 3 && lse.size(0) == B && lse.size(1) == H && lse.size(2) == Np,
           "lse must be [B, H, Np] = [" + std::to_string(B) + ", " + std::to_string(H) + ", " +
-              std::to_string(Np) + "], got " + shape(lse));
+              std::to_string(Np) + "], got " + shape_text(lse));
   require(kept.dim() == 4 && kept.size(0) == B && kept.size(1) == H && kept.size(2) == nb &&
               kept.size(3) == nb,
           "kept must be [B, H, nqb, nkb] = [" + std::to_string(B) + ", " + std::to_string(H) +
-              ", " + std::to_string(nb) + ", " + std::to_string(nb) + "], got " + shape(kept));
+              ", " + std::to_string(nb) + ", " + std::to_string(nb) + "], got " + shape_text(kept));
   const auto device = q.device();
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(device);
   at::Tensor valid = kv_valid ? kv_valid->to(f32) : torch::full({nb}, double(block_size), f32);
   require(valid.dim() == 1 && valid.size(0) == nb,
           "kv_valid must hold one count per key block (" + std::to_string(nb) + "), got " +
-              shape(valid));
+              shape_text(valid));
   const double sc = scale.value_or(1.0 / std::sqrt(double(D)));
   const double inf = std::numeric_limits<double>::infinity();
 
