@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
 #ifdef __GLIBC__
 #include <malloc.h>

@@ -9,6 +9,7 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
 #include "base/atomic_file.h"
 #include "cli/commands.h"

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
 #include "base/atomic_file.h"
 #include "io/video_writer.h"

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <torch/utils.h>
+
 #include "base/atomic_file.h"
 #include "io/capture_file.h"
 #include "io/safetensors.h"

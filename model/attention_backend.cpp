@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include <torch/utils.h>
+
 namespace sparseplan {
 
 torch::Tensor dense_attention(const torch::Tensor& q, const torch::Tensor& k,

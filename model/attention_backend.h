@@ -5,7 +5,7 @@
 
 #include <functional>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "plan/plan.h"
 

@@ -1,6 +1,7 @@
 #include "model/flow_sampler.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/utils.h>
 
 #include <cmath>
 #include <stdexcept>

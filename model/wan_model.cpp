@@ -5,6 +5,9 @@
 #include <set>
 #include <stdexcept>
 
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
 #include "io/safetensors.h"
 
 namespace sparseplan {

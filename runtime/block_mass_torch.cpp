@@ -7,7 +7,8 @@
 #include <string>
 #include <utility>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include "plan/tile_geometry.h"
 #include "runtime/torch_ops.h"

@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "runtime/attention_profile.h"
 #include "runtime/torch_ops.h"

@@ -6,6 +6,8 @@
 #include <optional>
 #include <stdexcept>
 
+#include <torch/utils.h>
+
 #include "kernels/block_select_reference.h"
 #include "plan/plan_loader.h"
 #include "runtime/attention_profile.h"

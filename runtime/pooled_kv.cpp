@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "runtime/tensor_text.h"
 

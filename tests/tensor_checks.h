@@ -2,7 +2,7 @@
 // compare whole tensors (either may live on the GPU).
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 inline double relative_l2(const torch::Tensor& got, const torch::Tensor& want) {
   const torch::Tensor g = got.cpu().to(torch::kFloat64), w = want.cpu().to(torch::kFloat64);

@@ -2,7 +2,8 @@
 // summary a user reads at the end of a run.
 #include <string>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include "runtime/attention_profile.h"
 #include "runtime/dense_backend.h"

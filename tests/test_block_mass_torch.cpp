@@ -2,7 +2,8 @@
 #include <limits>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include "runtime/block_mass_torch.h"
 #include "kernels/attention_reference.h"

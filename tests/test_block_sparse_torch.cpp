@@ -3,7 +3,9 @@
 #include <limits>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/cuda.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include "kernels/attention_reference.h"
 #include "runtime/block_sparse_torch.h"

@@ -1,6 +1,7 @@
 #include <filesystem>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include "runtime/block_mass_torch.h"
 #include "io/capture_file.h"

@@ -608,6 +608,27 @@ TEST_CASE("capture file: a format-1 capture whose global heap libhdf5 reads out 
   CHECK_THROWS_WITH(read_capture_info(path), Catch::Contains(path));
 }
 
+// Found by fuzz_capture: corrupt chunk indexes that record an unfiltered chunk shorter than the
+// chunk. libhdf5 1.10 reads the missing bytes from past its own buffer and the read succeeds, so
+// a Release build once handed those bytes on as block mass and LSE statistics.
+TEST_CASE("capture file: a block mass chunk recorded shorter than a chunk is refused") {
+  const std::string path = std::string(SPARSEPLAN_SOURCE_DIR) +
+                           "/fuzz/corpus/capture/capture-block-mass-chunk-overflow.h5";
+  const CaptureReader reader(path);
+  CHECK_THROWS_WITH(reader.head_block_mass({2, 2, 4}, reader.info().layers[0], 1),
+                    Catch::Contains(path) && Catch::Contains("/tiles/2x2x4/block_mass") &&
+                        Catch::Contains("36 bytes") && Catch::Contains("a chunk holds 100"));
+}
+
+TEST_CASE("capture file: an LSE statistics chunk recorded with no bytes is refused") {
+  const std::string path = std::string(SPARSEPLAN_SOURCE_DIR) +
+                           "/fuzz/corpus/capture/capture-dataset-read-overflow.h5";
+  const CaptureReader reader(path);
+  CHECK_THROWS_WITH(reader.head_lse_stats({1, 4, 4}, reader.info().layers[1], 1),
+                    Catch::Contains(path) && Catch::Contains("/tiles/1x4x4/lse_min") &&
+                        Catch::Contains("0 bytes"));
+}
+
 TEST_CASE("capture file: a 64-bit count beyond int is refused, not truncated") {
   const ScratchDir scratch("capture");
   const std::string path = write_capture(scratch.path() / "wide.h5", small_info());

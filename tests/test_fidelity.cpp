@@ -1,6 +1,6 @@
 // The fidelity runner and the calibrated search on the real wan-mini model at a tiny grid
 // (4 frames of 32 x 32 pixels: 4 x 8 x 8 tokens, 16-token blocks), on the CPU.
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <cmath>
 #include <string>

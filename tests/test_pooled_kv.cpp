@@ -2,7 +2,8 @@
 #include <cmath>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include "runtime/block_sparse_torch.h"
 #include "runtime/pooled_kv.h"

@@ -15,6 +15,8 @@
 // LibTorch built with glog defines a one-argument CHECK; Catch's must win.
 #undef CHECK
 #include <catch2/catch.hpp>
+#include <torch/cuda.h>
+#include <torch/utils.h>
 
 using namespace sparseplan;
 
