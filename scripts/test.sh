@@ -14,4 +14,4 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # build with the CUDA kernels, CTest and the pip install test (bench/RESULTS.md, "Fuzzing and
 # sanitizers in CI"). SPARSEPLAN_FUZZ=0 leaves the fuzzing out.
 if [[ "${SPARSEPLAN_FUZZ:-1}" != 0 ]]; then "$root/scripts/fuzz.sh"; fi
-if [[ "${SPARSEPLAN_SANITIZE:-0}" != 0 ]]; then "$root/scripts/sanitize.sh"; fi
+if [[ "${SPARSEPLAN_SANITIZE:-1}" != 0 ]]; then "$root/scripts/sanitize.sh"; fi
