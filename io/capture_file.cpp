@@ -359,7 +359,9 @@ std::vector<double> read_double_dataset(const H5Context& ctx, hid_t file, const 
 // corrupt chunk index can record a chunk shorter than the chunk, or past the end of the file;
 // libhdf5 1.10 then copies the missing bytes from whatever lies past its buffer and the read
 // succeeds with garbage (found by fuzz_capture). Unfiltered chunks must be whole; any chunk must
-// lie inside the file. A chunk never written has no address and reads as the fill value.
+// lie inside the file. A finished capture has written every chunk (the writer refuses to finish
+// otherwise), so a chunk without an address is refused too: reading it would copy the fill value,
+// whose size a corrupt file can also misstate (libhdf5 1.10 then reads past that buffer).
 void check_chunk_records(const H5Context& ctx, hid_t file, hid_t dset, const std::string& name,
                          const std::vector<hsize_t>& start, const std::vector<hsize_t>& count) {
   Handle dcpl(ctx.check(H5Dget_create_plist(dset), "cannot read the layout of /" + name),
@@ -394,13 +396,13 @@ void check_chunk_records(const H5Context& ctx, hid_t file, hid_t dset, const std
     hsize_t size = 0;
     ctx.ok(H5Dget_chunk_info_by_coord(dset, offset.data(), &filter_mask, &addr, &size),
            "cannot look up a chunk of /" + name + " at " + dims_text(offset));
-    if (addr != HADDR_UNDEF) {
-      if ((!filtered && size != whole) || size == 0 || addr > file_size || size > file_size - addr)
-        ctx.fail("dataset /" + name + ": the chunk at " + dims_text(offset) + " is recorded as " +
-                 std::to_string(size) + " bytes at byte " + std::to_string(addr) + " of a " +
-                 std::to_string(file_size) + "-byte file" +
-                 (filtered ? std::string() : ", but a chunk holds " + std::to_string(whole)));
-    }
+    if (addr == HADDR_UNDEF)
+      ctx.fail("dataset /" + name + ": the chunk at " + dims_text(offset) + " was never written");
+    if ((!filtered && size != whole) || size == 0 || addr > file_size || size > file_size - addr)
+      ctx.fail("dataset /" + name + ": the chunk at " + dims_text(offset) + " is recorded as " +
+               std::to_string(size) + " bytes at byte " + std::to_string(addr) + " of a " +
+               std::to_string(file_size) + "-byte file" +
+               (filtered ? std::string() : ", but a chunk holds " + std::to_string(whole)));
     size_t d = rank;
     while (d > 0 && at[d - 1] == last[d - 1]) {
       at[d - 1] = first[d - 1];

@@ -629,6 +629,17 @@ TEST_CASE("capture file: an LSE statistics chunk recorded with no bytes is refus
                         Catch::Contains("0 bytes"));
 }
 
+// The same corrupt index has lost the records of other chunks. libhdf5 reads such a chunk as the
+// fill value, and on this file read past its fill-value buffer doing so (ASan, under H5Dread).
+TEST_CASE("capture file: a chunk without a record in a finished capture is refused") {
+  const std::string path = std::string(SPARSEPLAN_SOURCE_DIR) +
+                           "/fuzz/corpus/capture/capture-dataset-read-overflow.h5";
+  const CaptureReader reader(path);
+  CHECK_THROWS_WITH(reader.head_lse_stats({1, 4, 4}, reader.info().layers[0], 0),
+                    Catch::Contains(path) && Catch::Contains("/tiles/1x4x4/lse_min") &&
+                        Catch::Contains("[0, 1, 0, 0, 0] was never written"));
+}
+
 TEST_CASE("capture file: a 64-bit count beyond int is refused, not truncated") {
   const ScratchDir scratch("capture");
   const std::string path = write_capture(scratch.path() / "wide.h5", small_info());
