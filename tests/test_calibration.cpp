@@ -73,14 +73,19 @@ CalibrationOptions quality_options(double psnr) {
   return o;
 }
 
+// (cost, error) per level of two layers; the last level of each is dense (no error).
+std::vector<std::vector<LayerLevel>> two_layer_levels() {
+  return {
+      {{1.0, 10.0}, {2.0, 1.0}, {4.0, 0.0}},
+      {{1.0, 2.0}, {2.0, 1.5}, {4.0, 0.0}},
+  };
+}
+
 }  // namespace
 
 TEST_CASE("allocation for an error budget takes the cheapest levels that fit it") {
   // Layer 0 buys a lot of error per ms, layer 1 little: layer 0 is raised first.
-  const std::vector<std::vector<LayerLevel>> levels = {
-      {{1.0, 10.0}, {2.0, 1.0}, {4.0, 0.0}},
-      {{1.0, 2.0}, {2.0, 1.5}, {4.0, 0.0}},
-  };
+  const std::vector<std::vector<LayerLevel>> levels = two_layer_levels();
   const LayerAllocation a = allocate_for_error(levels, 3.5);
   CHECK(a.feasible);
   CHECK(a.level == std::vector<int>{1, 0});
@@ -91,10 +96,7 @@ TEST_CASE("allocation for an error budget takes the cheapest levels that fit it"
 }
 
 TEST_CASE("allocation for a cost budget lowers the error as far as the budget allows") {
-  const std::vector<std::vector<LayerLevel>> levels = {
-      {{1.0, 10.0}, {2.0, 1.0}, {4.0, 0.0}},
-      {{1.0, 2.0}, {2.0, 1.5}, {4.0, 0.0}},
-  };
+  const std::vector<std::vector<LayerLevel>> levels = two_layer_levels();
   const LayerAllocation a = allocate_for_cost(levels, 3.0);
   CHECK(a.feasible);
   CHECK(a.cost <= 3.0);
