@@ -81,6 +81,15 @@ std::vector<std::vector<LayerLevel>> two_layer_levels() {
   };
 }
 
+// A speed-target calibration of the three-layer synthetic model, every layer equally sensitive.
+CalibrationResult calibrate_for_time(double time_fraction) {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  CalibrationOptions o = quality_options(-1.0);
+  o.target_time_fraction = time_fraction;
+  return calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+}
+
 }  // namespace
 
 TEST_CASE("allocation for an error budget takes the cheapest levels that fit it") {
@@ -138,23 +147,13 @@ TEST_CASE("a calibrated plan records its target, the PSNR it reached and its mod
 }
 
 TEST_CASE("a speed target gives a plan within that attention time") {
-  const SyntheticSource source(three_layer_spec());
-  int runs = 0;
-  CalibrationOptions o = quality_options(-1.0);
-  o.target_time_fraction = 0.6;
-  const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  const CalibrationResult r = calibrate_for_time(0.6);
   REQUIRE(r.met);
   CHECK(r.score.time_fraction <= 0.6);
 }
 
 TEST_CASE("an impossible speed target says no plan meets the target and returns the best found") {
-  const SyntheticSource source(three_layer_spec());
-  int runs = 0;
-  CalibrationOptions o = quality_options(-1.0);
-  o.target_time_fraction = 0.001;
-  const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  const CalibrationResult r = calibrate_for_time(0.001);
   CHECK_FALSE(r.met);
   CHECK_THAT(r.message, Catch::Contains("no plan meets the target"));
   CHECK(r.plan.layers.size() == 3);
