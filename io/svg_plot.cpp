@@ -346,9 +346,11 @@ struct Frame {
 };
 
 // Margins around a w x h data area: tick labels and axis labels, a legend on the right, notes
-// below, and room for the title.
-Frame make_frame(const std::string& title, const Scale& ys, double w, double h,
-                 const LegendLayout& legend, size_t note_lines, double note_width) {
+// below, and room for the title. Places both scales on the data area.
+Frame make_frame(const std::string& title, Scale& xs, Scale& ys, double w, double h,
+                 const LegendLayout& legend, const std::vector<std::string>& notes) {
+  const size_t note_lines = notes.size();
+  const double note_width = notes.empty() ? 0.0 : text_width(notes[0], 6.2);
   Frame f;
   f.w = w;
   f.h = h;
@@ -359,6 +361,10 @@ Frame make_frame(const std::string& title, const Scale& ys, double w, double h,
   f.width = f.left + w + (legend_w > 0 ? 16 + legend_w : 24);
   f.width = std::max({f.width, text_width(title, 8.5) + 24, note_width + f.left + 8});
   f.height = f.top + h + 48 + 15.0 * double(note_lines);
+  xs.pixel_lo = f.left;
+  xs.pixel_hi = f.left + f.w;
+  ys.pixel_lo = f.top + f.h;
+  ys.pixel_hi = f.top;
   return f;
 }
 
@@ -431,12 +437,7 @@ std::string line_plot_svg(const LinePlot& plot) {
   if (!skipped.empty())
     notes.push_back("not drawn (non-finite" + std::string(plot.x.log || plot.y.log ? " or <= 0 on a log axis" : "") +
                     "): " + join_limited(skipped, 6));
-  const Frame f = make_frame(plot.title, sy, plot.plot_width, plot.plot_height, legend, notes.size(),
-                             notes.empty() ? 0.0 : text_width(notes[0], 6.2));
-  sx.pixel_lo = f.left;
-  sx.pixel_hi = f.left + f.w;
-  sy.pixel_lo = f.top + f.h;
-  sy.pixel_hi = f.top;
+  const Frame f = make_frame(plot.title, sx, sy, plot.plot_width, plot.plot_height, legend, notes);
 
   Writer svg;
   svg.begin(f.width, f.height);
@@ -719,12 +720,7 @@ std::string scatter_plot_svg(const ScatterPlot& plot) {
   const LegendLayout legend = layout_legend(entries, plot.plot_height);
   std::vector<std::string> notes;
   if (!skipped.empty()) notes.push_back("not drawn: " + join_limited(skipped, 6));
-  const Frame f = make_frame(plot.title, sy, plot.plot_width, plot.plot_height, legend, notes.size(),
-                       notes.empty() ? 0.0 : text_width(notes[0], 6.2));
-  sx.pixel_lo = f.left;
-  sx.pixel_hi = f.left + f.w;
-  sy.pixel_lo = f.top + f.h;
-  sy.pixel_hi = f.top;
+  const Frame f = make_frame(plot.title, sx, sy, plot.plot_width, plot.plot_height, legend, notes);
 
   Writer svg;
   svg.begin(f.width, f.height);
