@@ -4,9 +4,9 @@
 # then fuzzes each parser for a fixed number of runs from a fixed seed, so a CI run is
 # reproducible (mostly: libhdf5's state carries over between capture inputs). New inputs go to
 # a scratch folder, crashes to build-fuzz/artifacts/.
-#   FUZZ_RUNS_PLAN / FUZZ_RUNS_SAFETENSORS / FUZZ_RUNS_CAPTURE  runs per parser: about 65 s,
-#     35 s and 3 min of a free core (measured rates: bench/RESULTS.md; the capture reader runs
-#     only ~3 inputs per CPU second)
+#   FUZZ_RUNS_PLAN / FUZZ_RUNS_SAFETENSORS / FUZZ_RUNS_CAPTURE  runs per parser: on the 2-core
+#     machine 86 s, 40 s and 27 s (bench/RESULTS.md, "The CI run, timed"; the capture reader's
+#     rate varies with the inputs: format-1 files fork a child and run at ~4 per second)
 #   FUZZ_SEED  libFuzzer's -seed (default 1); FUZZ_PARSERS  which ones (default all three)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -535,6 +535,11 @@ void zero_global_heap(const std::string& path) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
+// A committed input of the fuzz harnesses, e.g. "corpus/capture/stats.h5".
+std::string fuzz_input(const std::string& relative) {
+  return std::string(SPARSEPLAN_SOURCE_DIR) + "/fuzz/" + relative;
+}
+
 }  // namespace
 
 TEST_CASE("capture file: format 2 stores no variable-length strings") {
@@ -603,8 +608,7 @@ TEST_CASE("capture file: a format-1 capture with a zeroed global heap is refused
 // the strings did not read; in a Release build the child does not fault and the file is refused
 // further on. Either way the reading process survives with an error naming the file.
 TEST_CASE("capture file: a format-1 capture whose global heap libhdf5 reads out of bounds is refused") {
-  const std::string path =
-      std::string(SPARSEPLAN_SOURCE_DIR) + "/fuzz/crashes/capture-global-heap-read-overflow.h5";
+  const std::string path = fuzz_input("crashes/capture-global-heap-read-overflow.h5");
   CHECK_THROWS_WITH(read_capture_info(path), Catch::Contains(path));
 }
 
@@ -612,8 +616,7 @@ TEST_CASE("capture file: a format-1 capture whose global heap libhdf5 reads out 
 // chunk. libhdf5 1.10 reads the missing bytes from past its own buffer and the read succeeds, so
 // a Release build once handed those bytes on as block mass and LSE statistics.
 TEST_CASE("capture file: a block mass chunk recorded shorter than a chunk is refused") {
-  const std::string path = std::string(SPARSEPLAN_SOURCE_DIR) +
-                           "/fuzz/corpus/capture/capture-block-mass-chunk-overflow.h5";
+  const std::string path = fuzz_input("corpus/capture/capture-block-mass-chunk-overflow.h5");
   const CaptureReader reader(path);
   CHECK_THROWS_WITH(reader.head_block_mass({2, 2, 4}, reader.info().layers[0], 1),
                     Catch::Contains(path) && Catch::Contains("/tiles/2x2x4/block_mass") &&
@@ -621,8 +624,7 @@ TEST_CASE("capture file: a block mass chunk recorded shorter than a chunk is ref
 }
 
 TEST_CASE("capture file: an LSE statistics chunk recorded with no bytes is refused") {
-  const std::string path = std::string(SPARSEPLAN_SOURCE_DIR) +
-                           "/fuzz/corpus/capture/capture-dataset-read-overflow.h5";
+  const std::string path = fuzz_input("corpus/capture/capture-dataset-read-overflow.h5");
   const CaptureReader reader(path);
   CHECK_THROWS_WITH(reader.head_lse_stats({1, 4, 4}, reader.info().layers[1], 1),
                     Catch::Contains(path) && Catch::Contains("/tiles/1x4x4/lse_min") &&
@@ -632,8 +634,7 @@ TEST_CASE("capture file: an LSE statistics chunk recorded with no bytes is refus
 // The same corrupt index has lost the records of other chunks. libhdf5 reads such a chunk as the
 // fill value, and on this file read past its fill-value buffer doing so (ASan, under H5Dread).
 TEST_CASE("capture file: a chunk without a record in a finished capture is refused") {
-  const std::string path = std::string(SPARSEPLAN_SOURCE_DIR) +
-                           "/fuzz/corpus/capture/capture-dataset-read-overflow.h5";
+  const std::string path = fuzz_input("corpus/capture/capture-dataset-read-overflow.h5");
   const CaptureReader reader(path);
   CHECK_THROWS_WITH(reader.head_lse_stats({1, 4, 4}, reader.info().layers[0], 0),
                     Catch::Contains(path) && Catch::Contains("/tiles/1x4x4/lse_min") &&
