@@ -88,6 +88,7 @@ struct Options {
   std::string device = "cpu";
   std::string dtype = "float32";
   std::string attention = "kernels";
+  std::string sinusoid = "float64";
   int64_t chunk_rows = 0;
 };
 
@@ -226,7 +227,9 @@ int run_capture(const Options& o) {
                                   : o.dtype == "float16" ? torch::kHalf
                                                          : torch::kFloat32;
   keep_freed_memory();
-  const WanModel model = load_wan_model(o.model, device, dtype);
+  WanModel model = load_wan_model(o.model, device, dtype);
+  model.sinusoid_precision =
+      o.sinusoid == "float32" ? SinusoidPrecision::kFloat32 : SinusoidPrecision::kFloat64;
 
   CaptureBackend backend(writer, o.chunk_rows, impl);
   const AttentionFn attention = backend.attention();
@@ -304,6 +307,12 @@ Command add_capture(CLI::App& app) {
   sub->add_flag("--full-lse", o->full_lse, "Also store every token's LSE");
   sub->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   sub->add_option("--dtype", o->dtype, "Weights: float32, bfloat16 or float16")
+      ->capture_default_str();
+  sub->add_option("--sinusoid", o->sinusoid,
+                  "Precision of the timestep sinusoid: float64 (the official Wan2.1 code) or "
+                  "float32 (diffusers' WanTransformer3DModel: use it to compare with a diffusers "
+                  "pipeline)")
+      ->check(CLI::IsMember({"float64", "float32"}))
       ->capture_default_str();
   sub->add_option("--attention", o->attention,
                   "kernels (dense and block-mass CUDA kernels on CUDA, float32 LibTorch on the "

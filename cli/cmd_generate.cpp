@@ -55,6 +55,7 @@ struct Options {
   std::string device = "cpu";
   std::string dtype = "float32";
   std::string attention = "kernels";
+  std::string sinusoid = "float64";
   bool profile = false;
   int fps = 8;
   int scale = 4;
@@ -191,7 +192,9 @@ int run_generate(const Options& o) {
       throw std::invalid_argument("--plan " + o.plan + ": " + text);
     }
   }
-  const WanModel model = load_wan_model(o.model, device, dtype);
+  WanModel model = load_wan_model(o.model, device, dtype);
+  model.sinusoid_precision =
+      o.sinusoid == "float32" ? SinusoidPrecision::kFloat32 : SinusoidPrecision::kFloat64;
   fs::create_directories(o.out);
 
   const AttentionFn attention = plan ? plan->attention() : dense_backend(impl, &profile);
@@ -283,6 +286,12 @@ Command add_generate(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--dtype", o->dtype, "Linear weights: float32, bfloat16 or float16")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
+  sub->add_option("--sinusoid", o->sinusoid,
+                  "Precision of the timestep sinusoid: float64 (the official Wan2.1 code) or "
+                  "float32 (diffusers' WanTransformer3DModel: use it to compare with a diffusers "
+                  "pipeline)")
+      ->check(CLI::IsMember({"float64", "float32"}))
       ->capture_default_str();
   sub->add_option("--attention", o->attention,
                   "Self-attention: kernels (the CUDA kernels on CUDA, float32 LibTorch on the "

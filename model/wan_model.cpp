@@ -116,10 +116,9 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
 }
 
-torch::Tensor gelu_tanh(const torch::Tensor& x) {
-  constexpr double k = 0.7978845608028654;  // sqrt(2 / pi)
-  return 0.5 * x * (1.0 + torch::tanh(k * (x + 0.044715 * x * x * x)));
-}
+// torch's op rather than the formula: the official model and diffusers both call it, and the
+// formula differs from it in the last bits of 1% of values, enough to flip bf16 roundings.
+torch::Tensor gelu_tanh(const torch::Tensor& x) { return torch::gelu(x, "tanh"); }
 
 // Rotates each (even, odd) pair of the head dimension by its angle: the complex product of the
 // official rope_apply written with real arithmetic. x: [B, L, H, D]; cos/sin: [L, 1, D/2].
@@ -132,12 +131,22 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
   return torch::stack({a * cos - b * sin, a * sin + b * cos}, -1).reshape(sizes);
 }
 
-// 1D sinusoidal embedding of the timesteps, computed in float64 as the official model does.
-torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int dim) {
+// 1D sinusoidal embedding of the timesteps, [cos, sin]. kFloat64 computes it as the official
+// model does; kFloat32 with diffusers' operations (get_timestep_embedding), so that the runner
+// and a diffusers pipeline round q/k/v to the same bf16 values.
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int dim, SinusoidPrecision precision) {
   const int half = dim / 2;
-  auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(t.device());
-  torch::Tensor freqs = torch::pow(10000.0, -torch::arange(half, f64) / double(half));
-  torch::Tensor sinusoid = torch::outer(t.to(torch::kFloat64), freqs);
+  torch::Tensor sinusoid;
+  if (precision == SinusoidPrecision::kFloat64) {
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(t.device());
+    torch::Tensor freqs = torch::pow(10000.0, -torch::arange(half, f64) / double(half));
+    sinusoid = torch::outer(t.to(torch::kFloat64), freqs);
+  } else {
+    auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(t.device());
+    torch::Tensor exponent = -std::log(10000.0) * torch::arange(0, half, f32);
+    torch::Tensor freqs = torch::exp(exponent / double(half));
+    sinusoid = t.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);
+  }
   return torch::cat({torch::cos(sinusoid), torch::sin(sinusoid)}, 1).to(torch::kFloat32);
 }
 
@@ -191,14 +200,16 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
   const auto& p = c.patch_size;
   const int64_t L = grid.tokens(), n = c.num_heads, d = c.head_dim();
 
-  // Patch embedding: the stride == kernel Conv3d is a linear map of each flattened patch.
-  torch::Tensor x = x_in.to(device, torch::kFloat32)
-                        .reshape({B, c.in_dim, grid.frames, p[0], grid.height, p[1], grid.width, p[2]})
-                        .permute({0, 2, 4, 6, 1, 3, 5, 7})
-                        .reshape({B, L, int64_t(c.in_dim) * p[0] * p[1] * p[2]});
-  x = linear(x, patch_w, patch_b);
+  // Patch embedding as the Conv3d the official model runs: the same map as a linear layer on
+  // flattened patches, but summed in another order, which flips bf16 roundings of q/k later.
+  const std::vector<int64_t> stride{p[0], p[1], p[2]};
+  torch::Tensor x = torch::conv3d(x_in.to(device, patch_w.scalar_type()), patch_w,
+                                  patch_b.to(patch_w.scalar_type()), stride)
+                        .to(torch::kFloat32)
+                        .flatten(2)
+                        .transpose(1, 2);
 
-  torch::Tensor e = sinusoidal_embedding(t.to(device), c.freq_dim);
+  torch::Tensor e = sinusoidal_embedding(t.to(device), c.freq_dim, sinusoid_precision);
   e = linear(torch::silu(linear(e, time0_w, time0_b)), time2_w, time2_b);       // [B, dim]
   torch::Tensor e0 = linear(torch::silu(e), time_proj_w, time_proj_b).view({B, 6, c.dim});
 
@@ -298,8 +309,7 @@ WanModel load_wan_model(const std::string& dir, torch::Device device, torch::Sca
   const int64_t D = c.dim, P = int64_t(c.patch_size[0]) * c.patch_size[1] * c.patch_size[2];
 
   m.patch_w = wl.weight("patch_embedding.weight",
-                        {D, c.in_dim, c.patch_size[0], c.patch_size[1], c.patch_size[2]})
-                  .reshape({D, c.in_dim * P});
+                        {D, c.in_dim, c.patch_size[0], c.patch_size[1], c.patch_size[2]});
   m.patch_b = wl.exact("patch_embedding.bias", {D});
   m.text0_w = wl.weight("text_embedding.0.weight", {D, c.text_dim});
   m.text0_b = wl.exact("text_embedding.0.bias", {D});

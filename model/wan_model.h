@@ -27,14 +27,20 @@ struct ForwardContext {
   int branch = 0;  // 0: conditional, 1: unconditional
 };
 
+// Precision of the timestep sinusoid: float64 as the official Wan2.1 code, or float32 with the
+// operations of diffusers' WanTransformer3DModel (the two differ by ~4e-7 after the time MLP,
+// enough to flip some bf16 roundings of q/k; runs compared with a diffusers pipeline use kFloat32).
+enum class SinusoidPrecision { kFloat64, kFloat32 };
+
 class WanModel {
  public:
   WanConfig config;
   std::string source;  // checkpoint directory
   torch::Device device{torch::kCPU};
   torch::ScalarType dtype = torch::kFloat32;  // weights of the linear layers
+  SinusoidPrecision sinusoid_precision = SinusoidPrecision::kFloat64;
 
-  torch::Tensor patch_w, patch_b;  // patch embedding as a linear map: [dim, in_dim*pf*ph*pw]
+  torch::Tensor patch_w, patch_b;  // patch embedding, the Conv3d's: [dim, in_dim, pf, ph, pw]
   torch::Tensor text0_w, text0_b, text2_w, text2_b;
   torch::Tensor time0_w, time0_b, time2_w, time2_b;
   torch::Tensor time_proj_w, time_proj_b;
