@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Pooled compensation (plan `compensation: pooled_kv`) against the same plans without it, on
+# Compensation of dropped blocks (plan `compensation`) against the same plans without it, on
 # wan-mini: capture the calibration prompts, search recall plans and make sliding-tile and radial
-# baselines, add a pooled_kv twin of each, and evaluate all of them against dense sampling on the
-# held-out prompts and seeds at several dense warm-ups. Tables land in $OUT_DIR.
+# baselines, add a twin of each per entry of COMPENSATIONS, and evaluate all of them against
+# dense sampling on the held-out prompts and seeds at several dense warm-ups. COMPENSATIONS:
+# `pooled_kv`, `residual_cache` (refreshed at the last warm-up step only) and `residual_cache/K`
+# (also refreshed every K steps). Tables land in $OUT_DIR.
 #   DEVICE=cuda bash bench/compensation.sh                  (GPU machine)
 #   GRID=4,32,32 STEPS=6 RECALLS=0.7 bash bench/compensation.sh  (a quick CPU smoke run)
 set -euo pipefail
@@ -15,6 +17,7 @@ steps="${STEPS:-30}"
 grid="${GRID:-16,64,64}"
 recalls="${RECALLS:-0.5 0.7 0.8 0.9 0.95}"
 warmups="${WARMUPS:-0,3,6}"
+compensations="${COMPENSATIONS:-pooled_kv residual_cache residual_cache/5}"
 python="${PYTHON:-python3}"
 IFS=, read -r f h w <<<"$grid"
 tgrid="$f,$((h / 4)),$((w / 4))"
@@ -41,18 +44,24 @@ done
   --steps "$steps" --warmup 0 --out "$out/radial.json"
 plans+=("$out/sliding-tile-3x3x3.json" "$out/sliding-tile-2x3x3.json" "$out/radial.json")
 
-stage "pooled_kv twins"
+stage "twins: $compensations"
 all=()
 for p in "${plans[@]}"; do
-  twin="${p%.json}-pooled.json"
-  "$python" - "$p" "$twin" <<'PY'
+  all+=("$p")
+  for c in $compensations; do
+    twin="${p%.json}-${c/\//-every}.json"
+    "$python" - "$p" "$twin" "$c" "$steps" <<'PY'
 import json, sys
 plan = json.load(open(sys.argv[1]))
-plan["compensation"] = "pooled_kv"
-plan["description"] = plan.get("description", "") + " + pooled_kv"
+kind, _, every = sys.argv[3].partition("/")
+plan["compensation"] = kind
+if every:
+    plan["schedule"]["refresh_steps"] = list(range(int(every), int(sys.argv[4]), int(every)))
+plan["description"] = plan.get("description", "") + " + " + sys.argv[3]
 json.dump(plan, open(sys.argv[2], "w"))
 PY
-  all+=("$p" "$twin")
+    all+=("$twin")
+  done
 done
 
 stage "evaluate on the held-out prompts"

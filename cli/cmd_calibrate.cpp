@@ -28,6 +28,8 @@ struct Options {
   double reference_recall = 0.85;
   std::string warmups;
   int reselect_every = 5;
+  std::string compensation = "none";
+  int refresh_every = 0;
   int max_verify = 5;
   std::string tile;
   int threads = 2;
@@ -65,6 +67,9 @@ int run_calibrate(const Options& o) {
   if (o.target_time > 1.0) throw std::invalid_argument("--target-time must be in (0, 1]");
   if (o.reselect_every < 1) throw std::invalid_argument("--reselect-every must be >= 1");
   if (o.max_verify < 1) throw std::invalid_argument("--max-verify must be >= 1");
+  if (o.refresh_every < 0) throw std::invalid_argument("--refresh-every must be >= 0");
+  if (o.refresh_every > 0 && o.compensation != "residual_cache")
+    throw std::invalid_argument("--refresh-every needs --compensation residual_cache");
   {
     const fs::path parent = fs::absolute(o.out).parent_path();
     if (!fs::is_directory(parent))
@@ -84,6 +89,10 @@ int run_calibrate(const Options& o) {
       throw std::invalid_argument("--warmups: " + std::to_string(w) + " is not below --steps " +
                                   std::to_string(co.steps));
   co.reselect_every = o.reselect_every;
+  co.compensation = o.compensation == "residual_cache" ? Compensation::ResidualCache
+                    : o.compensation == "pooled_kv"    ? Compensation::PooledKV
+                                                       : Compensation::None;
+  co.refresh_every = o.refresh_every;
   co.max_verify = o.max_verify;
   if (!o.tile.empty()) co.search.tiles = {parse_tile_name(o.tile)};
   co.search.threads = o.threads;
@@ -164,6 +173,14 @@ Command add_calibrate(CLI::App& app) {
                   "Dense warm-up candidates, e.g. 0,3,6,9 (default: 0, 10, 20, 30% of steps)");
   sub->add_option("--reselect-every", o->reselect_every,
                   "Online heads re-select every this many steps")
+      ->capture_default_str();
+  sub->add_option("--compensation", o->compensation,
+                  "What the plans do about dropped blocks (docs/plan-format.md)")
+      ->check(CLI::IsMember({"none", "pooled_kv", "residual_cache"}))
+      ->capture_default_str();
+  sub->add_option("--refresh-every", o->refresh_every,
+                  "With residual_cache: a dense refresh step every this many steps after the "
+                  "warm-up (0: only the last warm-up step refreshes)")
       ->capture_default_str();
   sub->add_option("--max-verify", o->max_verify, "Model runs of allocated candidates")
       ->capture_default_str();

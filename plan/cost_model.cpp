@@ -81,12 +81,14 @@ PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
   cost.dense_ms = dense_call * double(steps) * branches * double(plan.layers.size());
 
   // Per layer: the sparse-step time and the extra time of a step where online heads select.
-  std::vector<double> sparse_step(plan.layers.size(), 0.0), select_extra(plan.layers.size(), 0.0);
+  // A refresh of the residual cache runs each sparse head's layout and its complement.
+  std::vector<double> sparse_step(plan.layers.size(), 0.0), select_extra(plan.layers.size(), 0.0),
+      refresh_step(plan.layers.size(), 0.0);
   for (size_t l = 0; l < plan.layers.size(); ++l) {
     bool all_dense = true;
     for (const HeadRule& r : plan.layers[l]) all_dense = all_dense && r.kind == RuleKind::Dense;
     if (all_dense) {
-      sparse_step[l] = dense_call;
+      sparse_step[l] = refresh_step[l] = dense_call;
       continue;
     }
     // Pooled compensation adds one key per block to every query row of a sparse head.
@@ -99,14 +101,26 @@ PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
               : model.sparse_head_density_ms(g, d, head_price_density(g, r) + pooled);
       sparse_step[l] += head;
       if (r.kind == RuleKind::Online) select_extra[l] += model.selecting_head_ms(tokens, d) - head;
+      const double kept = r.kind == RuleKind::Dense ? 1.0 : head_price_density(g, r);
+      refresh_step[l] += r.kind == RuleKind::Dense || kept >= 1.0
+                             ? model.sparse_head_density_ms(g, d, 1.0)
+                             : model.sparse_head_density_ms(g, d, kept) +
+                                   model.sparse_head_density_ms(g, d, 1.0 - kept);
     }
   }
   const std::set<int> dense_steps(plan.schedule.dense_steps.begin(),
                                   plan.schedule.dense_steps.end());
   const std::set<int> reselect(plan.schedule.reselect_steps.begin(),
                                plan.schedule.reselect_steps.end());
+  const bool cached = plan.compensation == Compensation::ResidualCache;
+  const std::set<int> refresh(plan.schedule.refresh_steps.begin(),
+                              plan.schedule.refresh_steps.end());
   bool selected = false;
   for (int s = 0; s < steps; ++s) {
+    if (cached && (s == plan.schedule.warmup_steps - 1 || dense_steps.count(s) || refresh.count(s))) {
+      for (size_t l = 0; l < plan.layers.size(); ++l) cost.plan_ms += branches * refresh_step[l];
+      continue;
+    }
     if (s < plan.schedule.warmup_steps || dense_steps.count(s)) {
       cost.plan_ms += dense_call * branches * double(plan.layers.size());
       continue;

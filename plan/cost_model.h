@@ -51,7 +51,9 @@ struct PlanCost {
 
 // Predicted attention time of one generation: `steps` sampling steps, `branches` attention
 // calls per layer and step (2 with classifier-free guidance), batch 1. Warm-up and dense steps
-// run dense; online heads select at reselect steps and at their first sparse step.
+// run dense; online heads select at reselect steps and at their first sparse step. With the
+// residual cache, the last warm-up step, dense steps and refresh steps run each sparse head's
+// layout and its complement (dense work in two block-sparse calls).
 PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
                            const AttentionCostModel& model = {});
 

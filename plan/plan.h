@@ -77,6 +77,9 @@ struct Schedule {
   int warmup_steps = 0;                   // steps [0, warmup) run dense
   std::vector<int> dense_steps;           // further steps that run dense
   std::vector<int> reselect_steps;        // steps at which online heads re-select their blocks
+  // With compensation residual_cache: further steps that run dense (as two block-sparse calls,
+  // the layout and its complement) to refresh the cached share of the dropped blocks.
+  std::vector<int> refresh_steps;
 };
 
 // What a calibrated search ran the model on and what the plan reached there. PSNR is of the
@@ -116,6 +119,10 @@ struct ModelInfo {
 enum class Compensation {
   None,      // dropped blocks contribute nothing
   PooledKV,  // each dropped block enters as one pooled key and value (runtime/pooled_kv.h)
+  // The dropped blocks' share of the output (their normalised output and softmax weight per
+  // query row) is computed exactly at the last warm-up step, dense steps and refresh steps, and
+  // reused at the sparse steps until the next: attention maps barely change between steps.
+  ResidualCache,
 };
 
 struct Plan {

@@ -225,19 +225,26 @@ bool read_tiling(Reader& r, const json& root, Plan& plan, bool grid_ok) {
 
 void read_compensation(Reader& r, const json& root, Plan& plan) {
   std::string name;
-  if (!r.read_string(root, "", "compensation", name, false)) return;
+  if (!r.read_string(root, "", "compensation", name, false))
+    name = compensation_name(Compensation::None);
   if (name == compensation_name(Compensation::None))
     plan.compensation = Compensation::None;
   else if (name == compensation_name(Compensation::PooledKV))
     plan.compensation = Compensation::PooledKV;
+  else if (name == compensation_name(Compensation::ResidualCache))
+    plan.compensation = Compensation::ResidualCache;
   else
-    r.fail("compensation", "expected \"none\" or \"pooled_kv\", got \"" + name + "\"");
+    r.fail("compensation", "expected \"none\", \"pooled_kv\" or \"residual_cache\", got \"" +
+                               name + "\"");
+  if (!plan.schedule.refresh_steps.empty() && plan.compensation != Compensation::ResidualCache)
+    r.fail("schedule.refresh_steps", "refresh steps need compensation \"residual_cache\"");
 }
 
 void read_schedule(Reader& r, const json& root, Plan& plan) {
   const json* s = r.object_field(root, "", "schedule", false);
   if (s == nullptr) return;
-  r.only_keys(*s, "schedule", {"total_steps", "warmup_steps", "dense_steps", "reselect_steps"});
+  r.only_keys(*s, "schedule",
+              {"total_steps", "warmup_steps", "dense_steps", "reselect_steps", "refresh_steps"});
   Schedule& sc = plan.schedule;
   r.read_int(*s, "schedule", "total_steps", sc.total_steps, 0, 1 << 20, false);
   const int max_step = sc.total_steps > 0 ? sc.total_steps - 1 : (1 << 20);
@@ -249,6 +256,8 @@ void read_schedule(Reader& r, const json& root, Plan& plan) {
   r.read_int_list(*s, "schedule", "dense_steps", sc.dense_steps, -1, 0, max_step, steps_what,
                   false);
   r.read_int_list(*s, "schedule", "reselect_steps", sc.reselect_steps, -1, 0, max_step,
+                  steps_what, false);
+  r.read_int_list(*s, "schedule", "refresh_steps", sc.refresh_steps, -1, 0, max_step,
                   steps_what, false);
 }
 

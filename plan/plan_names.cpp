@@ -25,6 +25,7 @@ const char* compensation_name(Compensation compensation) {
   switch (compensation) {
     case Compensation::None: return "none";
     case Compensation::PooledKV: return "pooled_kv";
+    case Compensation::ResidualCache: return "residual_cache";
   }
   return "?";
 }

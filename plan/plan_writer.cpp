@@ -62,6 +62,8 @@ json plan_to_json(const Plan& plan) {
                    {"warmup_steps", plan.schedule.warmup_steps},
                    {"dense_steps", plan.schedule.dense_steps},
                    {"reselect_steps", plan.schedule.reselect_steps}};
+  if (!plan.schedule.refresh_steps.empty())
+    j["schedule"]["refresh_steps"] = plan.schedule.refresh_steps;
   if (plan.compensation != Compensation::None)
     j["compensation"] = compensation_name(plan.compensation);
   if (plan.search) {

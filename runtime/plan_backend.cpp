@@ -31,7 +31,16 @@ struct PlanBackend::DeviceLayout {
   torch::Tensor row_offsets;  // int32 [B, H, nqb + 1], global offsets into col_indices
   torch::Tensor col_indices;  // int32
   torch::Tensor kept;         // bool [B, H, nqb, nkb] on the device; pooled compensation only
+  // The complement of every static head's layout, empty rows for online heads; residual cache
+  // only.
+  torch::Tensor complement_row_offsets, complement_col_indices;
   double density = 0.0;       // blocks run / all blocks; online heads at a selection count 1
+};
+
+// The dropped blocks' share of one (layer, branch), in tile order: their normalised output
+// [B, slots, H, D] and its softmax weight [B, slots, H, 1] among all keys.
+struct PlanBackend::CachedShare {
+  torch::Tensor out, weight;
 };
 
 struct PlanBackend::DeviceOrder {
@@ -99,6 +108,25 @@ BlockLayout select_head(const TileGeometry& g, const OnlineRule& rule, const flo
   return layout;
 }
 
+// The softmax weight of the complement's keys per query row, [B, slots, H, 1], from the LSEs
+// [B, H, slots] of a layout and its complement; 0 where neither sees a key (padding rows).
+torch::Tensor dropped_weight(const torch::Tensor& kept_lse, const torch::Tensor& rest_lse) {
+  const torch::Tensor a = kept_lse.to(torch::kFloat32).transpose(1, 2).unsqueeze(-1);
+  const torch::Tensor c = rest_lse.to(torch::kFloat32).transpose(1, 2).unsqueeze(-1);
+  torch::Tensor m = torch::maximum(a, c);
+  m = torch::where(torch::isfinite(m), m, torch::zeros_like(m));
+  const torch::Tensor ea = torch::exp(a - m), ec = torch::exp(c - m);
+  const torch::Tensor total = ea + ec;
+  return torch::where(total > 0, ec / total, torch::zeros_like(total)).contiguous();
+}
+
+// The kept blocks' output with the dropped blocks' output mixed in at its weight, in float32.
+torch::Tensor mix_in(const torch::Tensor& kept, const torch::Tensor& dropped,
+                     const torch::Tensor& weight) {
+  const torch::Tensor k = kept.to(torch::kFloat32);
+  return k + weight * (dropped.to(torch::kFloat32) - k);
+}
+
 }  // namespace
 
 double PlanRunStats::mean_sparse_density() const {
@@ -141,7 +169,15 @@ void PlanBackend::check_model(const ModelInfo& model) const {
 
 bool PlanBackend::runs_dense(const AttentionCall& call) const {
   const Schedule& s = plan_.schedule;
-  return call.step < 0 || call.step < s.warmup_steps || contains(s.dense_steps, call.step);
+  return call.step < 0 || call.step < s.warmup_steps || contains(s.dense_steps, call.step) ||
+         refreshes(call);
+}
+
+bool PlanBackend::refreshes(const AttentionCall& call) const {
+  const Schedule& s = plan_.schedule;
+  return plan_.compensation == Compensation::ResidualCache && call.step >= 0 &&
+         (call.step == s.warmup_steps - 1 || contains(s.dense_steps, call.step) ||
+          contains(s.refresh_steps, call.step));
 }
 
 const PlanBackend::OnlineSelection* PlanBackend::online_selection(int layer, int branch) const {
@@ -215,17 +251,28 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
                                                     const torch::Device& device) const {
   const int64_t H = int64_t(lp.heads.size());
   const int64_t nqb = geometry_.total_blocks, nkb = geometry_.total_blocks;
-  std::vector<int32_t> ro, ci;
+  const bool complement = plan_.compensation == Compensation::ResidualCache;
+  std::vector<int32_t> ro, ci, cro, cci;
   ro.reserve(size_t(batch * H * (nqb + 1)));
   double run = 0.0;
+  std::vector<uint8_t> listed(static_cast<size_t>(nkb));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const int pos = lp.online_pos[size_t(h)];
       const int32_t base = int32_t(ci.size());
+      if (complement) cro.insert(cro.end(), size_t(nqb + 1), int32_t(cci.size()));
       if (pos >= 0 && online_empty) {
-        // This call takes these heads' output from the dense pass of the selection.
+        // This call takes these heads' output from the dense pass of the selection; a refresh
+        // call, from their complement: every block.
         ro.insert(ro.end(), size_t(nqb + 1), base);
         run += double(nqb) * double(nkb);
+        if (complement) {
+          int32_t* row = cro.data() + cro.size() - size_t(nqb + 1);
+          for (int64_t qb = 0; qb < nqb; ++qb) {
+            for (int32_t kb = 0; kb < int32_t(nkb); ++kb) cci.push_back(kb);
+            row[qb + 1] = int32_t(cci.size());
+          }
+        }
         continue;
       }
       const BlockLayout& l =
@@ -234,13 +281,28 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
       for (int32_t r : l.row_offsets) ro.push_back(base + r);
       ci.insert(ci.end(), l.col_indices.begin(), l.col_indices.end());
       run += double(l.nnz());
+      if (!complement || pos >= 0) continue;
+      int32_t* row = cro.data() + cro.size() - size_t(nqb + 1);
+      for (int64_t qb = 0; qb < nqb; ++qb) {
+        std::fill(listed.begin(), listed.end(), 0);
+        for (int32_t i = l.row_offsets[size_t(qb)]; i < l.row_offsets[size_t(qb) + 1]; ++i)
+          listed[size_t(l.col_indices[size_t(i)])] = 1;
+        for (int32_t kb = 0; kb < int32_t(nkb); ++kb)
+          if (!listed[size_t(kb)]) cci.push_back(kb);
+        row[qb + 1] = int32_t(cci.size());
+      }
     }
   if (ci.empty()) ci.push_back(0);  // a valid pointer for the kernels; never read
+  if (complement && cci.empty()) cci.push_back(0);
   DeviceLayout d;
   d.batch = batch;
   d.device = device;
   d.row_offsets = to_tensor(ro, torch::kInt, device).view({batch, H, nqb + 1});
   d.col_indices = to_tensor(ci, torch::kInt, device);
+  if (complement) {
+    d.complement_row_offsets = to_tensor(cro, torch::kInt, device).view({batch, H, nqb + 1});
+    d.complement_col_indices = to_tensor(cci, torch::kInt, device);
+  }
   d.density = run / (double(batch * H) * double(nqb) * double(nkb));
   if (plan_.compensation == Compensation::PooledKV) {
     d.kept = kept_blocks(d.row_offsets, d.col_indices, nkb).to(device);
@@ -293,24 +355,32 @@ torch::Tensor PlanBackend::operator()(const AttentionCall& call, const torch::Te
                                       const torch::Tensor& k, const torch::Tensor& v) {
   check_call(call, q, k, v);
   torch::NoGradGuard no_grad;
-  if (runs_dense(call)) {
+  const bool refresh = refreshes(call);
+  if (runs_dense(call) && !refresh) {
     ++stats_.dense_calls;
     return dense(q, k, v);
   }
   const LayerPlan& lp = layer_plan(call.layer);
+  if (refresh) {
+    ++stats_.dense_calls;
+    if (lp.all_dense) return dense(q, k, v);
+    if (!options_.profile) return sparse(call, lp, q, k, v, true);
+    return options_.profile->time(AttentionProfile::Part::Dense, q.device(),
+                                  [&] { return sparse(call, lp, q, k, v, true); });
+  }
   ++stats_.sparse_calls;
   if (lp.all_dense) {
     stats_.sparse_density_sum += 1.0;
     return dense(q, k, v);
   }
-  if (!options_.profile) return sparse(call, lp, q, k, v);
+  if (!options_.profile) return sparse(call, lp, q, k, v, false);
   return options_.profile->time(AttentionProfile::Part::Sparse, q.device(),
-                                [&] { return sparse(call, lp, q, k, v); });
+                                [&] { return sparse(call, lp, q, k, v, false); });
 }
 
 torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp,
                                   const torch::Tensor& q, const torch::Tensor& k,
-                                  const torch::Tensor& v) {
+                                  const torch::Tensor& v, bool refresh) {
   const int64_t B = q.size(0), H = q.size(2), D = q.size(3);
   const torch::Device device = q.device();
   AttentionProfile* profile = options_.profile;
@@ -322,7 +392,13 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
   torch::Tensor online_out;
   DeviceLayout fresh;
   const DeviceLayout* layout = nullptr;
-  if (lp.online.empty()) {
+  if (refresh) {
+    // Static heads run their layout, online heads nothing; the complements give the rest.
+    auto& slot = refresh_layouts_[call.layer];
+    if (!slot || slot->batch != B || slot->device != device)
+      slot = std::make_unique<DeviceLayout>(build_layout(lp, B, nullptr, true, device));
+    layout = slot.get();
+  } else if (lp.online.empty()) {
     auto& slot = static_layouts_[call.layer];
     if (!slot || slot->batch != B || slot->device != device)
       slot = std::make_unique<DeviceLayout>(build_layout(lp, B, nullptr, false, device));
@@ -378,6 +454,34 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
       return kernels ? merged.to(torch::kBFloat16) : merged;
     });
   }
+  if (plan_.compensation == Compensation::ResidualCache) {
+    tiles = timed(AttentionProfile::Part::Compensation, [&] {
+      torch::Tensor mixed;
+      if (refresh) {
+        const auto rest = kernels ? run_block_sparse_attention(
+                                        qt, kt, vt, layout->complement_row_offsets,
+                                        layout->complement_col_indices, plan_.block_size,
+                                        plan_.block_size, order.kv_valid)
+                                  : block_sparse_attention_torch(
+                                        qt, kt, vt, layout->complement_row_offsets,
+                                        layout->complement_col_indices, plan_.block_size,
+                                        plan_.block_size, order.kv_valid);
+        CachedShare share{std::get<0>(rest),
+                          dropped_weight(std::get<1>(result), std::get<1>(rest))};
+        mixed = mix_in(tiles, share.out, share.weight);
+        if (!lp.online.empty()) {
+          const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
+          share.weight.index_fill_(2, to_tensor(heads, torch::kLong, device), 0.0);
+        }
+        cached_shares_[key] = std::move(share);
+      } else {
+        const auto it = cached_shares_.find(key);
+        if (it == cached_shares_.end() || it->second.out.size(0) != B) return tiles;
+        mixed = mix_in(tiles, it->second.out, it->second.weight);
+      }
+      return kernels ? mixed.to(torch::kBFloat16) : mixed.to(tiles.scalar_type());
+    });
+  }
   torch::Tensor out = timed(AttentionProfile::Part::Reorder, [&] {
     if (kernels) return ops::reorder_tokens(tiles, order.slot_of_token32).to(torch::kFloat32);
     return tiles.index_select(1, order.slot_of_token).to(torch::kFloat32).contiguous();
@@ -386,7 +490,7 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
     out.index_copy_(2, to_tensor(heads, torch::kLong, device), online_out.to(device));
   }
-  stats_.sparse_density_sum += layout->density;
+  if (!refresh) stats_.sparse_density_sum += layout->density;
   return out;
 }
 

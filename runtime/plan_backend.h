@@ -9,6 +9,11 @@
 // (its output is used for that call), exact block mass, per query block the fewest key blocks
 // reaching the rule's recall within its densities, text blocks always kept. The selection is
 // kept per (layer, guidance branch) until the next reselect step.
+// With compensation residual_cache, refresh calls (the last warm-up step, dense steps, refresh
+// steps) run each layout and its complement and merge them by their LSEs, which is dense
+// attention, and keep per (layer, branch) the complement's output and its softmax weight per
+// query row; sparse calls then mix the cached share in with that weight. Online heads keep no
+// cached share (their layouts change at every selection).
 #pragma once
 
 #include <cstdint>
@@ -74,8 +79,10 @@ class PlanBackend {
   // Throws std::invalid_argument listing every way the plan does not fit the model's shape.
   void check_model(const ModelInfo& model) const;
 
-  // Whether the schedule runs this call dense.
+  // Whether the schedule runs this call dense (refresh calls included).
   bool runs_dense(const AttentionCall& call) const;
+  // Whether this call refreshes the residual cache (compensation residual_cache only).
+  bool refreshes(const AttentionCall& call) const;
 
   // The current online selection of (layer, branch): per batch element and online head
   // (batch-major, heads in increasing order) a layout over the padded blocks, and the step it
@@ -96,6 +103,7 @@ class PlanBackend {
   struct LayerPlan;
   struct DeviceLayout;
   struct DeviceOrder;
+  struct CachedShare;
 
   void check_call(const AttentionCall& call, const torch::Tensor& q, const torch::Tensor& k,
                   const torch::Tensor& v) const;
@@ -105,7 +113,7 @@ class PlanBackend {
                 const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& online_out);
   torch::Tensor dense(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
   torch::Tensor sparse(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
-                       const torch::Tensor& k, const torch::Tensor& v);
+                       const torch::Tensor& k, const torch::Tensor& v, bool refresh);
   DeviceLayout build_layout(const LayerPlan& lp, int64_t batch, const OnlineSelection* selection,
                             bool online_empty, const torch::Device& device) const;
 
@@ -117,8 +125,10 @@ class PlanBackend {
   std::unique_ptr<DeviceOrder> device_order_;
   std::unique_ptr<BlockMassComputer> mass_;
   std::map<int, std::unique_ptr<DeviceLayout>> static_layouts_;  // layers without online heads
+  std::map<int, std::unique_ptr<DeviceLayout>> refresh_layouts_;
   std::map<std::pair<int, int>, OnlineSelection> selections_;    // (layer, branch)
   std::map<std::pair<int, int>, std::unique_ptr<DeviceLayout>> selected_layouts_;
+  std::map<std::pair<int, int>, CachedShare> cached_shares_;     // (layer, branch)
   PlanRunStats stats_;
 };
 

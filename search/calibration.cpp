@@ -208,6 +208,16 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
 
   const double dense_step = ls.step_cost[dense_level][0] * double(L);
   const double dense_total = dense_step * o.steps;
+  const auto refresh_steps = [&](int warmup) {
+    std::vector<int> out;
+    if (o.compensation != Compensation::ResidualCache || o.refresh_every <= 0) return out;
+    for (int s = warmup + o.refresh_every; s < o.steps; s += o.refresh_every) out.push_back(s);
+    return out;
+  };
+  // Steps priced dense for a warm-up: the warm-up and the refreshes after it.
+  const auto dense_steps_of = [&](int warmup) {
+    return warmup + int(refresh_steps(warmup).size());
+  };
   const auto assemble = [&](int warmup, const std::vector<int>& levels, int reselect_every) {
     Plan p = base;
     for (size_t l = 0; l < L; ++l)
@@ -217,6 +227,8 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     p.schedule.total_steps = o.steps;
     p.schedule.warmup_steps = warmup;
     if (has_online(p)) p.schedule.reselect_steps = reselect_schedule(warmup, o.steps, reselect_every);
+    p.compensation = o.compensation;
+    p.schedule.refresh_steps = refresh_steps(warmup);
     SearchInfo si;
     si.tool = std::string("sparseplan calibrate");
     si.captures = info.captures;
@@ -301,12 +313,14 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
       if (quality) {
         a = allocate_for_error(table, g > 0 ? target_mse / g : kInf);
       } else {
-        const double per_step = (o.target_time_fraction * dense_total - w * dense_step) /
-                                double(o.steps - w);
+        const int dense = dense_steps_of(w);
+        const double per_step =
+            (o.target_time_fraction * dense_total - dense * dense_step) / double(o.steps - dense);
         a = allocate_for_cost(table, per_step);
       }
       if (!a.feasible) continue;
-      const double total = w * dense_step + (o.steps - w) * a.cost;
+      const int dense = dense_steps_of(w);
+      const double total = dense * dense_step + (o.steps - dense) * a.cost;
       const double err = g * a.error;
       const bool better = quality ? total < best_total : err < best_error;
       if (better) {

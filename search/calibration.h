@@ -72,6 +72,10 @@ struct CalibrationOptions {
   double reference_recall = 0.85;      // the level the sensitivities are measured at
   std::vector<int> warmups;            // empty: 0, 10%, 20%, 30% of the steps
   int reselect_every = 5;              // online heads re-select every this many sparse steps
+  // What the plans do about dropped blocks; with residual_cache, refresh_every > 0 adds a
+  // refresh step every this many steps after the warm-up (each priced as a dense step).
+  Compensation compensation = Compensation::None;
+  int refresh_every = 0;
   int max_verify = 5;                  // runs of allocated candidates
   // A plan counts for a quality target only when it is predicted faster than this fraction of
   // dense attention (a plan that saves nothing is dense attention by another name).

@@ -234,3 +234,22 @@ TEST_CASE("a bad calibration field is reported with its JSON path") {
                     Catch::Contains("search.calibration.prompts") &&
                         Catch::Contains("search.calibration.steps"));
 }
+
+TEST_CASE("a residual_cache calibration gives plans with it and a refresh every K steps") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  CalibrationOptions o = quality_options(-1.0);
+  o.target_time_fraction = 0.8;
+  o.compensation = Compensation::ResidualCache;
+  o.refresh_every = 3;
+  const CalibrationResult r =
+      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  REQUIRE(r.met);
+  CHECK(r.plan.compensation == Compensation::ResidualCache);
+  const int w = r.plan.schedule.warmup_steps;
+  std::vector<int> want;
+  for (int s = w + 3; s < o.steps; s += 3) want.push_back(s);
+  CHECK(r.plan.schedule.refresh_steps == want);
+  // The refreshes are priced in: the plan stays within the speed target.
+  CHECK(predict_plan_cost(r.plan, o.steps, 2).fraction() <= 0.8 + 1e-9);
+}

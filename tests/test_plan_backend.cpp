@@ -423,3 +423,104 @@ TEST_CASE("a pooled_kv plan equals dense attention when keys and values are equa
   CHECK(backend.stats().mean_sparse_density() ==
         Approx(uncompensated.stats().mean_sparse_density() + 1.0 / plan.block_size));
 }
+
+TEST_CASE("a residual_cache refresh call, the last warm-up step, equals dense attention") {
+  Schedule s;
+  s.warmup_steps = 2;
+  Plan plan = toy_plan({{window_rule(), online_rule(0.8, 0.0, 0.5)}}, s);
+  plan.compensation = Compensation::ResidualCache;
+  PlanBackend backend(plan);
+  const Qkv x = random_qkv(31);
+  CHECK_FALSE(backend.refreshes(call_at(0)));
+  REQUIRE(backend.refreshes(call_at(1)));
+  CHECK(relative_l2(backend(call_at(1), x.q, x.k, x.v), dense_attention(x.q, x.k, x.v)) < 1e-5);
+  CHECK(backend.stats().dense_calls == 1);
+  CHECK(backend.stats().sparse_calls == 0);
+  CHECK(backend.online_selection(0, 0) == nullptr);
+}
+
+TEST_CASE("a residual_cache sparse call on its refresh step's inputs equals dense attention") {
+  Schedule s;
+  s.warmup_steps = 1;
+  Plan plan = toy_plan({{window_rule(), sink_rule()}}, s);
+  plan.compensation = Compensation::ResidualCache;
+  PlanBackend backend(plan), plain(toy_plan({{window_rule(), sink_rule()}}, s));
+  const Qkv x = random_qkv(32);
+  const torch::Tensor dense = dense_attention(x.q, x.k, x.v);
+  backend(call_at(0), x.q, x.k, x.v);
+  REQUIRE(relative_l2(plain(call_at(1), x.q, x.k, x.v), dense) > 1e-2);
+  CHECK(relative_l2(backend(call_at(1), x.q, x.k, x.v), dense) < 1e-5);
+  CHECK(backend.stats().mean_sparse_density() == Approx(plain.stats().mean_sparse_density()));
+}
+
+TEST_CASE("a residual_cache sparse call mixes the cached share in at its weight") {
+  Schedule s;
+  s.warmup_steps = 1;
+  Plan plan = toy_plan({{window_rule(), sink_rule()}}, s);
+  plan.compensation = Compensation::ResidualCache;
+  PlanBackend backend(plan), plain(toy_plan({{window_rule(), sink_rule()}}, s));
+  const Qkv x0 = random_qkv(33), x1 = random_qkv(34);
+  backend(call_at(0), x0.q, x0.k, x0.v);
+  const torch::Tensor got = backend(call_at(1), x1.q, x1.k, x1.v);
+  // The share by hand: complement of each head's window on step 0's inputs, at its softmax
+  // weight there, mixed into step 1's windowed output.
+  const torch::Tensor kept1 = plain(call_at(1), x1.q, x1.k, x1.v);
+  const int64_t n = x0.q.size(1);
+  const float scale = float(1.0 / std::sqrt(double(kHeadDim)));
+  for (int head = 0; head < kHeads; ++head) {
+    const WindowRule& rule = head == 0 ? window_rule().window : sink_rule().window;
+    std::vector<uint8_t> mask = window_mask(rule), rest(mask.size());
+    for (size_t i = 0; i < mask.size(); ++i) rest[i] = mask[i] ? 0 : 1;
+    const torch::Tensor q = x0.q[0].select(1, head).contiguous(),
+                        k = x0.k[0].select(1, head).contiguous(),
+                        v = x0.v[0].select(1, head).contiguous();
+    torch::Tensor o_kept = torch::empty({n, kHeadDim}), l_kept = torch::empty({n});
+    torch::Tensor o_rest = torch::empty({n, kHeadDim}), l_rest = torch::empty({n});
+    const ref::HeadShape shape{n, n, kHeadDim, scale};
+    ref::masked_dense_attention(shape, q.data_ptr<float>(), k.data_ptr<float>(),
+                                v.data_ptr<float>(), mask.data(), o_kept.data_ptr<float>(),
+                                l_kept.data_ptr<float>());
+    ref::masked_dense_attention(shape, q.data_ptr<float>(), k.data_ptr<float>(),
+                                v.data_ptr<float>(), rest.data(), o_rest.data_ptr<float>(),
+                                l_rest.data_ptr<float>());
+    const torch::Tensor w =
+        torch::where(torch::isfinite(l_rest), torch::sigmoid(l_rest - l_kept),
+                     torch::zeros_like(l_rest)).unsqueeze(1);
+    const torch::Tensor k1 = head_of(kept1, head);
+    const torch::Tensor want = k1 + w * (torch::nan_to_num(o_rest) - k1);
+    CHECK(relative_l2(head_of(got, head), want) < 1e-5);
+  }
+}
+
+TEST_CASE("residual_cache refreshes at refresh and dense steps, and sparse calls before none") {
+  Schedule s;
+  s.dense_steps = {3};
+  s.refresh_steps = {5};
+  Plan plan = toy_plan({{window_rule(), sink_rule()}}, s);
+  plan.compensation = Compensation::ResidualCache;
+  PlanBackend backend(plan), plain(toy_plan({{window_rule(), sink_rule()}}, s));
+  for (int step : {0, 1, 2, 4, 6}) CHECK_FALSE(backend.refreshes(call_at(step)));
+  for (int step : {3, 5}) CHECK(backend.refreshes(call_at(step)));
+  CHECK(backend.runs_dense(call_at(5)));
+  const Qkv x = random_qkv(35);
+  CHECK(torch::allclose(backend(call_at(0), x.q, x.k, x.v), plain(call_at(0), x.q, x.k, x.v)));
+  backend(call_at(5), x.q, x.k, x.v);
+  CHECK(relative_l2(backend(call_at(6), x.q, x.k, x.v), dense_attention(x.q, x.k, x.v)) < 1e-5);
+  CHECK(backend.stats().dense_calls == 1);
+  CHECK(backend.stats().sparse_calls == 2);
+}
+
+TEST_CASE("residual_cache keeps no cached share for online heads") {
+  Schedule s;
+  s.warmup_steps = 1;
+  Plan plan = toy_plan({{online_rule(0.8, 0.0, 0.5), window_rule()}}, s);
+  plan.compensation = Compensation::ResidualCache;
+  PlanBackend backend(plan), plain(toy_plan({{online_rule(0.8, 0.0, 0.5), window_rule()}}, s));
+  const Qkv x0 = random_qkv(36), x1 = random_qkv(37), x2 = random_qkv(38);
+  backend(call_at(0), x0.q, x0.k, x0.v);
+  for (PlanBackend* b : {&backend, &plain}) (*b)(call_at(1), x1.q, x1.k, x1.v);
+  const torch::Tensor got = backend(call_at(2), x2.q, x2.k, x2.v);
+  const torch::Tensor want = plain(call_at(2), x2.q, x2.k, x2.v);
+  CHECK(relative_l2(head_of(got, 0), head_of(want, 0)) < 1e-6);
+  CHECK(relative_l2(head_of(got, 1), head_of(want, 1)) > 1e-3);
+}

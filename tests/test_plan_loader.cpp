@@ -206,7 +206,26 @@ TEST_CASE("pooled compensation is read, written back, and absent means none") {
 TEST_CASE("an unknown compensation is rejected naming the field") {
   json j = small_plan();
   j["compensation"] = "mean";
-  CHECK(has_error(j, "compensation: expected \"none\" or \"pooled_kv\", got \"mean\""));
+  CHECK(has_error(j, "compensation: expected \"none\", \"pooled_kv\" or \"residual_cache\", "
+                    "got \"mean\""));
   j["compensation"] = 1;
   CHECK(has_error(j, "compensation: expected a string"));
+}
+
+TEST_CASE("residual_cache and its refresh steps are read and written back") {
+  json j = small_plan();
+  j["compensation"] = "residual_cache";
+  j["schedule"]["refresh_steps"] = {3, 6};
+  const Plan plan = plan_from_json_text(j.dump());
+  CHECK(plan.compensation == Compensation::ResidualCache);
+  CHECK(plan.schedule.refresh_steps == std::vector<int>{3, 6});
+  const Plan again = plan_from_json_text(plan_to_text(plan));
+  CHECK(again.compensation == Compensation::ResidualCache);
+  CHECK(again.schedule.refresh_steps == std::vector<int>{3, 6});
+}
+
+TEST_CASE("refresh steps without residual_cache are rejected naming the field") {
+  json j = small_plan();
+  j["schedule"]["refresh_steps"] = {3};
+  CHECK(has_error(j, "schedule.refresh_steps: refresh steps need compensation \"residual_cache\""));
 }

@@ -142,3 +142,29 @@ TEST_CASE("a plan's predicted time counts warm-up steps as dense and online sele
   const PlanCost one = predict_plan_cost(p, 10, 2, m);
   CHECK(two.plan_ms > one.plan_ms);
 }
+
+TEST_CASE("residual_cache refreshes are priced as a layout plus its complement") {
+  Plan p;
+  p.model = {"toy", 1, 1, 64};
+  p.grid = {8, 8, 8};
+  p.block_size = 64;
+  p.tile = {4, 4, 4};
+  HeadRule window;
+  window.kind = RuleKind::Window;
+  window.window.groups = {{0, 1, 1}};
+  p.layers = {{window}};
+  const AttentionCostModel m;
+  const TileGeometry g = make_tile_geometry(p);
+  const double kept = head_price_density(g, window);
+  const double sparse_call = m.sparse_head_density_ms(g, 64, kept);
+  const double refresh_call = sparse_call + m.sparse_head_density_ms(g, 64, 1.0 - kept);
+  const PlanCost plain = predict_plan_cost(p, 10, 1, m);
+  CHECK(plain.plan_ms == Approx(10 * sparse_call));
+  p.compensation = Compensation::ResidualCache;
+  p.schedule.warmup_steps = 2;
+  p.schedule.refresh_steps = {6};
+  const PlanCost cached = predict_plan_cost(p, 10, 1, m);
+  // Step 0 dense, step 1 (the last warm-up step) and step 6 refresh, 7 sparse steps.
+  CHECK(cached.plan_ms == Approx(m.dense_ms(g.sequence_tokens(), 1, 64) + 2 * refresh_call +
+                                 7 * sparse_call));
+}
