@@ -184,6 +184,37 @@ TEST_CASE("a plan's dense steps on CUDA run the dense kernel and equal the CPU r
   CHECK(err > 0.0);
 }
 
+TEST_CASE("a residual_cache plan on the CUDA kernels equals its CPU run within bf16 tolerance", "[gpu]") {
+  if (skip_without_kernels()) return;
+  const ModelPreset preset = load_model_preset("wan-mini");
+  BaselineOptions b;
+  b.tile = {4, 4, 4};
+  b.window = {3, 3, 1};
+  b.schedule.warmup_steps = 1;
+  Plan plan = make_baseline_plan(preset, {6, 10, 12}, b);  // partial tiles at the edges
+  plan.compensation = Compensation::ResidualCache;
+  PlanBackend on_cuda(plan), on_cpu(plan);
+  AttentionCall call;
+  call.layer = 1;
+  call.grid = plan.grid;
+  const int64_t n = plan.grid.tokens();
+  torch::manual_seed(29);
+  for (int step : {0, 1}) {
+    call.step = step;
+    const torch::Tensor q = bf16_randn({1, n, 3, 128}, 1.5, 0.1),
+                        k = bf16_randn({1, n, 3, 128}, 1.5, -0.1),
+                        v = bf16_randn({1, n, 3, 128}, 1.0, 0.3);
+    const torch::Tensor want = on_cpu(call, q, k, v);
+    const torch::Tensor got = on_cuda(call, q.cuda(), k.cuda(), v.cuda()).cpu();
+    REQUIRE_FALSE(torch::isnan(got).any().item<bool>());
+    const double err = relative_l2(got, want);
+    INFO("step " << step << ": relative L2 error " << err);
+    CHECK(err < 1e-2);
+  }
+  CHECK(on_cuda.stats().dense_calls == 1);
+  CHECK(on_cuda.stats().sparse_calls == 1);
+}
+
 TEST_CASE("capture block mass from the CUDA kernels equals the CPU capture within 1e-4", "[gpu]") {
   if (skip_without_kernels()) return;
   // Partial tiles at every edge (5 x 10 x 12 in 4x4x4 and 2x4x8 tiles) and text tokens before
