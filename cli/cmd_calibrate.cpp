@@ -28,8 +28,8 @@ struct Options {
   double reference_recall = 0.85;
   std::string warmups;
   int reselect_every = 5;
-  std::string compensation = "none";
-  int refresh_every = 0;
+  std::string compensation = "residual_cache";
+  std::string refresh_every = "3,5";
   int max_verify = 5;
   std::string tile;
   int threads = 2;
@@ -67,9 +67,7 @@ int run_calibrate(const Options& o) {
   if (o.target_time > 1.0) throw std::invalid_argument("--target-time must be in (0, 1]");
   if (o.reselect_every < 1) throw std::invalid_argument("--reselect-every must be >= 1");
   if (o.max_verify < 1) throw std::invalid_argument("--max-verify must be >= 1");
-  if (o.refresh_every < 0) throw std::invalid_argument("--refresh-every must be >= 0");
-  if (o.refresh_every > 0 && o.compensation != "residual_cache")
-    throw std::invalid_argument("--refresh-every needs --compensation residual_cache");
+
   {
     const fs::path parent = fs::absolute(o.out).parent_path();
     if (!fs::is_directory(parent))
@@ -92,7 +90,8 @@ int run_calibrate(const Options& o) {
   co.compensation = o.compensation == "residual_cache" ? Compensation::ResidualCache
                     : o.compensation == "pooled_kv"    ? Compensation::PooledKV
                                                        : Compensation::None;
-  co.refresh_every = o.refresh_every;
+  if (co.compensation == Compensation::ResidualCache)
+    co.refresh_every = parse_count_list(o.refresh_every, "--refresh-every");
   co.max_verify = o.max_verify;
   if (!o.tile.empty()) co.search.tiles = {parse_tile_name(o.tile)};
   co.search.threads = o.threads;
@@ -179,8 +178,8 @@ Command add_calibrate(CLI::App& app) {
       ->check(CLI::IsMember({"none", "pooled_kv", "residual_cache"}))
       ->capture_default_str();
   sub->add_option("--refresh-every", o->refresh_every,
-                  "With residual_cache: a dense refresh step every this many steps after the "
-                  "warm-up (0: only the last warm-up step refreshes)")
+                  "With residual_cache: candidate refresh intervals, a dense refresh step every "
+                  "K steps after the warm-up (0: only the last warm-up step refreshes)")
       ->capture_default_str();
   sub->add_option("--max-verify", o->max_verify, "Model runs of allocated candidates")
       ->capture_default_str();

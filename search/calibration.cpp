@@ -7,6 +7,7 @@
 #include <map>
 #include <numeric>
 #include <stdexcept>
+#include <tuple>
 
 #include "base/video_metrics.h"
 
@@ -171,6 +172,22 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   std::sort(warmups.begin(), warmups.end());
   warmups.erase(std::unique(warmups.begin(), warmups.end()), warmups.end());
   const int w_ref = warmups[warmups.size() / 2];
+  std::vector<int> intervals = o.refresh_every;
+  if (intervals.empty() || o.compensation != Compensation::ResidualCache) intervals = {0};
+  for (int k : intervals)
+    if (k < 0) throw std::invalid_argument("calibrate: refresh intervals must be >= 0");
+  std::sort(intervals.begin(), intervals.end());
+  intervals.erase(std::unique(intervals.begin(), intervals.end()), intervals.end());
+  const int r_ref = intervals[intervals.size() / 2];
+  struct ScheduleChoice {
+    int warmup, refresh;
+    bool operator<(const ScheduleChoice& b) const {
+      return std::tie(warmup, refresh) < std::tie(b.warmup, b.refresh);
+    }
+  };
+  std::vector<ScheduleChoice> schedules;
+  for (int w : warmups)
+    for (int k : intervals) schedules.push_back({w, k});
 
   // 1. Rules per recall level, one tile shape: the reference level's choice.
   PlanSearchOptions so = o.search;
@@ -208,17 +225,19 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
 
   const double dense_step = ls.step_cost[dense_level][0] * double(L);
   const double dense_total = dense_step * o.steps;
-  const auto refresh_steps = [&](int warmup) {
+  const auto refresh_steps = [&](const ScheduleChoice& s) {
     std::vector<int> out;
-    if (o.compensation != Compensation::ResidualCache || o.refresh_every <= 0) return out;
-    for (int s = warmup + o.refresh_every; s < o.steps; s += o.refresh_every) out.push_back(s);
+    if (o.compensation != Compensation::ResidualCache || s.refresh <= 0) return out;
+    for (int t = s.warmup + s.refresh; t < o.steps; t += s.refresh) out.push_back(t);
     return out;
   };
-  // Steps priced dense for a warm-up: the warm-up and the refreshes after it.
-  const auto dense_steps_of = [&](int warmup) {
-    return warmup + int(refresh_steps(warmup).size());
+  // Steps priced dense: the warm-up and the refreshes after it.
+  const auto dense_steps_of = [&](const ScheduleChoice& s) {
+    return s.warmup + int(refresh_steps(s).size());
   };
-  const auto assemble = [&](int warmup, const std::vector<int>& levels, int reselect_every) {
+  const auto assemble = [&](const ScheduleChoice& sc, const std::vector<int>& levels,
+                            int reselect_every) {
+    const int warmup = sc.warmup;
     Plan p = base;
     for (size_t l = 0; l < L; ++l)
       p.layers[l] = size_t(levels[l]) == dense_level ? dense_heads(base.model.heads)
@@ -228,7 +247,7 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     p.schedule.warmup_steps = warmup;
     if (has_online(p)) p.schedule.reselect_steps = reselect_schedule(warmup, o.steps, reselect_every);
     p.compensation = o.compensation;
-    p.schedule.refresh_steps = refresh_steps(warmup);
+    p.schedule.refresh_steps = refresh_steps(sc);
     SearchInfo si;
     si.tool = std::string("sparseplan calibrate");
     si.captures = info.captures;
@@ -242,18 +261,24 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     return quality ? s.psnr_mean >= o.target_psnr && s.time_fraction < o.max_time_fraction
                    : s.time_fraction <= o.target_time_fraction + 1e-12;
   };
-  std::map<std::pair<int, std::vector<int>>, size_t> tried;
-  const auto run = [&](const std::string& what, int warmup, const std::vector<int>& levels,
-                       double predicted_error, int reselect_every) -> const CalibrationTrial& {
+  std::map<std::pair<ScheduleChoice, std::vector<int>>, size_t> tried;
+  const auto run = [&](const std::string& what, const ScheduleChoice& sc,
+                       const std::vector<int>& levels, double predicted_error,
+                       int reselect_every) -> const CalibrationTrial& {
     CalibrationTrial t;
     t.what = what;
-    t.warmup = warmup;
+    t.warmup = sc.warmup;
+    t.refresh_every = sc.refresh;
     t.levels = levels;
     t.predicted_error = predicted_error;
-    t.score = evaluate(assemble(warmup, levels, reselect_every));
+    t.score = evaluate(assemble(sc, levels, reselect_every));
     t.meets = meets(t.score);
     ++result.model_runs;
-    log(what + ": warm-up " + std::to_string(warmup) + ", PSNR " +
+    const std::string refresh =
+        o.compensation == Compensation::ResidualCache
+            ? (sc.refresh > 0 ? ", refresh every " + std::to_string(sc.refresh) : ", no refresh")
+            : "";
+    log(what + ": warm-up " + std::to_string(sc.warmup) + refresh + ", PSNR " +
         fmt("%.2f", t.score.psnr_mean) + " dB (worst " + fmt("%.2f", t.score.psnr_worst) +
         "), time " + fmt("%.3f", t.score.time_fraction) + " of dense, density " +
         fmt("%.3f", t.score.density));
@@ -269,7 +294,8 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     levels.assign(L, int(dense_level));
     levels[l] = int(ref);
     const CalibrationTrial& t =
-        run("sensitivity of layer " + std::to_string(l), w_ref, levels, -1.0, o.reselect_every);
+        run("sensitivity of layer " + std::to_string(l), {w_ref, r_ref}, levels, -1.0,
+            o.reselect_every);
     result.sensitivity[l] = mse_from_psnr(t.score.psnr_mean);
   }
   // Error per unit of dropped mass; layers that dropped nothing at the reference level borrow
@@ -283,15 +309,14 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     if (ls.dropped[ref][l] <= 0.0) per_drop[l] = median;
   const double sens_sum = std::accumulate(result.sensitivity.begin(), result.sensitivity.end(), 0.0);
 
-  // 3. Warm-up: every layer at the reference level.
-  std::map<int, double> scale;
-  for (int w : warmups) {
+  // 3. Schedule: every layer at the reference level.
+  std::map<ScheduleChoice, double> scale;
+  for (const ScheduleChoice& sc : schedules) {
     const std::vector<int> all_ref(L, int(ref));
-    const CalibrationTrial& t = run("warm-up " + std::to_string(w), w, all_ref,
-                                    sens_sum, o.reselect_every);
-    tried[{w, all_ref}] = result.trials.size() - 1;
+    const CalibrationTrial& t = run("schedule", sc, all_ref, sens_sum, o.reselect_every);
+    tried[{sc, all_ref}] = result.trials.size() - 1;
     const double m = mse_from_psnr(t.score.psnr_mean);
-    scale[w] = sens_sum > 0 ? m / sens_sum : 1.0;
+    scale[sc] = sens_sum > 0 ? m / sens_sum : 1.0;
   }
 
   // 4./5. Allocate, run, correct.
@@ -305,26 +330,29 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   double correction = 1.0;
   for (int iter = 0; iter < o.max_verify; ++iter) {
     int best_w = -1;
+    ScheduleChoice best_sc{0, 0};
     LayerAllocation best;
     double best_total = kInf, best_error = kInf;
-    for (int w : warmups) {
-      const double g = scale[w] * correction;
+    for (const ScheduleChoice& sc : schedules) {
+      const int w = sc.warmup;
+      const double g = scale[sc] * correction;
       LayerAllocation a;
       if (quality) {
         a = allocate_for_error(table, g > 0 ? target_mse / g : kInf);
       } else {
-        const int dense = dense_steps_of(w);
+        const int dense = dense_steps_of(sc);
         const double per_step =
             (o.target_time_fraction * dense_total - dense * dense_step) / double(o.steps - dense);
         a = allocate_for_cost(table, per_step);
       }
       if (!a.feasible) continue;
-      const int dense = dense_steps_of(w);
+      const int dense = dense_steps_of(sc);
       const double total = dense * dense_step + (o.steps - dense) * a.cost;
       const double err = g * a.error;
       const bool better = quality ? total < best_total : err < best_error;
       if (better) {
         best_w = w;
+        best_sc = sc;
         best = a;
         best_total = total;
         best_error = err;
@@ -339,14 +367,14 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
       log("allocation: only dense attention is predicted to reach the target");
       break;
     }
-    if (tried.count({best_w, best.level})) {
+    if (tried.count({best_sc, best.level})) {
       log("allocation: converged");
       break;
     }
     const CalibrationTrial& t =
-        run("candidate " + std::to_string(iter + 1), best_w, best.level, best_error,
+        run("candidate " + std::to_string(iter + 1), best_sc, best.level, best_error,
             o.reselect_every);
-    tried[{best_w, best.level}] = result.trials.size() - 1;
+    tried[{best_sc, best.level}] = result.trials.size() - 1;
     if (speed && t.score.time_fraction > o.target_time_fraction) {
       // Online heads selected more than on the captures: charge the excess to the per-step cost.
       for (auto& row : table)
@@ -376,8 +404,9 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   // Online heads: one selection at the first sparse step instead of every reselect_every.
   if (best >= 0 && quality) {
     const CalibrationTrial b = result.trials[size_t(best)];
-    if (has_online(assemble(b.warmup, b.levels, o.reselect_every))) {
-      const CalibrationTrial& t = run("select once", b.warmup, b.levels, -1.0, 0);
+    const ScheduleChoice sc{b.warmup, b.refresh_every};
+    if (has_online(assemble(sc, b.levels, o.reselect_every))) {
+      const CalibrationTrial& t = run("select once", sc, b.levels, -1.0, 0);
       if (t.meets && t.score.time_fraction < b.score.time_fraction) best = int(result.trials.size() - 1);
     }
   }
@@ -402,7 +431,8 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   }
   const CalibrationTrial& chosen = result.trials[size_t(best)];
   const bool once = chosen.what == "select once";
-  result.plan = assemble(chosen.warmup, chosen.levels, once ? 0 : o.reselect_every);
+  result.plan =
+      assemble({chosen.warmup, chosen.refresh_every}, chosen.levels, once ? 0 : o.reselect_every);
   result.score = chosen.score;
   CalibrationInfo cal;
   cal.steps = o.steps;
@@ -417,7 +447,12 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   for (int k : chosen.levels)
     levels_text += (levels_text.empty() ? "" : ",") +
                    (size_t(k) == dense_level ? std::string("dense") : fmt("%g", recalls[size_t(k)]));
-  result.plan.description = "calibrated: warm-up " + std::to_string(chosen.warmup) +
+  const std::string refresh =
+      o.compensation != Compensation::ResidualCache ? ""
+      : chosen.refresh_every > 0 ? ", residual cache refreshed every " +
+                                       std::to_string(chosen.refresh_every) + " steps"
+                                 : ", residual cache";
+  result.plan.description = "calibrated: warm-up " + std::to_string(chosen.warmup) + refresh +
                             ", layer recall " + levels_text + "; PSNR " +
                             fmt("%.2f", chosen.score.psnr_mean) + " dB, attention time " +
                             fmt("%.3f", chosen.score.time_fraction) + " of dense";

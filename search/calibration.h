@@ -10,8 +10,8 @@
 //     mass on the captures (1 - mean recall over its heads);
 //  2. sensitivity: one run per layer with only that layer sparse at the reference level and
 //     the reference warm-up measures the video error (MSE against dense) it causes alone;
-//  3. warm-up: one run per warm-up candidate with every layer at the reference level gives how
-//     the error scales with warm-up;
+//  3. schedule: one run per warm-up candidate (with residual_cache: per warm-up and refresh
+//     interval) with every layer at the reference level gives how the error scales with it;
 //  4. predicted error of a candidate = warm-up scale x sum over layers of sensitivity x dropped
 //     mass / dropped mass at the reference level; allocate_layers spends time on the layers
 //     where it buys the most error (a layer that matters gets more recall), per warm-up;
@@ -72,10 +72,12 @@ struct CalibrationOptions {
   double reference_recall = 0.85;      // the level the sensitivities are measured at
   std::vector<int> warmups;            // empty: 0, 10%, 20%, 30% of the steps
   int reselect_every = 5;              // online heads re-select every this many sparse steps
-  // What the plans do about dropped blocks; with residual_cache, refresh_every > 0 adds a
-  // refresh step every this many steps after the warm-up (each priced as a dense step).
+  // What the plans do about dropped blocks. With residual_cache the schedule candidates are
+  // every (warm-up, refresh interval) pair: an interval K > 0 adds a refresh step every K
+  // steps after the warm-up (each priced as a dense step), 0 refreshes at the last warm-up
+  // step only. Empty: {0}.
   Compensation compensation = Compensation::None;
-  int refresh_every = 0;
+  std::vector<int> refresh_every;
   int max_verify = 5;                  // runs of allocated candidates
   // A plan counts for a quality target only when it is predicted faster than this fraction of
   // dense attention (a plan that saves nothing is dense attention by another name).
@@ -88,6 +90,7 @@ struct CalibrationOptions {
 struct CalibrationTrial {
   std::string what;
   int warmup = 0;
+  int refresh_every = 0;
   std::vector<int> levels;  // per layer, index into recall_levels; recall_levels.size() = dense
   double predicted_error = -1.0;
   CalibrationScore score;
