@@ -24,12 +24,12 @@ struct Options {
   std::vector<std::string> captures;
   double target_psnr = -1.0;
   double target_time = -1.0;
-  std::string recall_levels = "0.6,0.75,0.85,0.9,0.95,0.98";
+  std::string recall_levels = "0.3,0.45,0.6,0.75,0.85,0.9,0.95,0.98";
   double reference_recall = 0.85;
   std::string warmups;
   int reselect_every = 5;
   std::string compensation = "residual_cache";
-  std::string refresh_every = "3,5";
+  std::string refresh_every = "off,3,5";
   int max_verify = 5;
   std::string tile;
   int threads = 2;
@@ -90,8 +90,17 @@ int run_calibrate(const Options& o) {
   co.compensation = o.compensation == "residual_cache" ? Compensation::ResidualCache
                     : o.compensation == "pooled_kv"    ? Compensation::PooledKV
                                                        : Compensation::None;
-  if (co.compensation == Compensation::ResidualCache)
-    co.refresh_every = parse_count_list(o.refresh_every, "--refresh-every");
+  if (co.compensation == Compensation::ResidualCache) {
+    std::string counts;  // "off" stands for plans without the cache
+    bool off = false;
+    std::stringstream ss(o.refresh_every);
+    for (std::string item; std::getline(ss, item, ',');) {
+      if (item == "off") off = true;
+      else counts += (counts.empty() ? "" : ",") + item;
+    }
+    if (!counts.empty()) co.refresh_every = parse_count_list(counts, "--refresh-every");
+    if (off) co.refresh_every.push_back(CalibrationOptions::kNoCache);
+  }
   co.max_verify = o.max_verify;
   if (!o.tile.empty()) co.search.tiles = {parse_tile_name(o.tile)};
   co.search.threads = o.threads;
@@ -179,7 +188,8 @@ Command add_calibrate(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--refresh-every", o->refresh_every,
                   "With residual_cache: candidate refresh intervals, a dense refresh step every "
-                  "K steps after the warm-up (0: only the last warm-up step refreshes)")
+                  "K steps after the warm-up (0: only the last warm-up step refreshes; off: "
+                  "plans without the cache)")
       ->capture_default_str();
   sub->add_option("--max-verify", o->max_verify, "Model runs of allocated candidates")
       ->capture_default_str();

@@ -175,7 +175,8 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   std::vector<int> intervals = o.refresh_every;
   if (intervals.empty() || o.compensation != Compensation::ResidualCache) intervals = {0};
   for (int k : intervals)
-    if (k < 0) throw std::invalid_argument("calibrate: refresh intervals must be >= 0");
+    if (k < 0 && k != CalibrationOptions::kNoCache)
+      throw std::invalid_argument("calibrate: refresh intervals must be >= 0");
   std::sort(intervals.begin(), intervals.end());
   intervals.erase(std::unique(intervals.begin(), intervals.end()), intervals.end());
   const int r_ref = intervals[intervals.size() / 2];
@@ -246,7 +247,8 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     p.schedule.total_steps = o.steps;
     p.schedule.warmup_steps = warmup;
     if (has_online(p)) p.schedule.reselect_steps = reselect_schedule(warmup, o.steps, reselect_every);
-    p.compensation = o.compensation;
+    p.compensation = sc.refresh == CalibrationOptions::kNoCache ? Compensation::None
+                                                                : o.compensation;
     p.schedule.refresh_steps = refresh_steps(sc);
     SearchInfo si;
     si.tool = std::string("sparseplan calibrate");
@@ -275,9 +277,10 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     t.meets = meets(t.score);
     ++result.model_runs;
     const std::string refresh =
-        o.compensation == Compensation::ResidualCache
-            ? (sc.refresh > 0 ? ", refresh every " + std::to_string(sc.refresh) : ", no refresh")
-            : "";
+        o.compensation != Compensation::ResidualCache ? ""
+        : sc.refresh > 0  ? ", refresh every " + std::to_string(sc.refresh)
+        : sc.refresh == 0 ? ", no refresh"
+                          : ", no residual cache";
     log(what + ": warm-up " + std::to_string(sc.warmup) + refresh + ", PSNR " +
         fmt("%.2f", t.score.psnr_mean) + " dB (worst " + fmt("%.2f", t.score.psnr_worst) +
         "), time " + fmt("%.3f", t.score.time_fraction) + " of dense, density " +
@@ -448,7 +451,7 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     levels_text += (levels_text.empty() ? "" : ",") +
                    (size_t(k) == dense_level ? std::string("dense") : fmt("%g", recalls[size_t(k)]));
   const std::string refresh =
-      o.compensation != Compensation::ResidualCache ? ""
+      o.compensation != Compensation::ResidualCache || chosen.refresh_every < 0 ? ""
       : chosen.refresh_every > 0 ? ", residual cache refreshed every " +
                                        std::to_string(chosen.refresh_every) + " steps"
                                  : ", residual cache";

@@ -68,14 +68,15 @@ struct CalibrationOptions {
   double target_time_fraction = -1.0;  // speed mode when in (0, 1]
   int steps = 30;
   int branches = 2;                    // attention calls per layer and step (guidance: 2)
-  std::vector<double> recall_levels{0.6, 0.75, 0.85, 0.9, 0.95, 0.98};
+  std::vector<double> recall_levels{0.3, 0.45, 0.6, 0.75, 0.85, 0.9, 0.95, 0.98};
   double reference_recall = 0.85;      // the level the sensitivities are measured at
   std::vector<int> warmups;            // empty: 0, 10%, 20%, 30% of the steps
   int reselect_every = 5;              // online heads re-select every this many sparse steps
   // What the plans do about dropped blocks. With residual_cache the schedule candidates are
   // every (warm-up, refresh interval) pair: an interval K > 0 adds a refresh step every K
   // steps after the warm-up (each priced as a dense step), 0 refreshes at the last warm-up
-  // step only. Empty: {0}.
+  // step only, kNoCache gives a plan without the cache. Empty: {0}.
+  static constexpr int kNoCache = -1;
   Compensation compensation = Compensation::None;
   std::vector<int> refresh_every;
   int max_verify = 5;                  // runs of allocated candidates

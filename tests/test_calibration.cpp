@@ -255,18 +255,20 @@ TEST_CASE("a residual_cache calibration gives plans with it and a refresh every 
   CHECK(predict_plan_cost(r.plan, o.steps, 2).fraction() <= 0.8 + 1e-9);
 }
 
-TEST_CASE("a residual_cache calibration measures every warm-up and refresh interval pair") {
+TEST_CASE("a residual_cache calibration measures every warm-up and refresh interval pair, and plans without the cache") {
   const SyntheticSource source(three_layer_spec());
   int runs = 0;
   CalibrationOptions o = quality_options(-1.0);
   o.target_time_fraction = 0.8;
   o.compensation = Compensation::ResidualCache;
-  o.refresh_every = {0, 3};
+  const int off = CalibrationOptions::kNoCache;
+  o.refresh_every = {off, 0, 3};
   const CalibrationResult r =
       calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
   std::set<std::pair<int, int>> schedules;
   for (const CalibrationTrial& t : r.trials)
     if (t.what == "schedule") schedules.insert({t.warmup, t.refresh_every});
-  CHECK(schedules == std::set<std::pair<int, int>>{{0, 0}, {0, 3}, {2, 0}, {2, 3}});
+  CHECK(schedules ==
+        std::set<std::pair<int, int>>{{0, off}, {0, 0}, {0, 3}, {2, off}, {2, 0}, {2, 3}});
   CHECK(runs == r.model_runs);
 }
