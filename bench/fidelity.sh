@@ -5,7 +5,7 @@
 # dense sampling on held-out prompts and seeds: calibrated plans, `search --recall` plans and the
 # sliding-tile / radial / spatial-temporal / oracle top-k baselines, each baseline and recall plan at several
 # dense warm-ups; plus the bf16-weights noise floor. Tables land in $OUT_DIR/<grid>/.
-#   DEVICE=cuda bash bench/fidelity.sh            (GPU machine; about 8 minutes on an H200)
+#   DEVICE=cuda PARALLEL=1 bash bench/fidelity.sh  (GPU machine)
 #   GRIDS="4,32,32" STEPS=6 bash bench/fidelity.sh  (a quick CPU smoke run)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,27 +68,35 @@ json.dump(p, open(sys.argv[2], "w"))
 PY
   done
 
-  stage "$grid: calibrate for PSNR >= $target_psnr dB"
-  cal_plans=()
-  if "$bin" calibrate "$dir/calib.h5" "${common[@]}" --prompts "$calib_prompts" --seeds "$calib_seeds" \
-      --target-psnr "$target_psnr" --out "$dir/calibrated-psnr$target_psnr.json"; then :; else
-    echo "(calibration for $target_psnr dB did not meet its target; evaluating the best found)"
-  fi
-  cal_plans+=("$dir/calibrated-psnr$target_psnr.json")
+  # Each calibration and each pair of baselines is its own process; PARALLEL=1 runs them at once
+  # (the GPU machine: wan-mini's calls are launch-bound, so runs overlap well), logs in $dir.
+  jobs_run() {  # name, command...
+    local name=$1; shift
+    if [[ "${PARALLEL:-0}" == 1 ]]; then "$@" >"$dir/$name.log" 2>&1 & else { "$@" 2>&1 | tee "$dir/$name.log"; } || true; fi
+  }
+  stage "$grid: calibrate (PSNR >= $target_psnr dB; attention time $time_levels of dense), evaluate baselines and recall plans at warm-ups $warmups"
+  cal_plans=("$dir/calibrated-psnr$target_psnr.json")
+  jobs_run calibrate-psnr$target_psnr "$bin" calibrate "$dir/calib.h5" "${common[@]}" \
+    --prompts "$calib_prompts" --seeds "$calib_seeds" --target-psnr "$target_psnr" --out "${cal_plans[0]}"
   for t in $time_levels; do
-    stage "$grid: calibrate for attention time <= $t of dense"
-    "$bin" calibrate "$dir/calib.h5" "${common[@]}" --prompts "$calib_prompts" --seeds "$calib_seeds" \
-      --target-time "$t" --max-verify 2 --out "$dir/calibrated-time$t.json" || true
+    jobs_run calibrate-time$t "$bin" calibrate "$dir/calib.h5" "${common[@]}" --prompts "$calib_prompts" \
+      --seeds "$calib_seeds" --target-time "$t" --max-verify 2 --out "$dir/calibrated-time$t.json"
     cal_plans+=("$dir/calibrated-time$t.json")
   done
+  part=0
+  for pair in "sliding-tile-3x3x3 sliding-tile-2x3x3" "radial spatial-temporal" \
+              "oracle-topk0.2 oracle-topk0.4" "recall0.9 recall0.95"; do
+    part=$((part + 1))
+    plans=()
+    for name in $pair; do plans+=("$dir/$name.json"); done
+    jobs_run eval-baselines-$part "$bin" evaluate "${plans[@]}" "${common[@]}" --prompts "$heldout_prompts" \
+      --seeds "$heldout_seeds" --warmup "$warmups" --out "$dir/eval-baselines-$part"
+  done
+  wait
+  grep -h "no plan meets\|^wrote" "$dir"/calibrate-*.log || true
 
   stage "$grid: evaluate calibrated plans on held-out prompts and seeds (+ bf16 floor)"
   "$bin" evaluate "${cal_plans[@]}" "${common[@]}" --prompts "$heldout_prompts" --seeds "$heldout_seeds" \
     --floor --out "$dir/eval-calibrated"
-  stage "$grid: evaluate baselines and recall plans at warm-ups $warmups"
-  "$bin" evaluate "$dir"/sliding-tile-3x3x3.json "$dir"/sliding-tile-2x3x3.json "$dir"/radial.json \
-    "$dir"/spatial-temporal.json "$dir"/oracle-topk0.2.json "$dir"/oracle-topk0.4.json \
-    "$dir"/recall0.9.json "$dir"/recall0.95.json "${common[@]}" \
-    --prompts "$heldout_prompts" --seeds "$heldout_seeds" --warmup "$warmups" --out "$dir/eval-baselines"
 done
 stage "done: tables in $out/*/eval-*/results.{md,csv,json}"
