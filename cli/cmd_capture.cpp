@@ -16,6 +16,7 @@
 
 #include "io/capture_file.h"
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "cli/fidelity_setup.h"
 #include "cli/progress_bar.h"
 #include "base/atomic_file.h"
@@ -228,8 +229,7 @@ int run_capture(const Options& o) {
                                                          : torch::kFloat32;
   keep_freed_memory();
   WanModel model = load_wan_model(o.model, device, dtype);
-  model.sinusoid_precision =
-      o.sinusoid == "float32" ? SinusoidPrecision::kFloat32 : SinusoidPrecision::kFloat64;
+  model.sinusoid_precision = sinusoid_precision(o.sinusoid);
 
   CaptureBackend backend(writer, o.chunk_rows, impl);
   const AttentionFn attention = backend.attention();
@@ -308,12 +308,7 @@ Command add_capture(CLI::App& app) {
   sub->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
   sub->add_option("--dtype", o->dtype, "Weights: float32, bfloat16 or float16")
       ->capture_default_str();
-  sub->add_option("--sinusoid", o->sinusoid,
-                  "Precision of the timestep sinusoid: float64 (the official Wan2.1 code) or "
-                  "float32 (diffusers' WanTransformer3DModel: use it to compare with a diffusers "
-                  "pipeline)")
-      ->check(CLI::IsMember({"float64", "float32"}))
-      ->capture_default_str();
+  add_sinusoid_option(sub, &o->sinusoid);
   sub->add_option("--attention", o->attention,
                   "kernels (dense and block-mass CUDA kernels on CUDA, float32 LibTorch on the "
                   "CPU) or reference (float32 LibTorch everywhere)")

@@ -13,6 +13,7 @@
 
 #include "base/atomic_file.h"
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "cli/progress_bar.h"
 #include "io/safetensors.h"
 #include "io/video_writer.h"
@@ -90,6 +91,7 @@ nlohmann::json generate_json(const Options& o, double sampling_seconds,
                    {"device", o.device},
                    {"dtype", o.dtype},
                    {"attention", o.attention},
+                   {"sinusoid", o.sinusoid},
                    {"plan", o.plan.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.plan)},
                    {"sampling_seconds", sampling_seconds}};
   nlohmann::json p{{"timed", timed},
@@ -193,8 +195,7 @@ int run_generate(const Options& o) {
     }
   }
   WanModel model = load_wan_model(o.model, device, dtype);
-  model.sinusoid_precision =
-      o.sinusoid == "float32" ? SinusoidPrecision::kFloat32 : SinusoidPrecision::kFloat64;
+  model.sinusoid_precision = sinusoid_precision(o.sinusoid);
   fs::create_directories(o.out);
 
   const AttentionFn attention = plan ? plan->attention() : dense_backend(impl, &profile);
@@ -228,6 +229,7 @@ int run_generate(const Options& o) {
                      {"device", o.device},
                      {"dtype", o.dtype},
                      {"attention", o.attention},
+                     {"sinusoid", o.sinusoid},
                      {"plan", o.plan},
                      {"tool", std::string("sparseplan ") + SPARSEPLAN_VERSION}});
   const VideoFrames frames = frames_from_video(video);
@@ -287,12 +289,7 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--dtype", o->dtype, "Linear weights: float32, bfloat16 or float16")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
       ->capture_default_str();
-  sub->add_option("--sinusoid", o->sinusoid,
-                  "Precision of the timestep sinusoid: float64 (the official Wan2.1 code) or "
-                  "float32 (diffusers' WanTransformer3DModel: use it to compare with a diffusers "
-                  "pipeline)")
-      ->check(CLI::IsMember({"float64", "float32"}))
-      ->capture_default_str();
+  add_sinusoid_option(sub, &o->sinusoid);
   sub->add_option("--attention", o->attention,
                   "Self-attention: kernels (the CUDA kernels on CUDA, float32 LibTorch on the "
                   "CPU) or reference (float32 LibTorch everywhere)")

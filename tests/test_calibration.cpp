@@ -82,13 +82,21 @@ std::vector<std::vector<LayerLevel>> two_layer_levels() {
   };
 }
 
-// A speed-target calibration of the three-layer synthetic model, every layer equally sensitive.
-CalibrationResult calibrate_for_time(double time_fraction) {
+// A speed-target calibration of the three-layer synthetic model, every layer equally sensitive;
+// with refresh intervals, of residual_cache plans. *runs (when given) counts the model runs.
+CalibrationResult calibrate_for_time(double time_fraction,
+                                     const std::vector<int>& refresh_every = {},
+                                     int* runs = nullptr) {
   const SyntheticSource source(three_layer_spec());
-  int runs = 0;
+  int own_runs = 0;
   CalibrationOptions o = quality_options(-1.0);
   o.target_time_fraction = time_fraction;
-  return calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  if (!refresh_every.empty()) {
+    o.compensation = Compensation::ResidualCache;
+    o.refresh_every = refresh_every;
+  }
+  return calibrate_plan(source, o,
+                        planted_evaluator({0.2, 0.2, 0.2}, o.steps, runs ? runs : &own_runs));
 }
 
 }  // namespace
@@ -236,15 +244,11 @@ TEST_CASE("a bad calibration field is reported with its JSON path") {
                         Catch::Contains("search.calibration.steps"));
 }
 
+
 TEST_CASE("a residual_cache calibration gives plans with it and a refresh every K steps") {
-  const SyntheticSource source(three_layer_spec());
   int runs = 0;
-  CalibrationOptions o = quality_options(-1.0);
-  o.target_time_fraction = 0.8;
-  o.compensation = Compensation::ResidualCache;
-  o.refresh_every = {3};
-  const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  const CalibrationResult r = calibrate_for_time(0.8, {3}, &runs);
+  const CalibrationOptions o = quality_options(-1.0);
   REQUIRE(r.met);
   CHECK(r.plan.compensation == Compensation::ResidualCache);
   const int w = r.plan.schedule.warmup_steps;
@@ -256,15 +260,9 @@ TEST_CASE("a residual_cache calibration gives plans with it and a refresh every 
 }
 
 TEST_CASE("a residual_cache calibration measures every warm-up and refresh interval pair, and plans without the cache") {
-  const SyntheticSource source(three_layer_spec());
   int runs = 0;
-  CalibrationOptions o = quality_options(-1.0);
-  o.target_time_fraction = 0.8;
-  o.compensation = Compensation::ResidualCache;
   const int off = CalibrationOptions::kNoCache;
-  o.refresh_every = {off, 0, 3};
-  const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs));
+  const CalibrationResult r = calibrate_for_time(0.8, {off, 0, 3}, &runs);
   std::set<std::pair<int, int>> schedules;
   for (const CalibrationTrial& t : r.trials)
     if (t.what == "schedule") schedules.insert({t.warmup, t.refresh_every});

@@ -115,16 +115,26 @@ TEST_CASE("the cost model charges the padding of partial tiles") {
   CHECK(m.sparse_head_density_ms(padded, 64, 1.0) == Approx(m.sparse_head_density_ms(exact, 64, 1.0)));
 }
 
-TEST_CASE("a plan's predicted time counts warm-up steps as dense and online selections") {
+namespace {
+
+// A plan of `layers` x `heads` one-tile windows on an 8x8x8 grid of 4x4x4 tiles, head_dim 64.
+Plan window_plan(int layers, int heads) {
   Plan p;
-  p.model = {"toy", 2, 2, 64};
+  p.model = {"toy", layers, heads, 64};
   p.grid = {8, 8, 8};
   p.block_size = 64;
   p.tile = {4, 4, 4};
   HeadRule window;
   window.kind = RuleKind::Window;
   window.window.groups = {{0, 1, 1}};
-  p.layers = {{window, window}, {window, window}};
+  p.layers.assign(size_t(layers), std::vector<HeadRule>(size_t(heads), window));
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("a plan's predicted time counts warm-up steps as dense and online selections") {
+  Plan p = window_plan(2, 2);
   const AttentionCostModel m;
   p.schedule.warmup_steps = 10;
   const PlanCost all_warm = predict_plan_cost(p, 10, 2, m);
@@ -144,18 +154,10 @@ TEST_CASE("a plan's predicted time counts warm-up steps as dense and online sele
 }
 
 TEST_CASE("residual_cache refreshes are priced as a layout plus its complement") {
-  Plan p;
-  p.model = {"toy", 1, 1, 64};
-  p.grid = {8, 8, 8};
-  p.block_size = 64;
-  p.tile = {4, 4, 4};
-  HeadRule window;
-  window.kind = RuleKind::Window;
-  window.window.groups = {{0, 1, 1}};
-  p.layers = {{window}};
+  Plan p = window_plan(1, 1);
   const AttentionCostModel m;
   const TileGeometry g = make_tile_geometry(p);
-  const double kept = head_price_density(g, window);
+  const double kept = head_price_density(g, p.layers[0][0]);
   const double sparse_call = m.sparse_head_density_ms(g, 64, kept);
   const double refresh_call = sparse_call + m.sparse_head_density_ms(g, 64, 1.0 - kept);
   const PlanCost plain = predict_plan_cost(p, 10, 1, m);
