@@ -67,7 +67,6 @@ int run_calibrate(const Options& o) {
   if (o.target_time > 1.0) throw std::invalid_argument("--target-time must be in (0, 1]");
   if (o.reselect_every < 1) throw std::invalid_argument("--reselect-every must be >= 1");
   if (o.max_verify < 1) throw std::invalid_argument("--max-verify must be >= 1");
-
   {
     const fs::path parent = fs::absolute(o.out).parent_path();
     if (!fs::is_directory(parent))
@@ -91,15 +90,10 @@ int run_calibrate(const Options& o) {
                     : o.compensation == "pooled_kv"    ? Compensation::PooledKV
                                                        : Compensation::None;
   if (co.compensation == Compensation::ResidualCache) {
-    std::string counts;  // "off" stands for plans without the cache
-    bool off = false;
     std::stringstream ss(o.refresh_every);
-    for (std::string item; std::getline(ss, item, ',');) {
-      if (item == "off") off = true;
-      else counts += (counts.empty() ? "" : ",") + item;
-    }
-    if (!counts.empty()) co.refresh_every = parse_count_list(counts, "--refresh-every");
-    if (off) co.refresh_every.push_back(CalibrationOptions::kNoCache);
+    for (std::string item; std::getline(ss, item, ',');)
+      co.refresh_every.push_back(item == "off" ? CalibrationOptions::kNoCache
+                                               : parse_count_list(item, "--refresh-every")[0]);
   }
   co.max_verify = o.max_verify;
   if (!o.tile.empty()) co.search.tiles = {parse_tile_name(o.tile)};

@@ -101,23 +101,18 @@ PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
               : model.sparse_head_density_ms(g, d, head_price_density(g, r) + pooled);
       sparse_step[l] += head;
       if (r.kind == RuleKind::Online) select_extra[l] += model.selecting_head_ms(tokens, d) - head;
-      const double kept = r.kind == RuleKind::Dense ? 1.0 : head_price_density(g, r);
-      refresh_step[l] += r.kind == RuleKind::Dense || kept >= 1.0
-                             ? model.sparse_head_density_ms(g, d, 1.0)
-                             : model.sparse_head_density_ms(g, d, kept) +
-                                   model.sparse_head_density_ms(g, d, 1.0 - kept);
+      const double kept = head_price_density(g, r);
+      refresh_step[l] += model.sparse_head_density_ms(g, d, kept) +
+                         model.sparse_head_density_ms(g, d, std::max(0.0, 1.0 - kept));
     }
   }
   const std::set<int> dense_steps(plan.schedule.dense_steps.begin(),
                                   plan.schedule.dense_steps.end());
   const std::set<int> reselect(plan.schedule.reselect_steps.begin(),
                                plan.schedule.reselect_steps.end());
-  const bool cached = plan.compensation == Compensation::ResidualCache;
-  const std::set<int> refresh(plan.schedule.refresh_steps.begin(),
-                              plan.schedule.refresh_steps.end());
   bool selected = false;
   for (int s = 0; s < steps; ++s) {
-    if (cached && (s == plan.schedule.warmup_steps - 1 || dense_steps.count(s) || refresh.count(s))) {
+    if (refreshes_residual_cache(plan, s)) {
       for (size_t l = 0; l < plan.layers.size(); ++l) cost.plan_ms += branches * refresh_step[l];
       continue;
     }

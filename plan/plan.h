@@ -3,6 +3,7 @@
 // plan_writer.h writes it, block_layout.h compiles it into CSR layouts for the kernels.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -138,6 +139,17 @@ struct Plan {
   std::vector<std::vector<HeadRule>> layers;  // [layer][head]
   std::string description;
 };
+
+// Whether sampling step `step` refreshes the residual cache: with compensation residual_cache,
+// the last warm-up step, dense steps and refresh steps. The runtime and the cost model share it.
+inline bool refreshes_residual_cache(const Plan& plan, int step) {
+  const Schedule& s = plan.schedule;
+  const auto listed = [&](const std::vector<int>& steps) {
+    return std::find(steps.begin(), steps.end(), step) != steps.end();
+  };
+  return plan.compensation == Compensation::ResidualCache && step >= 0 &&
+         (step == s.warmup_steps - 1 || listed(s.dense_steps) || listed(s.refresh_steps));
+}
 
 const char* rule_kind_name(RuleKind kind);
 const char* text_position_name(TextPosition position);

@@ -31,8 +31,8 @@ struct PlanBackend::DeviceLayout {
   torch::Tensor row_offsets;  // int32 [B, H, nqb + 1], global offsets into col_indices
   torch::Tensor col_indices;  // int32
   torch::Tensor kept;         // bool [B, H, nqb, nkb] on the device; pooled compensation only
-  // The complement of every static head's layout, empty rows for online heads; residual cache
-  // only.
+  // Refresh layouts of the residual cache only (add_complement): the blocks each head's layout
+  // leaves out.
   torch::Tensor complement_row_offsets, complement_col_indices;
   double density = 0.0;       // blocks run / all blocks; online heads at a selection count 1
 };
@@ -174,10 +174,7 @@ bool PlanBackend::runs_dense(const AttentionCall& call) const {
 }
 
 bool PlanBackend::refreshes(const AttentionCall& call) const {
-  const Schedule& s = plan_.schedule;
-  return plan_.compensation == Compensation::ResidualCache && call.step >= 0 &&
-         (call.step == s.warmup_steps - 1 || contains(s.dense_steps, call.step) ||
-          contains(s.refresh_steps, call.step));
+  return refreshes_residual_cache(plan_, call.step);
 }
 
 const PlanBackend::OnlineSelection* PlanBackend::online_selection(int layer, int branch) const {
@@ -251,28 +248,17 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
                                                     const torch::Device& device) const {
   const int64_t H = int64_t(lp.heads.size());
   const int64_t nqb = geometry_.total_blocks, nkb = geometry_.total_blocks;
-  const bool complement = plan_.compensation == Compensation::ResidualCache;
-  std::vector<int32_t> ro, ci, cro, cci;
+  std::vector<int32_t> ro, ci;
   ro.reserve(size_t(batch * H * (nqb + 1)));
   double run = 0.0;
-  std::vector<uint8_t> listed(static_cast<size_t>(nkb));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const int pos = lp.online_pos[size_t(h)];
       const int32_t base = int32_t(ci.size());
-      if (complement) cro.insert(cro.end(), size_t(nqb + 1), int32_t(cci.size()));
       if (pos >= 0 && online_empty) {
-        // This call takes these heads' output from the dense pass of the selection; a refresh
-        // call, from their complement: every block.
+        // This call takes these heads' output from the dense pass of the selection.
         ro.insert(ro.end(), size_t(nqb + 1), base);
         run += double(nqb) * double(nkb);
-        if (complement) {
-          int32_t* row = cro.data() + cro.size() - size_t(nqb + 1);
-          for (int64_t qb = 0; qb < nqb; ++qb) {
-            for (int32_t kb = 0; kb < int32_t(nkb); ++kb) cci.push_back(kb);
-            row[qb + 1] = int32_t(cci.size());
-          }
-        }
         continue;
       }
       const BlockLayout& l =
@@ -281,28 +267,13 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
       for (int32_t r : l.row_offsets) ro.push_back(base + r);
       ci.insert(ci.end(), l.col_indices.begin(), l.col_indices.end());
       run += double(l.nnz());
-      if (!complement || pos >= 0) continue;
-      int32_t* row = cro.data() + cro.size() - size_t(nqb + 1);
-      for (int64_t qb = 0; qb < nqb; ++qb) {
-        std::fill(listed.begin(), listed.end(), 0);
-        for (int32_t i = l.row_offsets[size_t(qb)]; i < l.row_offsets[size_t(qb) + 1]; ++i)
-          listed[size_t(l.col_indices[size_t(i)])] = 1;
-        for (int32_t kb = 0; kb < int32_t(nkb); ++kb)
-          if (!listed[size_t(kb)]) cci.push_back(kb);
-        row[qb + 1] = int32_t(cci.size());
-      }
     }
   if (ci.empty()) ci.push_back(0);  // a valid pointer for the kernels; never read
-  if (complement && cci.empty()) cci.push_back(0);
   DeviceLayout d;
   d.batch = batch;
   d.device = device;
   d.row_offsets = to_tensor(ro, torch::kInt, device).view({batch, H, nqb + 1});
   d.col_indices = to_tensor(ci, torch::kInt, device);
-  if (complement) {
-    d.complement_row_offsets = to_tensor(cro, torch::kInt, device).view({batch, H, nqb + 1});
-    d.complement_col_indices = to_tensor(cci, torch::kInt, device);
-  }
   d.density = run / (double(batch * H) * double(nqb) * double(nkb));
   if (plan_.compensation == Compensation::PooledKV) {
     d.kept = kept_blocks(d.row_offsets, d.col_indices, nkb).to(device);
@@ -310,6 +281,32 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
     d.density += 1.0 / double(plan_.block_size);
   }
   return d;
+}
+
+void PlanBackend::add_complement(const LayerPlan& lp, DeviceLayout& d) const {
+  const int64_t H = int64_t(lp.heads.size());
+  const int nb = geometry_.total_blocks;
+  // Per head, the blocks its refresh layout leaves out: all of them for online heads (which run
+  // no block there), the rest of the compiled layout for static ones.
+  std::vector<BlockLayout> rest;
+  for (int64_t h = 0; h < H; ++h) {
+    std::vector<uint8_t> mask(size_t(nb) * size_t(nb), 1);
+    if (lp.online_pos[size_t(h)] < 0) {
+      mask = layout_to_mask(lp.heads[size_t(h)]);
+      for (uint8_t& m : mask) m = !m;
+    }
+    rest.push_back(mask_to_layout(mask, nb, nb));
+  }
+  std::vector<int32_t> ro, ci;
+  for (int64_t b = 0; b < d.batch; ++b)
+    for (const BlockLayout& l : rest) {
+      const int32_t base = int32_t(ci.size());
+      for (int32_t r : l.row_offsets) ro.push_back(base + r);
+      ci.insert(ci.end(), l.col_indices.begin(), l.col_indices.end());
+    }
+  if (ci.empty()) ci.push_back(0);  // a valid pointer for the kernels; never read
+  d.complement_row_offsets = to_tensor(ro, torch::kInt, d.device).view({d.batch, H, nb + 1});
+  d.complement_col_indices = to_tensor(ci, torch::kInt, d.device);
 }
 
 void PlanBackend::reselect(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
@@ -395,8 +392,10 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
   if (refresh) {
     // Static heads run their layout, online heads nothing; the complements give the rest.
     auto& slot = refresh_layouts_[call.layer];
-    if (!slot || slot->batch != B || slot->device != device)
+    if (!slot || slot->batch != B || slot->device != device) {
       slot = std::make_unique<DeviceLayout>(build_layout(lp, B, nullptr, true, device));
+      add_complement(lp, *slot);
+    }
     layout = slot.get();
   } else if (lp.online.empty()) {
     auto& slot = static_layouts_[call.layer];
@@ -439,12 +438,14 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     qt = to_tiles(q), kt = to_tiles(k), vt = to_tiles(v);
     return 0;
   });
-  const auto result =
-      kernels ? run_block_sparse_attention(qt, kt, vt, layout->row_offsets, layout->col_indices,
-                                           plan_.block_size, plan_.block_size, order.kv_valid)
-              : block_sparse_attention_torch(qt, kt, vt, layout->row_offsets,
-                                             layout->col_indices, plan_.block_size,
-                                             plan_.block_size, order.kv_valid);
+  const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
+    return kernels ? run_block_sparse_attention(qt, kt, vt, row_offsets, col_indices,
+                                                plan_.block_size, plan_.block_size, order.kv_valid)
+                   : block_sparse_attention_torch(qt, kt, vt, row_offsets, col_indices,
+                                                  plan_.block_size, plan_.block_size,
+                                                  order.kv_valid);
+  };
+  const auto result = attend(layout->row_offsets, layout->col_indices);
   torch::Tensor tiles = std::get<0>(result);
   if (plan_.compensation == Compensation::PooledKV) {
     tiles = timed(AttentionProfile::Part::Compensation, [&] {
@@ -458,14 +459,7 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     tiles = timed(AttentionProfile::Part::Compensation, [&] {
       torch::Tensor mixed;
       if (refresh) {
-        const auto rest = kernels ? run_block_sparse_attention(
-                                        qt, kt, vt, layout->complement_row_offsets,
-                                        layout->complement_col_indices, plan_.block_size,
-                                        plan_.block_size, order.kv_valid)
-                                  : block_sparse_attention_torch(
-                                        qt, kt, vt, layout->complement_row_offsets,
-                                        layout->complement_col_indices, plan_.block_size,
-                                        plan_.block_size, order.kv_valid);
+        const auto rest = attend(layout->complement_row_offsets, layout->complement_col_indices);
         CachedShare share{std::get<0>(rest),
                           dropped_weight(std::get<1>(result), std::get<1>(rest))};
         mixed = mix_in(tiles, share.out, share.weight);

@@ -116,6 +116,7 @@ class PlanBackend {
                        const torch::Tensor& k, const torch::Tensor& v, bool refresh);
   DeviceLayout build_layout(const LayerPlan& lp, int64_t batch, const OnlineSelection* selection,
                             bool online_empty, const torch::Device& device) const;
+  void add_complement(const LayerPlan& lp, DeviceLayout& layout) const;
 
   Plan plan_;
   PlanRunOptions options_;

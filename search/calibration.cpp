@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 
@@ -332,36 +333,32 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   // skipped, so the table is kept as measured.
   double correction = 1.0;
   for (int iter = 0; iter < o.max_verify; ++iter) {
-    int best_w = -1;
-    ScheduleChoice best_sc{0, 0};
+    std::optional<ScheduleChoice> best_sc;
     LayerAllocation best;
     double best_total = kInf, best_error = kInf;
     for (const ScheduleChoice& sc : schedules) {
-      const int w = sc.warmup;
       const double g = scale[sc] * correction;
+      const int dense = dense_steps_of(sc);
       LayerAllocation a;
       if (quality) {
         a = allocate_for_error(table, g > 0 ? target_mse / g : kInf);
       } else {
-        const int dense = dense_steps_of(sc);
         const double per_step =
             (o.target_time_fraction * dense_total - dense * dense_step) / double(o.steps - dense);
         a = allocate_for_cost(table, per_step);
       }
       if (!a.feasible) continue;
-      const int dense = dense_steps_of(sc);
       const double total = dense * dense_step + (o.steps - dense) * a.cost;
       const double err = g * a.error;
       const bool better = quality ? total < best_total : err < best_error;
       if (better) {
-        best_w = w;
         best_sc = sc;
         best = a;
         best_total = total;
         best_error = err;
       }
     }
-    if (best_w < 0) {
+    if (!best_sc) {
       log("allocation: no candidate fits the target");
       break;
     }
@@ -370,14 +367,14 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
       log("allocation: only dense attention is predicted to reach the target");
       break;
     }
-    if (tried.count({best_sc, best.level})) {
+    if (tried.count({*best_sc, best.level})) {
       log("allocation: converged");
       break;
     }
     const CalibrationTrial& t =
-        run("candidate " + std::to_string(iter + 1), best_sc, best.level, best_error,
+        run("candidate " + std::to_string(iter + 1), *best_sc, best.level, best_error,
             o.reselect_every);
-    tried[{best_sc, best.level}] = result.trials.size() - 1;
+    tried[{*best_sc, best.level}] = result.trials.size() - 1;
     if (speed && t.score.time_fraction > o.target_time_fraction) {
       // Online heads selected more than on the captures: charge the excess to the per-step cost.
       for (auto& row : table)
