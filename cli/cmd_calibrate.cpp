@@ -29,7 +29,9 @@ struct Options {
   std::string warmups;
   int reselect_every = 5;
   std::string compensation = "residual_cache";
-  std::string refresh_every = "off,3,5";
+  std::string density_levels = "0.08,0.12,0.18,0.25,0.35";
+  std::string refresh_every = "off,3,5,10";
+  const CLI::Option* refresh_option = nullptr;  // given on the command line when count() > 0
   int max_verify = 5;
   std::string tile;
   int threads = 2;
@@ -79,6 +81,9 @@ int run_calibrate(const Options& o) {
   co.steps = o.fidelity.steps;
   co.branches = o.fidelity.guidance == 1.0 ? 1 : 2;
   co.recall_levels = parse_fractions(o.recall_levels, "--recall-levels");
+  co.density_levels = o.density_levels == "none"
+                          ? std::vector<double>{}
+                          : parse_fractions(o.density_levels, "--density-levels");
   co.reference_recall = o.reference_recall;
   if (!o.warmups.empty()) co.warmups = parse_count_list(o.warmups, "--warmups");
   for (int w : co.warmups)
@@ -89,6 +94,9 @@ int run_calibrate(const Options& o) {
   co.compensation = o.compensation == "residual_cache" ? Compensation::ResidualCache
                     : o.compensation == "pooled_kv"    ? Compensation::PooledKV
                                                        : Compensation::None;
+  if (co.compensation != Compensation::ResidualCache && o.refresh_option->count() > 0)
+    throw std::invalid_argument("--refresh-every needs --compensation residual_cache (it is " +
+                                o.compensation + ")");
   if (co.compensation == Compensation::ResidualCache) {
     std::stringstream ss(o.refresh_every);
     for (std::string item; std::getline(ss, item, ',');)
@@ -180,7 +188,11 @@ Command add_calibrate(CLI::App& app) {
                   "What the plans do about dropped blocks (docs/plan-format.md)")
       ->check(CLI::IsMember({"none", "pooled_kv", "residual_cache"}))
       ->capture_default_str();
-  sub->add_option("--refresh-every", o->refresh_every,
+  sub->add_option("--density-levels", o->density_levels,
+                  "Mean-density ladder of the per-layer rules, sparser than the recall ladder "
+                  "(none: recall levels only)")
+      ->capture_default_str();
+  o->refresh_option = sub->add_option("--refresh-every", o->refresh_every,
                   "With residual_cache: candidate refresh intervals, a dense refresh step every "
                   "K steps after the warm-up (0: only the last warm-up step refreshes; off: "
                   "plans without the cache)")

@@ -71,59 +71,66 @@ double head_price_density(const TileGeometry& geometry, const HeadRule& rule) {
   return compile_head_layout(geometry, rule).density();
 }
 
-PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
-                           const AttentionCostModel& model) {
-  const TileGeometry g = make_tile_geometry(plan);
-  const int64_t tokens = g.sequence_tokens();
-  const int d = plan.model.head_dim;
-  const double dense_call = model.dense_ms(tokens, plan.model.heads, d);
-  PlanCost cost;
-  cost.dense_ms = dense_call * double(steps) * branches * double(plan.layers.size());
-
-  // Per layer: the sparse-step time and the extra time of a step where online heads select.
-  // A refresh of the residual cache runs each sparse head's layout and its complement.
-  std::vector<double> sparse_step(plan.layers.size(), 0.0), select_extra(plan.layers.size(), 0.0),
-      refresh_step(plan.layers.size(), 0.0);
-  for (size_t l = 0; l < plan.layers.size(); ++l) {
-    bool all_dense = true;
-    for (const HeadRule& r : plan.layers[l]) all_dense = all_dense && r.kind == RuleKind::Dense;
-    if (all_dense) {
-      sparse_step[l] = refresh_step[l] = dense_call;
-      continue;
-    }
-    // Pooled compensation adds one key per block to every query row of a sparse head.
-    const double pooled =
-        plan.compensation == Compensation::PooledKV ? 1.0 / double(plan.block_size) : 0.0;
-    for (const HeadRule& r : plan.layers[l]) {
-      const double head =
-          r.kind == RuleKind::Dense
-              ? model.sparse_head_density_ms(g, d, 1.0)
-              : model.sparse_head_density_ms(g, d, head_price_density(g, r) + pooled);
-      sparse_step[l] += head;
-      if (r.kind == RuleKind::Online) select_extra[l] += model.selecting_head_ms(tokens, d) - head;
-      const double kept = head_price_density(g, r);
-      refresh_step[l] += model.sparse_head_density_ms(g, d, kept) +
-                         model.sparse_head_density_ms(g, d, std::max(0.0, 1.0 - kept));
-    }
+LayerCallCost layer_call_cost(const TileGeometry& g, int head_dim,
+                              const std::vector<HeadRule>& heads, Compensation compensation,
+                              const AttentionCostModel& model) {
+  LayerCallCost c;
+  const bool all_dense = std::all_of(heads.begin(), heads.end(),
+                                     [](const HeadRule& r) { return r.kind == RuleKind::Dense; });
+  if (all_dense) {
+    c.sparse_ms = c.refresh_ms =
+        model.dense_ms(g.sequence_tokens(), int64_t(heads.size()), head_dim);
+    return c;
   }
+  // Pooled compensation adds one key per block to every query row of a sparse head.
+  const double pooled =
+      compensation == Compensation::PooledKV ? 1.0 / double(g.block_size) : 0.0;
+  for (const HeadRule& r : heads) {
+    const double kept = head_price_density(g, r);
+    const double head = model.sparse_head_density_ms(
+        g, head_dim, r.kind == RuleKind::Dense ? 1.0 : kept + pooled);
+    c.sparse_ms += head;
+    if (r.kind == RuleKind::Online)
+      c.select_extra_ms += model.selecting_head_ms(g.sequence_tokens(), head_dim) - head;
+    c.refresh_ms += model.sparse_head_density_ms(g, head_dim, kept) +
+                    model.sparse_head_density_ms(g, head_dim, std::max(0.0, 1.0 - kept));
+  }
+  return c;
+}
+
+StepCounts count_steps(const Plan& plan, int steps) {
   const std::set<int> dense_steps(plan.schedule.dense_steps.begin(),
                                   plan.schedule.dense_steps.end());
   const std::set<int> reselect(plan.schedule.reselect_steps.begin(),
                                plan.schedule.reselect_steps.end());
+  StepCounts n;
   bool selected = false;
   for (int s = 0; s < steps; ++s) {
     if (refreshes_residual_cache(plan, s)) {
-      for (size_t l = 0; l < plan.layers.size(); ++l) cost.plan_ms += branches * refresh_step[l];
-      continue;
+      ++n.refresh;
+    } else if (s < plan.schedule.warmup_steps || dense_steps.count(s)) {
+      ++n.dense;
+    } else {
+      ++n.sparse;
+      if (!selected || reselect.count(s) > 0) ++n.selecting;
+      selected = true;
     }
-    if (s < plan.schedule.warmup_steps || dense_steps.count(s)) {
-      cost.plan_ms += dense_call * branches * double(plan.layers.size());
-      continue;
-    }
-    const bool selects = !selected || reselect.count(s) > 0;
-    selected = true;
-    for (size_t l = 0; l < plan.layers.size(); ++l)
-      cost.plan_ms += branches * (sparse_step[l] + (selects ? select_extra[l] : 0.0));
+  }
+  return n;
+}
+
+PlanCost predict_plan_cost(const Plan& plan, int steps, int branches,
+                           const AttentionCostModel& model) {
+  const TileGeometry g = make_tile_geometry(plan);
+  const int d = plan.model.head_dim;
+  const double dense_call = model.dense_ms(g.sequence_tokens(), plan.model.heads, d);
+  const StepCounts n = count_steps(plan, steps);
+  PlanCost cost;
+  cost.dense_ms = dense_call * double(steps) * branches * double(plan.layers.size());
+  for (const std::vector<HeadRule>& heads : plan.layers) {
+    const LayerCallCost c = layer_call_cost(g, d, heads, plan.compensation, model);
+    cost.plan_ms += branches * (n.dense * dense_call + n.refresh * c.refresh_ms +
+                                n.sparse * c.sparse_ms + n.selecting * c.select_extra_ms);
   }
   return cost;
 }

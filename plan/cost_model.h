@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "plan/plan.h"
 #include "plan/tile_geometry.h"
@@ -48,6 +49,27 @@ struct PlanCost {
   double plan_ms = 0.0;       // the plan's predicted attention time
   double fraction() const { return dense_ms > 0 ? plan_ms / dense_ms : 0.0; }
 };
+
+// One attention call of one layer (all its heads, batch 1), by how the step runs it.
+struct LayerCallCost {
+  double sparse_ms = 0.0;        // a sparse step
+  double select_extra_ms = 0.0;  // added at a step where its online heads select
+  double refresh_ms = 0.0;       // a residual-cache refresh: each sparse head's layout and its
+                                 // complement (dense work in two block-sparse calls)
+};
+LayerCallCost layer_call_cost(const TileGeometry& geometry, int head_dim,
+                              const std::vector<HeadRule>& heads, Compensation compensation,
+                              const AttentionCostModel& model = {});
+
+// How many of a generation's steps run dense, refresh the residual cache, run sparse, and of
+// those select online heads' blocks (every sparse step of a plan is priced as one of these).
+struct StepCounts {
+  int dense = 0;
+  int refresh = 0;
+  int sparse = 0;
+  int selecting = 0;  // among the sparse steps
+};
+StepCounts count_steps(const Plan& plan, int steps);
 
 // Predicted attention time of one generation: `steps` sampling steps, `branches` attention
 // calls per layer and step (2 with classifier-free guidance), batch 1. Warm-up and dense steps

@@ -63,10 +63,13 @@ LayerAllocation greedy(const std::vector<std::vector<LayerLevel>>& levels,
   return a;
 }
 
+// The per-layer rules the allocation chooses among: one plan per level (recall levels, then
+// density levels), each layer's dropped mass and call cost per level; the last level is dense.
 struct LevelSet {
-  std::vector<Plan> plans;                       // one per recall level
+  std::vector<std::string> names;                // "recall 0.85", "density 0.2", "dense"
+  std::vector<Plan> plans;                       // one per level but dense
   std::vector<std::vector<double>> dropped;      // [level][layer]: 1 - mean head recall
-  std::vector<std::vector<double>> step_cost;    // [level + dense][layer], ms per sparse step
+  std::vector<std::vector<LayerCallCost>> cost;  // [level][layer]
 };
 
 double dropped_mass(const std::vector<HeadRule>& heads) {
@@ -75,23 +78,6 @@ double dropped_mass(const std::vector<HeadRule>& heads) {
     if (r.kind != RuleKind::Dense && r.stats && r.stats->recall >= 0)
       sum += 1.0 - r.stats->recall;
   return heads.empty() ? 0.0 : sum / double(heads.size());
-}
-
-double layer_step_cost(const Plan& plan, const TileGeometry& g, const std::vector<HeadRule>& heads,
-                       const CalibrationOptions& o) {
-  const int d = plan.model.head_dim;
-  const int64_t tokens = g.sequence_tokens();
-  const bool all_dense = std::all_of(heads.begin(), heads.end(),
-                                     [](const HeadRule& r) { return r.kind == RuleKind::Dense; });
-  if (all_dense) return o.branches * o.cost.dense_ms(tokens, int64_t(heads.size()), d);
-  double ms = 0.0;
-  for (const HeadRule& r : heads) {
-    const double head = o.cost.sparse_head_density_ms(g, d, head_price_density(g, r));
-    ms += head;
-    if (r.kind == RuleKind::Online)
-      ms += (o.cost.selecting_head_ms(tokens, d) - head) / std::max(1, o.reselect_every);
-  }
-  return o.branches * ms;
 }
 
 std::vector<HeadRule> dense_heads(int heads) { return std::vector<HeadRule>(size_t(heads)); }
@@ -163,6 +149,12 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
                                                       std::abs(b - o.reference_recall);
                                              }) -
                             recalls.begin());
+  std::vector<double> densities = o.density_levels;
+  for (double d : densities)
+    if (!(d > 0 && d <= 1))
+      throw std::invalid_argument("calibrate: density levels must be in (0, 1]");
+  std::sort(densities.begin(), densities.end());
+  densities.erase(std::unique(densities.begin(), densities.end()), densities.end());
   std::vector<int> warmups = o.warmups;
   if (warmups.empty())
     for (double f : {0.0, 0.1, 0.2, 0.3}) warmups.push_back(int(std::lround(f * o.steps)));
@@ -173,8 +165,10 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   std::sort(warmups.begin(), warmups.end());
   warmups.erase(std::unique(warmups.begin(), warmups.end()), warmups.end());
   const int w_ref = warmups[warmups.size() / 2];
+  if (!o.refresh_every.empty() && o.compensation != Compensation::ResidualCache)
+    throw std::invalid_argument("calibrate: refresh intervals need compensation residual_cache");
   std::vector<int> intervals = o.refresh_every;
-  if (intervals.empty() || o.compensation != Compensation::ResidualCache) intervals = {0};
+  if (intervals.empty()) intervals = {0};
   for (int k : intervals)
     if (k < 0 && k != CalibrationOptions::kNoCache)
       throw std::invalid_argument("calibrate: refresh intervals must be >= 0");
@@ -191,7 +185,10 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   for (int w : warmups)
     for (int k : intervals) schedules.push_back({w, k});
 
-  // 1. Rules per recall level, one tile shape: the reference level's choice.
+  // 1. Rules per level, one tile shape (the reference level's choice): per recall level the
+  // cheapest rule per head keeping it, per density level the budget spread over heads where it
+  // keeps the most recall (sparser than any recall level asks for: what a residual cache
+  // makes usable).
   PlanSearchOptions so = o.search;
   so.density_budget = -1.0;
   so.margin = 0.0;
@@ -201,6 +198,7 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   so.tiles = {ref_result.plan.tile};
   LevelSet ls;
   for (size_t k = 0; k < recalls.size(); ++k) {
+    ls.names.push_back("recall " + fmt("%g", recalls[k]));
     if (k == ref) {
       ls.plans.push_back(ref_result.plan);
       continue;
@@ -209,53 +207,86 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
     log("search: rules at recall " + fmt("%.3f", recalls[k]));
     ls.plans.push_back(search_plan(source, so).plan);
   }
+  for (double d : densities) {
+    so.density_budget = d;
+    ls.names.push_back("density " + fmt("%g", d));
+    log("search: rules at mean density " + fmt("%.3f", d));
+    ls.plans.push_back(search_plan(source, so).plan);
+  }
+  ls.names.push_back("dense");
   const Plan& base = ref_result.plan;
   const TileGeometry geometry = make_tile_geometry(base);
   const size_t L = base.layers.size();
-  const size_t dense_level = recalls.size();
+  const size_t dense_level = ls.plans.size();
   for (size_t k = 0; k <= dense_level; ++k) {
-    std::vector<double> drop(L, 0.0), cost(L, 0.0);
+    std::vector<double> drop(L, 0.0);
+    std::vector<LayerCallCost> cost(L);
     for (size_t l = 0; l < L; ++l) {
       const std::vector<HeadRule> heads =
           k == dense_level ? dense_heads(base.model.heads) : ls.plans[k].layers[l];
       drop[l] = dropped_mass(heads);
-      cost[l] = layer_step_cost(base, geometry, heads, o);
+      cost[l] = layer_call_cost(geometry, base.model.head_dim, heads, o.compensation, o.cost);
     }
     ls.dropped.push_back(drop);
-    ls.step_cost.push_back(cost);
+    ls.cost.push_back(cost);
   }
 
-  const double dense_step = ls.step_cost[dense_level][0] * double(L);
-  const double dense_total = dense_step * o.steps;
   const auto refresh_steps = [&](const ScheduleChoice& s) {
     std::vector<int> out;
     if (o.compensation != Compensation::ResidualCache || s.refresh <= 0) return out;
     for (int t = s.warmup + s.refresh; t < o.steps; t += s.refresh) out.push_back(t);
     return out;
   };
-  // Steps priced dense: the warm-up and the refreshes after it.
-  const auto dense_steps_of = [&](const ScheduleChoice& s) {
-    return s.warmup + int(refresh_steps(s).size());
-  };
-  const auto assemble = [&](const ScheduleChoice& sc, const std::vector<int>& levels,
-                            int reselect_every) {
-    const int warmup = sc.warmup;
+  // The schedule of a candidate; online heads' re-selections only when it has online heads.
+  const auto scheduled = [&](const ScheduleChoice& sc, int reselect_every) {
     Plan p = base;
-    for (size_t l = 0; l < L; ++l)
-      p.layers[l] = size_t(levels[l]) == dense_level ? dense_heads(base.model.heads)
-                                                     : ls.plans[size_t(levels[l])].layers[l];
     p.schedule = Schedule{};
     p.schedule.total_steps = o.steps;
-    p.schedule.warmup_steps = warmup;
-    if (has_online(p)) p.schedule.reselect_steps = reselect_schedule(warmup, o.steps, reselect_every);
+    p.schedule.warmup_steps = sc.warmup;
+    p.schedule.reselect_steps = reselect_schedule(sc.warmup, o.steps, reselect_every);
     p.compensation = sc.refresh == CalibrationOptions::kNoCache ? Compensation::None
                                                                 : o.compensation;
     p.schedule.refresh_steps = refresh_steps(sc);
+    return p;
+  };
+  const auto assemble = [&](const ScheduleChoice& sc, const std::vector<int>& levels,
+                            int reselect_every) {
+    Plan p = scheduled(sc, reselect_every);
+    for (size_t l = 0; l < L; ++l)
+      p.layers[l] = size_t(levels[l]) == dense_level ? dense_heads(base.model.heads)
+                                                     : ls.plans[size_t(levels[l])].layers[l];
+    if (!has_online(p)) p.schedule.reselect_steps.clear();
     SearchInfo si;
     si.tool = std::string("sparseplan calibrate");
     si.captures = info.captures;
     p.search = si;
     return p;
+  };
+  const double dense_call = ls.cost[dense_level][0].sparse_ms;
+  const double dense_total = o.branches * o.steps * double(L) * dense_call;
+  // Per layer, its levels as (time over the whole generation under schedule sc, predicted
+  // error), cheapest first; order[l][i] is the level of row i.
+  double cost_scale = 1.0;
+  const auto level_table = [&](const ScheduleChoice& sc, const std::vector<double>& per_drop,
+                               std::vector<std::vector<size_t>>& order) {
+    const StepCounts n = count_steps(scheduled(sc, o.reselect_every), o.steps);
+    std::vector<std::vector<LayerLevel>> table(L);
+    order.assign(L, {});
+    for (size_t l = 0; l < L; ++l) {
+      std::vector<LayerLevel> row;
+      for (size_t k = 0; k <= dense_level; ++k) {
+        const LayerCallCost& c = ls.cost[k][l];
+        const double ms = n.dense * dense_call + n.refresh * c.refresh_ms +
+                          n.sparse * c.sparse_ms + n.selecting * c.select_extra_ms;
+        row.push_back({cost_scale * o.branches * ms, per_drop[l] * ls.dropped[k][l]});
+        order[l].push_back(k);
+      }
+      std::stable_sort(order[l].begin(), order[l].end(), [&](size_t x, size_t y) {
+        return std::tie(row[x].cost, row[x].error) < std::tie(row[y].cost, row[y].error);
+      });
+      for (size_t k : order[l]) table[l].push_back(row[k]);
+    }
+    return table;
   };
 
   CalibrationResult result;
@@ -324,37 +355,25 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   }
 
   // 4./5. Allocate, run, correct.
-  std::vector<std::vector<LayerLevel>> table(L);
-  for (size_t l = 0; l < L; ++l)
-    for (size_t k = 0; k <= dense_level; ++k)
-      table[l].push_back({ls.step_cost[k][l], per_drop[l] * ls.dropped[k][l]});
-  // Levels dearer than a cheaper level with no more error are never worth it; the greedy
-  // handles that, but a level must not be cheaper and better than the ones above it to be
-  // skipped, so the table is kept as measured.
   double correction = 1.0;
   for (int iter = 0; iter < o.max_verify; ++iter) {
     std::optional<ScheduleChoice> best_sc;
-    LayerAllocation best;
+    std::vector<int> best_levels;
     double best_total = kInf, best_error = kInf;
     for (const ScheduleChoice& sc : schedules) {
       const double g = scale[sc] * correction;
-      const int dense = dense_steps_of(sc);
-      LayerAllocation a;
-      if (quality) {
-        a = allocate_for_error(table, g > 0 ? target_mse / g : kInf);
-      } else {
-        const double per_step =
-            (o.target_time_fraction * dense_total - dense * dense_step) / double(o.steps - dense);
-        a = allocate_for_cost(table, per_step);
-      }
+      std::vector<std::vector<size_t>> order;
+      const auto table = level_table(sc, per_drop, order);
+      const LayerAllocation a =
+          quality ? allocate_for_error(table, g > 0 ? target_mse / g : kInf)
+                  : allocate_for_cost(table, o.target_time_fraction * dense_total);
       if (!a.feasible) continue;
-      const double total = dense * dense_step + (o.steps - dense) * a.cost;
       const double err = g * a.error;
-      const bool better = quality ? total < best_total : err < best_error;
-      if (better) {
+      if (quality ? a.cost < best_total : err < best_error) {
         best_sc = sc;
-        best = a;
-        best_total = total;
+        best_levels.assign(L, 0);
+        for (size_t l = 0; l < L; ++l) best_levels[l] = int(order[l][size_t(a.level[l])]);
+        best_total = a.cost;
         best_error = err;
       }
     }
@@ -362,23 +381,21 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
       log("allocation: no candidate fits the target");
       break;
     }
-    if (std::all_of(best.level.begin(), best.level.end(),
+    if (std::all_of(best_levels.begin(), best_levels.end(),
                     [&](int k) { return size_t(k) == dense_level; })) {
       log("allocation: only dense attention is predicted to reach the target");
       break;
     }
-    if (tried.count({*best_sc, best.level})) {
+    if (tried.count({*best_sc, best_levels})) {
       log("allocation: converged");
       break;
     }
-    const CalibrationTrial& t =
-        run("candidate " + std::to_string(iter + 1), *best_sc, best.level, best_error,
-            o.reselect_every);
-    tried[{*best_sc, best.level}] = result.trials.size() - 1;
+    const CalibrationTrial& t = run("candidate " + std::to_string(iter + 1), *best_sc,
+                                    best_levels, best_error, o.reselect_every);
+    tried[{*best_sc, best_levels}] = result.trials.size() - 1;
     if (speed && t.score.time_fraction > o.target_time_fraction) {
-      // Online heads selected more than on the captures: charge the excess to the per-step cost.
-      for (auto& row : table)
-        for (LayerLevel& lv : row) lv.cost *= t.score.time_fraction / o.target_time_fraction;
+      // Online heads selected more than on the captures: charge the excess to every cost.
+      cost_scale *= t.score.time_fraction / o.target_time_fraction;
       continue;
     }
     const double measured = mse_from_psnr(t.score.psnr_mean);
@@ -444,16 +461,14 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   cal.model_runs = result.model_runs;
   result.plan.search->calibration = cal;
   std::string levels_text;
-  for (int k : chosen.levels)
-    levels_text += (levels_text.empty() ? "" : ",") +
-                   (size_t(k) == dense_level ? std::string("dense") : fmt("%g", recalls[size_t(k)]));
+  for (int k : chosen.levels) levels_text += (levels_text.empty() ? "" : ", ") + ls.names[size_t(k)];
   const std::string refresh =
       o.compensation != Compensation::ResidualCache || chosen.refresh_every < 0 ? ""
       : chosen.refresh_every > 0 ? ", residual cache refreshed every " +
                                        std::to_string(chosen.refresh_every) + " steps"
                                  : ", residual cache";
   result.plan.description = "calibrated: warm-up " + std::to_string(chosen.warmup) + refresh +
-                            ", layer recall " + levels_text + "; PSNR " +
+                            ", layers " + levels_text + "; PSNR " +
                             fmt("%.2f", chosen.score.psnr_mean) + " dB, attention time " +
                             fmt("%.3f", chosen.score.time_fraction) + " of dense";
   return result;

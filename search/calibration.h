@@ -1,20 +1,23 @@
 // Calibrated search: the cheapest plan whose video stays within a quality target of dense
 // sampling (PSNR on calibration prompts), or the best video within a speed target (predicted
 // attention time as a fraction of dense). One loop chooses the dense warm-up steps, per layer
-// how much recall its heads keep (and through search_plan each head's rule: window, static
-// blocks, online or dense), and the re-selection steps of online heads.
+// how much recall or density its heads get (and through search_plan each head's rule: window,
+// static blocks, online or dense), the residual cache's refresh interval, and the re-selection
+// steps of online heads.
 //
 // Model runs are few; captures rank everything else:
-//  1. per recall level of a ladder, search_plan gives every head its rule (one tile shape);
-//     each layer at each level has a predicted time (cost_model.h) and a dropped attention
-//     mass on the captures (1 - mean recall over its heads);
+//  1. per level of a ladder (recall targets, then mean-density budgets), search_plan gives
+//     every head its rule (one tile shape); each layer at each level has a predicted time per
+//     kind of call (cost_model.h: sparse, selecting, refresh) and a dropped attention mass on
+//     the captures (1 - mean recall over its heads);
 //  2. sensitivity: one run per layer with only that layer sparse at the reference level and
 //     the reference warm-up measures the video error (MSE against dense) it causes alone;
 //  3. schedule: one run per warm-up candidate (with residual_cache: per warm-up and refresh
 //     interval) with every layer at the reference level gives how the error scales with it;
-//  4. predicted error of a candidate = warm-up scale x sum over layers of sensitivity x dropped
-//     mass / dropped mass at the reference level; allocate_layers spends time on the layers
-//     where it buys the most error (a layer that matters gets more recall), per warm-up;
+//  4. predicted error of a candidate = schedule scale x sum over layers of sensitivity x
+//     dropped mass / dropped mass at the reference level; per schedule, the allocation spends
+//     time (the whole generation's, its steps counted by kind) on the layers where it buys the
+//     most error (a layer that matters gets more recall);
 //  5. the best candidate is run; the ratio of measured to predicted error corrects the model
 //     and the allocation is redone until the result repeats or the run budget ends; online
 //     heads then try fewer re-selections.
@@ -69,13 +72,16 @@ struct CalibrationOptions {
   int steps = 30;
   int branches = 2;                    // attention calls per layer and step (guidance: 2)
   std::vector<double> recall_levels{0.3, 0.45, 0.6, 0.75, 0.85, 0.9, 0.95, 0.98};
+  // Mean densities over heads (search's budget mode): sparser levels than recall asks for.
+  std::vector<double> density_levels{0.08, 0.12, 0.18, 0.25, 0.35};
   double reference_recall = 0.85;      // the level the sensitivities are measured at
   std::vector<int> warmups;            // empty: 0, 10%, 20%, 30% of the steps
   int reselect_every = 5;              // online heads re-select every this many sparse steps
   // What the plans do about dropped blocks. With residual_cache the schedule candidates are
   // every (warm-up, refresh interval) pair: an interval K > 0 adds a refresh step every K
-  // steps after the warm-up (each priced as a dense step), 0 refreshes at the last warm-up
-  // step only, kNoCache gives a plan without the cache. Empty: {0}.
+  // steps after the warm-up (priced as the layout plus its complement), 0 refreshes at the
+  // last warm-up step only, kNoCache gives a plan without the cache. Empty: {0}. Intervals
+  // without residual_cache are refused (they would be ignored).
   static constexpr int kNoCache = -1;
   Compensation compensation = Compensation::None;
   std::vector<int> refresh_every;
@@ -92,7 +98,9 @@ struct CalibrationTrial {
   std::string what;
   int warmup = 0;
   int refresh_every = 0;
-  std::vector<int> levels;  // per layer, index into recall_levels; recall_levels.size() = dense
+  // Per layer, index into the levels: the sorted recall levels, then the sorted density levels;
+  // their count stands for dense.
+  std::vector<int> levels;
   double predicted_error = -1.0;
   CalibrationScore score;
   bool meets = false;

@@ -270,3 +270,28 @@ TEST_CASE("a residual_cache calibration measures every warm-up and refresh inter
         std::set<std::pair<int, int>>{{0, off}, {0, 0}, {0, 3}, {2, off}, {2, 0}, {2, 3}});
   CHECK(runs == r.model_runs);
 }
+
+TEST_CASE("refresh intervals without the residual cache are refused, not ignored") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  CalibrationOptions o = quality_options(30.0);
+  o.refresh_every = {3};
+  CHECK_THROWS_WITH(calibrate_plan(source, o, planted_evaluator({1, 1, 1}, o.steps, &runs)),
+                    Catch::Contains("residual_cache"));
+  CHECK(runs == 0);
+}
+TEST_CASE("density levels reach a speed target below every recall level's time") {
+  const SyntheticSource source(three_layer_spec());
+  int runs = 0;
+  CalibrationOptions o = quality_options(-1.0);
+  o.target_time_fraction = 0.3;
+  o.recall_levels = {0.85};
+  o.density_levels.clear();
+  const PlanEvaluator ev = planted_evaluator({0.2, 0.2, 0.2}, o.steps, &runs);
+  CHECK_FALSE(calibrate_plan(source, o, ev).met);
+  o.density_levels = {0.1, 0.2};
+  const CalibrationResult r = calibrate_plan(source, o, ev);
+  REQUIRE(r.met);
+  CHECK(r.score.time_fraction <= 0.3);
+  CHECK_THAT(r.plan.description, Catch::Contains("layers density"));
+}

@@ -170,3 +170,24 @@ TEST_CASE("residual_cache refreshes are priced as a layout plus its complement")
   CHECK(cached.plan_ms == Approx(m.dense_ms(g.sequence_tokens(), 1, 64) + 2 * refresh_call +
                                  7 * sparse_call));
 }
+
+TEST_CASE("a plan's steps are counted as dense, refresh, sparse and selecting") {
+  Plan p = window_plan(1, 1);
+  p.schedule.warmup_steps = 3;
+  p.schedule.dense_steps = {5};
+  p.schedule.reselect_steps = {3, 7};
+  const StepCounts plain = count_steps(p, 10);
+  CHECK(plain.dense == 4);
+  CHECK(plain.refresh == 0);
+  CHECK(plain.sparse == 6);
+  CHECK(plain.selecting == 2);
+  p.compensation = Compensation::ResidualCache;
+  p.schedule.refresh_steps = {8};
+  const StepCounts cached = count_steps(p, 10);
+  // Steps 2 (the last warm-up step), 5 (dense) and 8 refresh the cache instead of running dense
+  // or sparse.
+  CHECK(cached.dense == 2);
+  CHECK(cached.refresh == 3);
+  CHECK(cached.sparse == 5);
+  CHECK(cached.selecting == 2);
+}
