@@ -22,6 +22,9 @@ calib_prompts="$root/configs/prompts/wan-mini-search.txt"
 heldout_prompts="$root/configs/prompts/wan-mini-heldout.txt"
 calib_seeds="${CALIB_SEEDS:-1}"
 heldout_seeds="${HELDOUT_SEEDS:-7,8}"
+# Baselines and recall plans evaluated at every warm-up, in parallel pairs (EVAL_PAIRS="" skips
+# them, e.g. when their rows are already measured).
+eval_pairs="${EVAL_PAIRS-sliding-tile-3x3x3,sliding-tile-2x3x3 radial,spatial-temporal oracle-topk0.2,oracle-topk0.4 recall0.9,recall0.95}"
 start=$SECONDS
 stage() { echo; echo "== [$((SECONDS - start)) s] $*"; }
 
@@ -70,9 +73,11 @@ PY
 
   # Each calibration and each pair of baselines is its own process; PARALLEL=1 runs them at once
   # (the GPU machine: wan-mini's calls are launch-bound, so runs overlap well), logs in $dir.
+  # Each log ends with the job's wall time.
+  timed() { local t0=$SECONDS rc=0; "$@" || rc=$?; echo "[wall $((SECONDS - t0)) s, exit $rc]"; }
   jobs_run() {  # name, command...
     local name=$1; shift
-    if [[ "${PARALLEL:-0}" == 1 ]]; then "$@" >"$dir/$name.log" 2>&1 & else { "$@" 2>&1 | tee "$dir/$name.log"; } || true; fi
+    if [[ "${PARALLEL:-0}" == 1 ]]; then timed "$@" >"$dir/$name.log" 2>&1 & else timed "$@" 2>&1 | tee "$dir/$name.log"; fi
   }
   stage "$grid: calibrate (PSNR >= $target_psnr dB; attention time $time_levels of dense), evaluate baselines and recall plans at warm-ups $warmups"
   cal_plans=("$dir/calibrated-psnr$target_psnr.json")
@@ -84,16 +89,15 @@ PY
     cal_plans+=("$dir/calibrated-time$t.json")
   done
   part=0
-  for pair in "sliding-tile-3x3x3 sliding-tile-2x3x3" "radial spatial-temporal" \
-              "oracle-topk0.2 oracle-topk0.4" "recall0.9 recall0.95"; do
+  for pair in $eval_pairs; do
     part=$((part + 1))
     plans=()
-    for name in $pair; do plans+=("$dir/$name.json"); done
+    for name in ${pair//,/ }; do plans+=("$dir/$name.json"); done
     jobs_run eval-baselines-$part "$bin" evaluate "${plans[@]}" "${common[@]}" --prompts "$heldout_prompts" \
       --seeds "$heldout_seeds" --warmup "$warmups" --out "$dir/eval-baselines-$part"
   done
   wait
-  grep -h "no plan meets\|^wrote" "$dir"/calibrate-*.log || true
+  grep -h "no plan meets\|^wrote\|^\[wall" "$dir"/calibrate-*.log || true
 
   stage "$grid: evaluate calibrated plans on held-out prompts and seeds (+ bf16 floor)"
   "$bin" evaluate "${cal_plans[@]}" "${common[@]}" --prompts "$heldout_prompts" --seeds "$heldout_seeds" \
