@@ -128,9 +128,8 @@ int run_calibrate(const Options& o) {
         std::to_string(setup.grid.height) + "x" + std::to_string(setup.grid.width));
 
   FidelityRunner& runner = *setup.runner;
-  co.log = [&](const std::string& line) {
-    if (!o.fidelity.quiet) std::cout << line << std::endl;
-  };
+  // Every trial is a result (what was run and what it reached), kept under --quiet too.
+  co.log = [](const std::string& line) { std::cout << line << std::endl; };
   const FidelityResult& dense = runner.dense();
   const PlanEvaluator evaluate = [&](const Plan& plan) {
     const FidelityResult r = runner.run_plan(plan);

@@ -68,7 +68,21 @@ FidelityResult FidelityRunner::run(const WanModel& model, PlanBackend* plan) {
     so.seed = c.seed;
     VideoRun vr;
     std::unique_ptr<PlanBackend> fresh;
-    if (plan) fresh = std::make_unique<PlanBackend>(plan->plan());
+    // Per layer, the cost model's price of each kind of call (the same as predict_plan_cost's);
+    // online heads are priced at the density they selected, which the captures only estimate.
+    std::vector<LayerCallCost> layer_cost;
+    std::vector<bool> layer_online;
+    if (plan) {
+      fresh = std::make_unique<PlanBackend>(plan->plan());
+      const Plan& p = fresh->plan();
+      for (const auto& heads : p.layers) {
+        layer_cost.push_back(
+            layer_call_cost(fresh->geometry(), p.model.head_dim, heads, p.compensation, cost_));
+        layer_online.push_back(std::any_of(heads.begin(), heads.end(), [](const HeadRule& r) {
+          return r.kind == RuleKind::Online;
+        }));
+      }
+    }
     const AttentionFn attention = [&](const AttentionCall& call, const torch::Tensor& q,
                                       const torch::Tensor& k, const torch::Tensor& v) {
       const bool cuda = q.is_cuda();
@@ -85,10 +99,17 @@ FidelityResult FidelityRunner::run(const WanModel& model, PlanBackend* plan) {
         vr.predicted_ms += cost_.dense_ms(N, H, D, B);
       } else {
         const PlanRunStats before = fresh->stats();
+        const bool refresh = fresh->refreshes(call);
         out = (*fresh)(call, q, k, v);
         const PlanRunStats& after = fresh->stats();
-        if (after.dense_calls > before.dense_calls || layer_all_dense(fresh->plan(), call.layer)) {
+        const LayerCallCost& c = layer_cost[size_t(call.layer)];
+        if (refresh) {
+          vr.predicted_ms += double(B) * c.refresh_ms;
+        } else if (after.dense_calls > before.dense_calls ||
+                   layer_all_dense(fresh->plan(), call.layer)) {
           vr.predicted_ms += cost_.dense_ms(N, H, D, B);
+        } else if (!layer_online[size_t(call.layer)]) {
+          vr.predicted_ms += double(B) * c.sparse_ms;
         } else {
           const double density = after.sparse_density_sum - before.sparse_density_sum;
           vr.predicted_ms +=

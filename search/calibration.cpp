@@ -293,7 +293,7 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   const double target_mse = quality ? mse_from_psnr(o.target_psnr) : 0.0;
   const auto meets = [&](const CalibrationScore& s) {
     return quality ? s.psnr_mean >= o.target_psnr && s.time_fraction < o.max_time_fraction
-                   : s.time_fraction <= o.target_time_fraction + 1e-12;
+                   : s.time_fraction <= o.target_time_fraction * (1.0 + 1e-9);
   };
   std::map<std::pair<ScheduleChoice, std::vector<int>>, size_t> tried;
   const auto run = [&](const std::string& what, const ScheduleChoice& sc,
@@ -345,13 +345,26 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
   const double sens_sum = std::accumulate(result.sensitivity.begin(), result.sensitivity.end(), 0.0);
 
   // 3. Schedule: every layer at the reference level.
-  std::map<ScheduleChoice, double> scale;
+  // Measured per warm-up at the reference interval and per interval at the reference warm-up;
+  // the other pairs are taken as the product of the two effects (model runs: warm-ups +
+  // intervals - 1, not their product).
+  std::map<ScheduleChoice, double> measured_scale;
   for (const ScheduleChoice& sc : schedules) {
+    if (sc.warmup != w_ref && sc.refresh != r_ref) continue;
     const std::vector<int> all_ref(L, int(ref));
     const CalibrationTrial& t = run("schedule", sc, all_ref, sens_sum, o.reselect_every);
     tried[{sc, all_ref}] = result.trials.size() - 1;
     const double m = mse_from_psnr(t.score.psnr_mean);
-    scale[sc] = sens_sum > 0 ? m / sens_sum : 1.0;
+    measured_scale[sc] = sens_sum > 0 ? m / sens_sum : 1.0;
+  }
+  std::map<ScheduleChoice, double> scale;
+  const double at_ref = measured_scale.at({w_ref, r_ref});
+  for (const ScheduleChoice& sc : schedules) {
+    const auto it = measured_scale.find(sc);
+    scale[sc] = it != measured_scale.end() ? it->second
+                : at_ref > 0 ? measured_scale.at({sc.warmup, r_ref}) *
+                                   measured_scale.at({w_ref, sc.refresh}) / at_ref
+                             : measured_scale.at({sc.warmup, r_ref});
   }
 
   // 4./5. Allocate, run, correct.

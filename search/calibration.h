@@ -12,8 +12,9 @@
 //     the captures (1 - mean recall over its heads);
 //  2. sensitivity: one run per layer with only that layer sparse at the reference level and
 //     the reference warm-up measures the video error (MSE against dense) it causes alone;
-//  3. schedule: one run per warm-up candidate (with residual_cache: per warm-up and refresh
-//     interval) with every layer at the reference level gives how the error scales with it;
+//  3. schedule: with every layer at the reference level, one run per warm-up candidate (at the
+//     reference refresh interval) and one per refresh interval (at the reference warm-up) give
+//     how the error scales with each; a pair scales as the product of the two;
 //  4. predicted error of a candidate = schedule scale x sum over layers of sensitivity x
 //     dropped mass / dropped mass at the reference level; per schedule, the allocation spends
 //     time (the whole generation's, its steps counted by kind) on the layers where it buys the

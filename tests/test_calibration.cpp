@@ -259,15 +259,15 @@ TEST_CASE("a residual_cache calibration gives plans with it and a refresh every 
   CHECK(predict_plan_cost(r.plan, o.steps, 2).fraction() <= 0.8 + 1e-9);
 }
 
-TEST_CASE("a residual_cache calibration measures every warm-up and refresh interval pair, and plans without the cache") {
+TEST_CASE("a residual_cache calibration measures every warm-up and every refresh interval, plans without the cache among them") {
   int runs = 0;
   const int off = CalibrationOptions::kNoCache;
   const CalibrationResult r = calibrate_for_time(0.8, {off, 0, 3}, &runs);
   std::set<std::pair<int, int>> schedules;
   for (const CalibrationTrial& t : r.trials)
     if (t.what == "schedule") schedules.insert({t.warmup, t.refresh_every});
-  CHECK(schedules ==
-        std::set<std::pair<int, int>>{{0, off}, {0, 0}, {0, 3}, {2, off}, {2, 0}, {2, 3}});
+  // Reference warm-up 2 and interval 0: each other value once beside the reference of the other.
+  CHECK(schedules == std::set<std::pair<int, int>>{{0, 0}, {2, off}, {2, 0}, {2, 3}});
   CHECK(runs == r.model_runs);
 }
 

@@ -9,6 +9,7 @@
 #include "analyzer/mass_source.h"
 #include "model/text_encoder.h"
 #include "model/wan_model.h"
+#include "plan/cost_model.h"
 #include "runtime/fidelity_runner.h"
 #include "search/baseline_plans.h"
 #include "search/calibration.h"
@@ -80,6 +81,17 @@ TEST_CASE("a sparse plan evaluates to finite PSNR at lower density and predicted
   CHECK(r.density() > 2.0 / kSteps);  // the warm-up counts dense
   CHECK(r.predicted_ms < runner.dense().predicted_ms);
   CHECK(r.measured_ms > 0.0);
+}
+
+TEST_CASE("the evaluator predicts a static plan's time as the cost model does, refreshes included") {
+  FidelityRunner runner = tiny_runner(kPrompts);
+  Plan p = tiny_plan(sliding_tile_rule({1, 1, 1}));
+  p.compensation = Compensation::ResidualCache;
+  p.schedule.warmup_steps = 2;
+  p.schedule.refresh_steps = {4};
+  const FidelityResult r = runner.run_plan(p);
+  CHECK(r.predicted_ms / runner.dense().predicted_ms ==
+        Approx(predict_plan_cost(p, kSteps, 2).fraction()));
 }
 
 TEST_CASE("a plan for another grid is refused before anything runs") {
