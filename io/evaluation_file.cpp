@@ -49,9 +49,15 @@ std::vector<PlanFidelity> read_evaluation_file(const std::string& path) {
   } catch (const json::parse_error& e) {
     throw std::invalid_argument(path + ": not valid JSON: " + e.what());
   }
-  if (root.is_object() && root.contains("plans")) root = root["plans"];
+  // `sparseplan evaluate` writes its rows under "rows"; "plans" is the older spelling.
+  for (const char* member : {"rows", "plans"})
+    if (root.is_object() && root.contains(member)) {
+      root = json(root[member]);
+      break;
+    }
   if (!root.is_array())
-    throw std::invalid_argument(path + ": expected an array of plan results (or an object with \"plans\")");
+    throw std::invalid_argument(path + ": expected an array of plan results (or an object with "
+                                       "\"rows\" or \"plans\")");
   if (root.empty()) throw std::invalid_argument(path + ": holds no plan results");
   std::vector<PlanFidelity> rows;
   for (size_t i = 0; i < root.size(); ++i) {

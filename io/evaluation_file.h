@@ -1,6 +1,6 @@
 // Results of `sparseplan evaluate` read back for figures: one row per plan with its fidelity
 // against dense sampling and its cost. The file is a JSON array of objects (or an object whose
-// "plans" member is that array) with the fields below. JSON has no infinity, so a PSNR of an
+// "rows" member is that array, as evaluate's results.json, or "plans") with the fields below. JSON has no infinity, so a PSNR of an
 // identical video is written as null or as the string "inf".
 #pragma once
 

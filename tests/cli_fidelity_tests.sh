@@ -70,6 +70,9 @@ check "evaluated PSNR of the calibrated plan is at least 28 dB" python3 -c "
 import csv, sys
 rows = {r['plan']: r for r in csv.DictReader(open('$tmp/eval-cal/results.csv'))}
 sys.exit(0 if float(rows['cal']['psnr_mean']) >= 28 else 1)"
+expect "analyze draws the frontier of evaluate's own results.json" 0 "index.html" -- \
+  "$bin" analyze "$tmp/calib.h5" --evaluation "$tmp/eval-cal/results.json" --out "$tmp/report-eval" --quiet
+check "the report shows the frontier figure" grep -q "figures/frontier.svg" "$tmp/report-eval/index.html"
 expect "an impossible speed target says so and exits non-zero" 2 "no plan meets the target" -- \
   "$bin" calibrate "$tmp/calib.h5" "${tiny[@]}" --target-time 0.001 --warmups 0 --max-verify 1 --out "$tmp/impossible.json"
 expect "a capture of another grid is refused" 1 "token grid" -- \

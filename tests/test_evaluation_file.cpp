@@ -44,6 +44,16 @@ TEST_CASE("an evaluation file may hold its rows under plans") {
   CHECK(rows[0].plan == "a");
 }
 
+TEST_CASE("an evaluation file may hold its rows under rows, as evaluate's results.json does") {
+  ScratchDir dir("evaluation");
+  const auto rows = read_evaluation_file(write(dir, R"({"settings": "wan-mini", "columns": ["plan"],
+    "rows": [{"plan": "dense", "density": 1.0, "psnr_mean": null, "psnr_worst": null},
+             {"plan": "b", "density": 0.5, "psnr_mean": 25, "psnr_worst": 24}]})"));
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[1].plan == "b");
+  CHECK(std::isinf(rows[0].psnr_mean));
+}
+
 TEST_CASE("a null or inf PSNR reads as an identical video") {
   ScratchDir dir("evaluation");
   const auto rows = read_evaluation_file(write(dir, R"([
