@@ -74,6 +74,14 @@ CalibrationOptions quality_options(double psnr) {
   return o;
 }
 
+// A quality-target calibration of the three-layer synthetic model with planted sensitivities;
+// *runs counts the model runs.
+CalibrationResult calibrate_for_psnr(double psnr, const std::vector<double>& weights, int* runs) {
+  const SyntheticSource source(three_layer_spec());
+  const CalibrationOptions o = quality_options(psnr);
+  return calibrate_plan(source, o, planted_evaluator(weights, o.steps, runs));
+}
+
 // (cost, error) per level of two layers; the last level of each is dense (no error).
 std::vector<std::vector<LayerLevel>> two_layer_levels() {
   return {
@@ -124,11 +132,8 @@ TEST_CASE("allocation for a cost budget lowers the error as far as the budget al
 }
 
 TEST_CASE("calibration moves density to the one sensitive layer") {
-  const SyntheticSource source(three_layer_spec());
   int runs = 0;
-  const CalibrationOptions o = quality_options(30.0);
-  const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({0.01, 1.0, 0.01}, o.steps, &runs));
+  const CalibrationResult r = calibrate_for_psnr(30.0, {0.01, 1.0, 0.01}, &runs);
   REQUIRE(r.met);
   CHECK(r.sensitivity[1] > 10 * r.sensitivity[0]);
   CHECK(r.sensitivity[1] > 10 * r.sensitivity[2]);
@@ -139,11 +144,8 @@ TEST_CASE("calibration moves density to the one sensitive layer") {
 }
 
 TEST_CASE("a calibrated plan records its target, the PSNR it reached and its model runs") {
-  const SyntheticSource source(three_layer_spec());
   int runs = 0;
-  const CalibrationOptions o = quality_options(25.0);
-  const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({0.05, 0.05, 0.05}, o.steps, &runs));
+  const CalibrationResult r = calibrate_for_psnr(25.0, {0.05, 0.05, 0.05}, &runs);
   REQUIRE(r.met);
   REQUIRE(r.plan.search);
   REQUIRE(r.plan.search->calibration);
@@ -152,7 +154,7 @@ TEST_CASE("a calibrated plan records its target, the PSNR it reached and its mod
   CHECK(c.psnr_mean >= 25.0);
   CHECK(c.time_fraction < 1.0);
   CHECK(c.model_runs == runs);
-  CHECK(r.plan.schedule.total_steps == o.steps);
+  CHECK(r.plan.schedule.total_steps == quality_options(25.0).steps);
 }
 
 TEST_CASE("a speed target gives a plan within that attention time") {
@@ -169,12 +171,9 @@ TEST_CASE("an impossible speed target says no plan meets the target and returns 
 }
 
 TEST_CASE("an impossible quality target says no plan meets the target") {
-  const SyntheticSource source(three_layer_spec());
   int runs = 0;
   // Every sparse layer costs 30 dB at least: only dense attention reaches 100 dB.
-  const CalibrationOptions o = quality_options(100.0);
-  const CalibrationResult r =
-      calibrate_plan(source, o, planted_evaluator({1.0, 1.0, 1.0}, o.steps, &runs));
+  const CalibrationResult r = calibrate_for_psnr(100.0, {1.0, 1.0, 1.0}, &runs);
   CHECK_FALSE(r.met);
   CHECK_THAT(r.message, Catch::Contains("no plan meets the target"));
 }
