@@ -28,12 +28,6 @@ void add_stats(PlanRunStats& sum, const PlanRunStats& s) {
   sum.sparse_density_sum += s.sparse_density_sum;
 }
 
-bool layer_all_dense(const Plan& plan, int layer) {
-  const auto& heads = plan.layers[size_t(layer)];
-  return std::all_of(heads.begin(), heads.end(),
-                     [](const HeadRule& r) { return r.kind == RuleKind::Dense; });
-}
-
 }  // namespace
 
 void summarize_quality(FidelityResult& r) {
@@ -105,10 +99,10 @@ FidelityResult FidelityRunner::run(const WanModel& model, PlanBackend* plan) {
         const LayerCallCost& c = layer_cost[size_t(call.layer)];
         if (refresh) {
           vr.predicted_ms += double(B) * c.refresh_ms;
-        } else if (after.dense_calls > before.dense_calls ||
-                   layer_all_dense(fresh->plan(), call.layer)) {
+        } else if (after.dense_calls > before.dense_calls) {
           vr.predicted_ms += cost_.dense_ms(N, H, D, B);
         } else if (!layer_online[size_t(call.layer)]) {
+          // A layer of dense rules is priced as a dense call here too (layer_call_cost).
           vr.predicted_ms += double(B) * c.sparse_ms;
         } else {
           const double density = after.sparse_density_sum - before.sparse_density_sum;

@@ -233,7 +233,7 @@ CalibrationResult calibrate_plan(const MassSource& source, const CalibrationOpti
 
   const auto refresh_steps = [&](const ScheduleChoice& s) {
     std::vector<int> out;
-    if (o.compensation != Compensation::ResidualCache || s.refresh <= 0) return out;
+    if (s.refresh <= 0) return out;  // intervals come only with residual_cache
     for (int t = s.warmup + s.refresh; t < o.steps; t += s.refresh) out.push_back(t);
     return out;
   };
