@@ -83,6 +83,10 @@ expect "a capture of another grid is refused" 1 "token grid" -- \
   "$bin" calibrate "$tmp/calib.h5" --model "$model" --prompts "$tmp/prompts.txt" --video 4,64,64 --target-psnr 30 --out "$tmp/x.json"
 expect "refresh intervals without the residual cache are refused, not ignored" 1 "needs --compensation residual_cache" -- \
   "$bin" calibrate "$tmp/calib.h5" "${tiny[@]}" --target-psnr 30 --compensation none --refresh-every 3 --out "$tmp/x.json"
+expect "a density level outside (0, 1] is refused naming the option" 1 "--density-levels" -- \
+  "$bin" calibrate "$tmp/calib.h5" "${tiny[@]}" --target-psnr 30 --density-levels 0.1,1.5 --out "$tmp/x.json"
+expect "a refresh interval that is not a count is refused naming the option" 1 "--refresh-every" -- \
+  "$bin" calibrate "$tmp/calib.h5" "${tiny[@]}" --target-psnr 30 --refresh-every 3,soon --out "$tmp/x.json"
 expect "both targets at once are refused" 1 "exactly one of --target-psnr" -- \
   "$bin" calibrate "$tmp/calib.h5" "${tiny[@]}" --target-psnr 30 --target-time 0.5 --out "$tmp/x.json"
 expect "an empty calibration prompt file is named" 1 "no prompt in the file" -- \
