@@ -3,8 +3,8 @@
 window masks in tile order (tile 4x4x4 = one 64-token block, 4x4x8 = one 128-token block) and
 on random masks, with 64-token query blocks in each SPARSEPLAN_PAIR64 mode, timed in one
 process: 0 unpaired (one 64-row tile per block), 1 paired (two blocks per 128-row tile over the
-union of their key blocks) in chunks of one key block, 2 paired with consecutive key blocks
-merged into 128-key chunks. B=1, bf16, forward.
+union of their key blocks) with one key block per stage, 2 paired with two key blocks of the
+union per 128-key stage. B=1, bf16, forward.
 
   PYTHONPATH=python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64] [--out DIR]
 
@@ -73,7 +73,7 @@ def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows):
     ro, ci = mask_to_csr(mask)
     call = lambda: ops.block_sparse_attention(q, k, v, ro, ci, block, block, kv_valid)
     variants = ([("b128", "2")] if block == 128 else
-                [("b64_unpaired", "0"), ("b64_pair_blocks", "1"), ("b64_pair_merged", "2")])
+                [("b64_unpaired", "0"), ("b64_pair_blocks", "1"), ("b64_pair_two", "2")])
     ref = None
     for label, pair in variants:
         ms = with_pairing(pair, lambda: bench(call, warmup_ms=25, rep_ms=150))

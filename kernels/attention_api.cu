@@ -93,21 +93,18 @@ size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
 // How 64-row query blocks run on Hopper (SPARSEPLAN_PAIR64, read at every call so one process
 // can time each): 0 one 64-row tile per block (the path before pairing, kept for comparisons
-// and as a way out); 1 (the default) two consecutive blocks as one 128-row tile over the union
-// of their key blocks, in chunks of one key block; 2 the same with consecutive 64-key blocks
-// joined into 128-key chunks where the first is whole. Measured on the H200
-// (bench/results/h200_pair64.jsonl): 1 beats 0 by 10-30% on every window mask, 2 wins on grids
-// that tiles divide but loses to 0 on Wan 480p's partial tiles, and both lose 20-60% to 0 on
-// random masks, whose pairs share few key blocks.
-enum class Pairing { kOff, kBlocks, kMerged };
+// and as a way out); 1 two consecutive blocks as one 128-row tile over the union of their key
+// blocks, one key block per stage; 2 (the default) the same with two key blocks of the union
+// per 128-key stage. Measured on the H200 (bench/RESULTS.md, "64-token blocks").
+enum class Pairing { kOff, kBlocks, kTwoPerStage };
 
 Pairing pairing(const AttentionParams& p, int nkb) {
   if (p.block_q != 64 || p.num_cols < 0 || nkb > detail::kMaxPairKeyBlocks) return Pairing::kOff;
   const char* env = std::getenv("SPARSEPLAN_PAIR64");
   const std::string mode = env != nullptr ? env : "";
   if (mode == "0") return Pairing::kOff;
-  if (mode == "2") return Pairing::kMerged;
-  return Pairing::kBlocks;
+  if (mode == "1") return Pairing::kBlocks;
+  return Pairing::kTwoPerStage;
 }
 
 // The paired path's part of the workspace, after the work list and counter: the pair counts,
@@ -163,12 +160,12 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     pp.work_list = ws;
     pp.pair_count = counts;
     pp.pair_chunks = unions;
-    const bool merged = pair_mode == Pairing::kMerged;
-    detail::build_pair_work_list(p, nqb, nkb, merged, ws, counts, unions, sort_scratch, stream);
+    const bool two_per_stage = pair_mode == Pairing::kTwoPerStage;
+    detail::build_pair_work_list(p, nqb, nkb, ws, counts, unions, sort_scratch, stream);
     bool launched = false;
     dispatch(dtype, p.head_dim, [&](auto e, auto d) {
-      launched =
-          detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(pp, merged, stream);
+      launched = detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(
+          pp, two_per_stage, stream);
     });
     if (launched) return;
   }

@@ -81,17 +81,18 @@ using WsPairs = WsTraits<Element, kHeadDim, 2, kBlockN,
                          v_stages<kHeadDim, true>() * (128 / kBlockN)>;
 
 template <typename Element, int kHeadDim>
-bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool merged, cudaStream_t stream) {
+bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage, cudaStream_t stream) {
+  const bool two = two_per_stage && p.block_k == 64;
   const auto launch = [&](auto traits) {
     using Traits = decltype(traits);
     WsParams wp;
-    if (!encode_ws_maps(p, Traits::kBlockM, Traits::kBlockN, true, &wp)) return false;
+    if (!encode_ws_maps(p, Traits::kBlockM, two ? 64 : Traits::kBlockN, true, &wp)) return false;
     launch_ws_kernel<Traits>(flash_ws_kernel<Traits, true, true>, wp, p.num_work, stream,
                              "attention (sm90, paired 64-row blocks)");
     return true;
   };
-  return p.block_k == 64 && !merged ? launch(WsPairs<Element, kHeadDim, 64>{})
-                                    : launch(WsPairs<Element, kHeadDim, 128>{});
+  return p.block_k == 64 && !two ? launch(WsPairs<Element, kHeadDim, 64>{})
+                                 : launch(WsPairs<Element, kHeadDim, 128>{});
 }
 
 #define SPARSEPLAN_INSTANTIATE(E, D)                                                    \

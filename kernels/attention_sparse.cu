@@ -37,40 +37,18 @@ constexpr int kPairWords = detail::kMaxPairKeyBlocks / 32;
 
 // One warp per pair of query blocks: both rows' key blocks go into a bitmap each (duplicates
 // and columns outside [0, nkb) drop out, as they attend nothing), then the lanes walk 32 words
-// at a time and write the chunks in key order, a warp scan placing them. With `merge` (64-key
-// blocks, 128-key stages) a block whose keys are all real and whose successor is in the union
-// too takes the successor into its chunk. Merges start on blocks of one parity, the one that
-// merges more: the union of a pair's window rows is a run of even length, which the right
-// parity covers with whole chunks. Sort key: nkb - chunks (both warpgroups run every chunk of
-// the tile), so heavier pairs come first.
+// at a time and write the union in key order, one code per key block, a warp scan placing
+// them. Sort key: nkb - blocks, so heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, int items, int npairs, int nqb, int nkb,
-                                  bool merge, int kv_len, const int32_t* kv_block_valid,
                                   int32_t* pair_count, int32_t* pair_chunks, int32_t* keys,
                                   int32_t* item_ids) {
   __shared__ uint32_t bits[kPairWarps][2][kPairWords];
-  __shared__ uint32_t whole[kPairWords];  // blocks of 64 real keys (merge)
   constexpr unsigned kAll = 0xffffffffu;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   uint32_t* in_a = bits[warp][0];
   uint32_t* in_b = bits[warp][1];
   const int words = (nkb + 31) / 32;
-  if (merge)
-    for (int w = warp; w < words; w += kPairWarps) {  // a word per warp, a block per lane
-      const int kb = w * 32 + lane;
-      const bool full = kb < nkb && (kb + 1) * 64 <= kv_len &&
-                        (kv_block_valid == nullptr || __ldg(kv_block_valid + kb) >= 64);
-      const uint32_t word = __ballot_sync(kAll, full);
-      if (lane == 0) whole[w] = word;
-    }
-  __syncthreads();
-  auto any_at = [&](int w) { return w >= 0 && w < words ? in_a[w] | in_b[w] : 0u; };
-  // Blocks that merge with their successor (before the parity choice), for word w.
-  auto links_at = [&](int w) {
-    if (!merge || w < 0 || w >= words) return 0u;
-    const uint32_t u = any_at(w);
-    return u & whole[w] & ((u >> 1) | (any_at(w + 1) << 31));
-  };
   for (int item = blockIdx.x * kPairWarps + warp; item < items; item += gridDim.x * kPairWarps) {
     const int bh = item / npairs, pair = item % npairs;
     const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1) + 2 * pair;
@@ -86,28 +64,11 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
         if (kb >= 0 && kb < nkb) atomicOr((c < a1 ? in_a : in_b) + (kb >> 5), 1u << (kb & 31));
       }
     __syncwarp();
-    uint32_t parity = 0x55555555u;  // merges start on even blocks
-    if (merge) {
-      int even = 0, odd = 0;
-      for (int w = lane; w < words; w += 32) {
-        even += __popc(links_at(w) & 0x55555555u);
-        odd += __popc(links_at(w) & 0xaaaaaaaau);
-      }
-#pragma unroll
-      for (int d = 16; d > 0; d >>= 1) {
-        even += __shfl_xor_sync(kAll, even, d);
-        odd += __shfl_xor_sync(kAll, odd, d);
-      }
-      if (odd > even) parity = 0xaaaaaaaau;
-    }
     int total = 0;
     for (int w0 = 0; w0 < words; w0 += 32) {
       const int w = w0 + lane;
       const uint32_t a = w < words ? in_a[w] : 0u, b = w < words ? in_b[w] : 0u;
-      const uint32_t starts_merge = links_at(w) & parity;
-      const uint32_t absorbed = (starts_merge << 1) | ((links_at(w - 1) & parity) >> 31);
-      uint32_t chunk_starts = (a | b) & ~absorbed;
-      const int cnt = __popc(chunk_starts);
+      const int cnt = __popc(a | b);
       int incl = cnt;
 #pragma unroll
       for (int d = 1; d < 32; d <<= 1) {
@@ -115,17 +76,10 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
         if (lane >= d) incl += x;
       }
       int at = total + incl - cnt;
-      while (chunk_starts != 0u) {
-        const int bit = __ffs(chunk_starts) - 1;
-        chunk_starts &= chunk_starts - 1u;
-        const int kb = w * 32 + bit;
+      for (uint32_t u = a | b; u != 0u; u &= u - 1u) {
+        const int bit = __ffs(u) - 1;
         const int members = int((a >> bit) & 1u) | int((b >> bit) & 1u) << 1;
-        int second = 0;
-        if ((starts_merge >> bit) & 1u) {
-          const int w1 = (kb + 1) >> 5, b1 = (kb + 1) & 31;
-          second = int((in_a[w1] >> b1) & 1u) | int((in_b[w1] >> b1) & 1u) << 1;
-        }
-        pair_chunks[a0 + at++] = encode_pair_chunk(kb, members, second);
+        pair_chunks[a0 + at++] = encode_pair_chunk(w * 32 + bit, members);
       }
       total += __shfl_sync(kAll, incl, 31);
     }
@@ -196,8 +150,7 @@ size_t pair_work_scratch_bytes(int items, int nkb) {
   return 3 * align256(sizeof(int32_t) * size_t(items)) + sort_temp_bytes(items, nkb);
 }
 
-void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, bool merge,
-                          int32_t* work_list, int32_t* pair_count, int32_t* pair_chunks,
+void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list, int32_t* pair_count, int32_t* pair_chunks,
                           void* scratch, cudaStream_t stream) {
   if (nkb > kMaxPairKeyBlocks)
     throw std::invalid_argument("block_sparse_attention: pairing 64-row query blocks needs at most " +
@@ -213,9 +166,8 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, bool merge
   const int blocks = std::min((items + kPairWarps - 1) / kPairWarps, 2048);
   if (blocks == 0) return;
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
-      p.row_offsets, p.col_indices, p.num_cols, items, npairs, nqb, nkb,
-      merge && p.block_k == 64, p.kv_len, p.kv_block_valid, pair_count, pair_chunks, keys_in,
-      items_in);
+      p.row_offsets, p.col_indices, p.num_cols, items, npairs, nqb, nkb, pair_count, pair_chunks,
+      keys_in, items_in);
   check_cuda(cudaGetLastError(), "pair work list launch");
   check_cuda(cub::DeviceRadixSort::SortPairs(base + 3 * array, temp, keys_in, keys_out, items_in,
                                              work_list, items, 0, key_bits(nkb), stream),

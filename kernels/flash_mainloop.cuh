@@ -16,6 +16,10 @@ namespace sparseplan::cuda {
 struct KeyChunk {
   int key_start;
   int valid;
+  // Stages of two 64-key blocks (paired tiles): the second block's first key and real keys
+  // (valid then counts the first block's).
+  int second_start = 0;
+  int second_valid = 0;
 };
 
 // Dense attention: every key, in kChunk-key chunks; key blocks of block_k only matter for

@@ -81,22 +81,6 @@ __device__ __forceinline__ void mask_chunk(float (&S)[Traits::kNTiles][4], int v
       }
 }
 
-// Sets the scores of keys outside [from, to) of the chunk to -inf.
-template <typename Traits>
-__device__ __forceinline__ void mask_outside(float (&S)[Traits::kNTiles][4], int from, int to) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int nt = 0; nt < Traits::kNTiles; ++nt)
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int col = nt * 8 + (lane & 3) * 2 + i;
-      if (col < from || col >= to) {
-        S[nt][i] = -INFINITY;
-        S[nt][i + 2] = -INFINITY;
-      }
-    }
-}
-
 template <typename Traits>
 __device__ __forceinline__ void issue_scores(float (&S)[Traits::kNTiles][4], uint32_t sQg, uint32_t sK) {
   using Mma = sm90::Wgmma<typename Traits::Element, Traits::kBlockN>;
@@ -208,22 +192,44 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
   }
 }
 
-// Masks chunk j's scores outside the keys this warpgroup attends: past the valid keys, and for
-// a paired tile (kPaired) the keys its query block does not list. Every chunk of a paired tile
-// runs through both warpgroups' GEMMs (a chunk their block does not list entirely masked: it
-// adds nothing), because any GEMM under a condition made ptxas serialize every wgmma of the
-// kernel (C7514-C7519: it tracks wgmma completion without regard to conditions).
-template <typename Traits, bool kPaired, typename Chunks>
-__device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4],
-                                                const Chunks& chunks, int32_t code, int g,
-                                                int valid) {
-  if constexpr (kPaired) {
-    int from, to;
-    chunks.attended(code, g, valid, &from, &to);
-    if (from > 0 || to < Traits::kBlockN) mask_outside<Traits>(S, from, to);
-  } else {
-    if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
+// Sets the scores of a 128-key stage of two 64-key blocks to -inf outside the first `to0`
+// keys of the first block and the first `to1` of the second.
+template <typename Traits>
+__device__ __forceinline__ void mask_halves(float (&S)[Traits::kNTiles][4], int to0, int to1) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int nt = 0; nt < Traits::kNTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int col = (nt % 8) * 8 + (lane & 3) * 2 + i;
+      if (col >= (nt < 8 ? to0 : to1)) {
+        S[nt][i] = -INFINITY;
+        S[nt][i + 2] = -INFINITY;
+      }
+    }
+}
+
+// Masks a chunk's scores outside the keys this warpgroup attends: past the valid keys, and for
+// a paired tile (kPaired; members from PairChunks::members, valid as the producer packs it)
+// the keys its query block does not list. Every chunk of a paired tile runs through both
+// warpgroups' GEMMs (a chunk their block does not list entirely masked: it adds nothing),
+// because any GEMM under a condition made ptxas serialize every wgmma of the kernel
+// (C7514-C7519: it tracks wgmma completion without regard to conditions).
+template <typename Traits, bool kPaired>
+__device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4], int members,
+                                                int g, int valid) {
+  if constexpr (kPaired && Traits::kBlockN == 128) {
+    if (valid & kSecondBlockValid) {  // two 64-key blocks
+      const int to0 = (members >> g) & 1 ? valid & 0xff : 0;
+      const int to1 = (members >> (2 + g)) & 1 ? (valid >> 8) & 0xff : 0;
+      if (to0 < 64 || to1 < 64) mask_halves<Traits>(S, to0, to1);
+      return;
+    }
   }
+  if constexpr (kPaired) {
+    if (!((members >> g) & 1)) valid = 0;
+  }
+  if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
 }
 
 // kPaired: block-sparse over pairs of 64-row query blocks (WsSchedule), warpgroup g serving
@@ -266,8 +272,8 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       float S[Traits::kNTiles][4];
       uint32_t P[Traits::kBlockN / 16][4];
       float alpha[2];
-      int32_t code = 0;  // a paired tile's chunk code, loaded ahead of its use
-      if constexpr (kPaired) code = chunks.code(0);
+      int members = 0;  // a paired tile's chunk members, loaded ahead of their use
+      if constexpr (kPaired) members = chunks.members(0);
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
       turn.wait_turn();
       issue_scores<Traits>(S, sQg, sK(ks.stage));
@@ -276,12 +282,12 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
       release_k_stage(&bar.k_empty[ks.stage]);
-      mask_unattended<Traits, kPaired>(S, chunks, code, g, valid);
+      mask_unattended<Traits, kPaired>(S, members, g, valid);
       sm.step(S, scale_log2, alpha);
       pack_probabilities<Traits>(S, P);
       ks.advance();
       for (int j = 1; j < n; ++j) {
-        if constexpr (kPaired) code = chunks.code(j);
+        if constexpr (kPaired) members = chunks.members(j);
         sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
         turn.wait_turn();
         issue_scores<Traits>(S, sQg, sK(ks.stage));
@@ -293,7 +299,7 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
         sm90::wait<1>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
         release_k_stage(&bar.k_empty[ks.stage]);
-        mask_unattended<Traits, kPaired>(S, chunks, code, g, valid);
+        mask_unattended<Traits, kPaired>(S, members, g, valid);
         sm.step(S, scale_log2, alpha);
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));

@@ -10,12 +10,12 @@
 
 namespace sparseplan::cuda {
 
-// The calling warp's 32 lanes zero rows [from, kBlockN) of a [kBlockN x kHeadDim] tile.
+// The calling warp's 32 lanes zero rows [from, to) of a [kBlockN x kHeadDim] tile.
 template <typename Traits>
-__device__ __forceinline__ void zero_rows(uint32_t smem, int from) {
+__device__ __forceinline__ void zero_rows(uint32_t smem, int from, int to = Traits::kBlockN) {
   constexpr int kChunksPerRow = Traits::kHeadDim / 8;
   from = max(from, 0);
-  for (int idx = threadIdx.x % 32; idx < (Traits::kBlockN - from) * kChunksPerRow; idx += 32) {
+  for (int idx = threadIdx.x % 32; idx < (to - from) * kChunksPerRow; idx += 32) {
     const int row = from + idx / kChunksPerRow, chunk = idx % kChunksPerRow;
     asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(
                      smem + Traits::template sw128<Traits::kBlockN>(row, chunk)),
@@ -31,6 +31,25 @@ __device__ __forceinline__ void load_tile_tma(uint32_t smem, const CUtensorMap* 
 #pragma unroll
   for (int c = 0; c < Traits::kHeadDim / 64; ++c)
     sm90::tma_load_4d(smem + c * rows * 128, map, full, c * 64, row0, h, b);
+}
+
+// A key chunk into a K or V stage: one box of kBlockN rows, or (a stage of two 64-key blocks,
+// whose maps have boxes of 64 rows) two boxes from the two blocks' starts.
+template <typename Traits>
+__device__ __forceinline__ void load_chunk_tma(uint32_t smem, const CUtensorMap* map,
+                                               uint64_t* full, const KeyChunk& c, bool two_blocks,
+                                               int h, int b) {
+  if (two_blocks) {
+    sm90::mbarrier_arrive_expect_tx(full, Traits::kKBytes);
+#pragma unroll
+    for (int col = 0; col < Traits::kHeadDim / 64; ++col) {
+      const uint32_t block = smem + col * Traits::kBlockN * 128;
+      sm90::tma_load_4d(block, map, full, col * 64, c.key_start, h, b);
+      sm90::tma_load_4d(block + 64 * 128, map, full, col * 64, c.second_start, h, b);
+    }
+  } else {
+    load_tile_tma<Traits>(smem, map, full, Traits::kKBytes, Traits::kBlockN, c.key_start, h, b);
+  }
 }
 
 // Two producer warps walk the same tiles and chunks. Warp 0 loads Q and K by TMA and hands
@@ -76,35 +95,40 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
     }
     const auto chunks = schedule.chunks(t);
     const int n = chunks.count();
+    bool two_blocks = false;  // stages of two 64-key blocks
+    if constexpr (kPaired && Traits::kBlockN == 128) two_blocks = chunks.two_per_stage;
+    const int rows = two_blocks ? 64 : Traits::kBlockN;  // of one block in a stage
     for (int j = 0; j < n; ++j) {
       const KeyChunk c = chunks(j);
       if (k_warp) {
         sm90::mbarrier_wait(&bar.k_empty[ks.stage], ks.phase ^ 1);
         if (leader) {
-          atomicExch(&bar.valid[ks.stage], c.valid);
-          load_tile_tma<Traits>(s_base + Traits::kKOffset + ks.stage * Traits::kKBytes,
-                                &wp.tma_k, &bar.k_full[ks.stage], Traits::kKBytes,
-                                Traits::kBlockN, c.key_start, kvh, t.b);
+          atomicExch(&bar.valid[ks.stage],
+                     two_blocks ? c.valid | c.second_valid << 8 | kSecondBlockValid : c.valid);
+          load_chunk_tma<Traits>(s_base + Traits::kKOffset + ks.stage * Traits::kKBytes,
+                                 &wp.tma_k, &bar.k_full[ks.stage], c, two_blocks, kvh, t.b);
         }
         ks.advance();
       }
       if constexpr (kLoadV) {
-        // A paired tile's chunk of one 64-key block in a 128-key stage has the next block's
-        // keys behind it, which may be padding too: cleared with it.
-        const bool padded = p.kv_block_valid != nullptr &&
-                            c.valid < min(Traits::kBlockN, p.kv_len - c.key_start);
+        const bool padded_first = p.kv_block_valid != nullptr &&
+                                  c.valid < min(rows, p.kv_len - c.key_start);
+        const bool padded_second = two_blocks && p.kv_block_valid != nullptr &&
+                                   c.second_valid < min(rows, p.kv_len - c.second_start);
+        const bool padded = padded_first || padded_second;
         const int st = vs.stage;
         const uint32_t sV = s_base + Traits::kVOffset + st * Traits::kKBytes;
         if (v_loader) {
           sm90::mbarrier_wait(&bar.v_empty[st], vs.phase ^ 1);
           if (leader)
-            load_tile_tma<Traits>(sV, &wp.tma_v, padded ? &bar.v_landed[st] : &bar.v_full[st],
-                                  Traits::kKBytes, Traits::kBlockN, c.key_start, kvh, t.b);
+            load_chunk_tma<Traits>(sV, &wp.tma_v, padded ? &bar.v_landed[st] : &bar.v_full[st],
+                                   c, two_blocks, kvh, t.b);
         }
         if (!k_warp && padded) {
           sm90::mbarrier_wait(&bar.v_landed[st], (landed_phase >> st) & 1);
           landed_phase ^= 1u << st;
-          zero_rows<Traits>(sV, c.valid);
+          if (padded_first) zero_rows<Traits>(sV, c.valid, rows);
+          if (padded_second) zero_rows<Traits>(sV, 64 + c.second_valid);
           sm90::fence_proxy_async();  // the consumers read through wgmma (the async proxy)
           __syncwarp();
           if (leader) sm90::mbarrier_arrive(&bar.v_full[st]);

@@ -19,29 +19,23 @@ struct WsTile {
   int item = 0;  // work item (paired tiles look up their chunk count by it)
 };
 
-// The chunks of a paired tile, in key order, each one key block or (chunks of 128 keys over
-// 64-key blocks) two consecutive ones whose first is whole; valid counts the chunk's leading
-// real keys.
+// The chunks of a paired tile: its union's key blocks in key order, one per stage, or with
+// 64-key blocks in 128-key stages (two_per_stage) any two consecutive ones of the union, the
+// last stage of an odd union holding its block twice with the second copy attended by nobody.
 struct PairChunks {
-  const int32_t* codes;  // this tile's chunks, encode_pair_chunk
-  int n;
+  const int32_t* codes;  // this tile's union, encode_pair_chunk
+  int n;                 // union size
   int block_k;
   int kv_len;
   const int32_t* kv_block_valid;
-  __device__ int count() const { return n; }
-  __device__ int32_t code(int t) const { return __ldg(codes + t); }
-  // The keys [*from, *to) of a chunk (code, `valid` leading real keys) that query block g of
-  // the pair attends: all, none, or (a chunk of two blocks) one block's.
-  __device__ void attended(int32_t code, int g, int valid, int* from, int* to) const {
-    const bool first = (pair_chunk_members(code) >> g) & 1;
-    *from = 0;
-    *to = first ? valid : 0;
-    const int second_members = pair_chunk_second_members(code);
-    if (second_members != 0 && !((second_members >> g) & 1)) *to = first ? block_k : 0;
-    if (second_members != 0 && !first && ((second_members >> g) & 1)) {
-      *from = block_k;
-      *to = valid;
-    }
+  bool two_per_stage;
+  __device__ int count() const { return two_per_stage ? (n + 1) / 2 : n; }
+  // Which query blocks attend stage t's keys: bits 0-1 its first block's members, bits 2-3
+  // the second block's.
+  __device__ int members(int t) const {
+    if (!two_per_stage) return pair_chunk_members(__ldg(codes + t));
+    const int first = pair_chunk_members(__ldg(codes + 2 * t));
+    return 2 * t + 1 < n ? first | pair_chunk_members(__ldg(codes + 2 * t + 1)) << 2 : first;
   }
   __device__ int block_valid(int kb) const {
     int valid = min(block_k, kv_len - kb * block_k);
@@ -49,10 +43,14 @@ struct PairChunks {
     return max(valid, 0);
   }
   __device__ KeyChunk operator()(int t) const {
-    const int32_t c = code(t);
-    const int kb = pair_chunk_block(c);
-    const int valid = pair_chunk_second_members(c) ? block_k + block_valid(kb + 1) : block_valid(kb);
-    return {kb * block_k, valid};
+    const int first = pair_chunk_block(__ldg(codes + (two_per_stage ? 2 * t : t)));
+    KeyChunk c{first * block_k, block_valid(first)};
+    if (two_per_stage) {
+      const int second = 2 * t + 1 < n ? pair_chunk_block(__ldg(codes + 2 * t + 1)) : first;
+      c.second_start = second * block_k;
+      c.second_valid = block_valid(second);
+    }
+    return c;
   }
 };
 
@@ -77,8 +75,8 @@ struct WsSchedule {
       const int nqb = (p.q_len + 63) / 64;
       const int begin =
           __ldg(p.row_offsets + (int64_t(t.b) * p.heads + t.h) * (nqb + 1) + 2 * t.q_tile);
-      return PairChunks{p.pair_chunks + begin, __ldg(p.pair_count + t.item),
-                        p.block_k, p.kv_len, p.kv_block_valid};
+      return PairChunks{p.pair_chunks + begin, __ldg(p.pair_count + t.item), p.block_k,
+                        p.kv_len,  p.kv_block_valid, 2 * p.block_k == Traits::kBlockN};
     } else if constexpr (kSparse) {
       const int nqb = q_tiles();
       const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;

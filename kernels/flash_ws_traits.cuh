@@ -56,6 +56,9 @@ struct WsTraits {
 // 7-19% slower, measured). The count is written and read with atomics (read_chunk_valid), the
 // barriers order them: plain accesses ordered only by an mbarrier are hazards to racecheck.
 // Every consumer warp reads it and arrives on k_empty after its read.
+// A stage of two 64-key blocks hands over both counts: first | second << 8 | kSecondBlockValid.
+constexpr int kSecondBlockValid = 1 << 16;
+
 template <typename Traits>
 struct WsBarriers {
   uint64_t q_full[2], q_empty[2];

@@ -47,10 +47,10 @@ void run_dense_sm90(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kWarpGroups>
 void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream);
 // Block-sparse over pairs of 64-row query blocks (p.pair_count, p.pair_chunks and the work
-// list of build_pair_work_list; merged: its chunks were built with merge, 128-key stages).
+// list of build_pair_work_list; two_per_stage: 64-key blocks go two to a 128-key stage).
 // False (nothing launched) when the tensors cannot be mapped for TMA.
 template <typename Element, int kHeadDim>
-bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool merged, cudaStream_t stream);
+bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage, cudaStream_t stream);
 // True on a compute capability 9.0 device unless SPARSEPLAN_FORCE_SM80=1 asks for the mma.sync
 // path (tests and benchmarks run both).
 bool use_sm90_path();
@@ -62,15 +62,15 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_bloc
                      int num_k_blocks, int32_t* work_list, void* scratch, cudaStream_t stream);
 
 // Pairs of 64-row query blocks (items bh * ceil(nqb / 2) + pair) of p: writes each pair's
-// chunks (the union of both rows' key blocks, with merge and block_k 64 consecutive blocks
-// joined into 128-key chunks) into pair_chunks (p.num_cols entries, at the offset of the pair's
-// first row) and their number into pair_count, and sorts the items by chunk count, heaviest
-// first and stable, into work_list. scratch holds pair_work_scratch_bytes.
-// Pairs whose CSR rows fall outside [0, num_cols) get no chunks. Needs num_k_blocks <=
-// kMaxPairKeyBlocks (the union is formed in shared-memory bitmaps).
+// chunks (the union of both rows' key blocks in key order, encode_pair_chunk) into pair_chunks
+// (p.num_cols entries, at the offset of the pair's first row) and their number into
+// pair_count, and sorts the items by union size, heaviest first and stable, into work_list.
+// scratch holds pair_work_scratch_bytes. Pairs whose CSR rows fall outside [0, num_cols) get
+// no chunks. Needs num_k_blocks <= kMaxPairKeyBlocks (the union is formed in shared-memory
+// bitmaps).
 constexpr int kMaxPairKeyBlocks = 16384;
 size_t pair_work_scratch_bytes(int items, int num_k_blocks);
-void build_pair_work_list(const AttentionParams& p, int num_q_blocks, int num_k_blocks, bool merge,
+void build_pair_work_list(const AttentionParams& p, int num_q_blocks, int num_k_blocks,
                           int32_t* work_list, int32_t* pair_count, int32_t* pair_chunks,
                           void* scratch, cudaStream_t stream);
 

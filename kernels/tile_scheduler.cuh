@@ -18,19 +18,14 @@ __device__ __forceinline__ WorkItem decode_work(int item, int num_q_blocks) {
   return {item / num_q_blocks, item % num_q_blocks};
 }
 
-// A chunk of a paired tile (two 64-row query blocks over the union of their key blocks): its
-// first key block, which of the two query blocks attend it (bit 0: the even block, consumer
-// warpgroup 0; bit 1: the odd one), and, for a chunk of two consecutive 64-key blocks, which
-// attend the second (0: a chunk of one key block).
-__host__ __device__ __forceinline__ int32_t encode_pair_chunk(int key_block, int members,
-                                                              int second_members = 0) {
-  return int32_t(key_block) << 4 | second_members << 2 | members;
+// A key block of a paired tile's union (two 64-row query blocks over the union of their key
+// blocks) and which of the two query blocks attend it (bit 0: the even block, consumer
+// warpgroup 0; bit 1: the odd one).
+__host__ __device__ __forceinline__ int32_t encode_pair_chunk(int key_block, int members) {
+  return int32_t(key_block) << 2 | members;
 }
-__host__ __device__ __forceinline__ int pair_chunk_block(int32_t code) { return code >> 4; }
+__host__ __device__ __forceinline__ int pair_chunk_block(int32_t code) { return code >> 2; }
 __host__ __device__ __forceinline__ int pair_chunk_members(int32_t code) { return code & 3; }
-__host__ __device__ __forceinline__ int pair_chunk_second_members(int32_t code) {
-  return (code >> 2) & 3;
-}
 
 // Draws the next work item for the whole CTA; returns -1 when none is left. The caller
 // __syncthreads() after finishing an item, before drawing again.

@@ -437,7 +437,7 @@ TEST_CASE("paired 64-row query blocks in chunks of one key block match the refer
 #endif
 }
 
-TEST_CASE("paired 64-row query blocks in merged 128-key chunks match the reference", "[gpu]") {
+TEST_CASE("paired 64-row query blocks with two key blocks per 128-key stage match the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
   run_pair_cases("2");
