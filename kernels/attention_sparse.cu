@@ -35,53 +35,9 @@ __global__ void work_keys_kernel(const int32_t* row_offsets, int num_items, int 
 constexpr int kPairWarps = 4;
 constexpr int kPairWords = detail::kMaxPairKeyBlocks / 32;
 
-// Inclusive prefix sum over the warp's lanes.
-__device__ __forceinline__ int warp_inclusive_scan(int x) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int d = 1; d < 32; d <<= 1) {
-    const int y = __shfl_up_sync(0xffffffffu, x, d);
-    if (lane >= d) x += y;
-  }
-  return x;
-}
-
-__device__ __forceinline__ int warp_sum(int x) {
-#pragma unroll
-  for (int d = 16; d > 0; d >>= 1) x += __shfl_xor_sync(0xffffffffu, x, d);
-  return x;
-}
-
-// Where each key block of a pair's union goes, read as stages of two blocks. The blocks that
-// only the first query block lists make stages of two, as do those only the second lists; the
-// larger class's excess stages come first, then the two classes' stages alternate, then a
-// stage of the odd blocks left over, then the blocks both list. A warpgroup skips the stages
-// its block does not list while it holds the V stage of its last chunk, and this order keeps
-// each warpgroup's stages a run with gaps of at most one stage (within the ring: a gap as long
-// as the V ring waits for a load that waits for that stage). Within a class, key order.
-struct PairOrder {
-  int first_stages, second_stages;  // stages of two blocks that one query block alone lists
-  int first_odd;                    // 1 when such a block of the first query block is left over
-  __device__ int excess() const { return abs(first_stages - second_stages); }
-  __device__ int leftover_at() const { return 2 * (first_stages + second_stages); }
-  // Stage k of a one-block class, the larger class (ties: the first) or the smaller.
-  __device__ int stage(int k, bool larger) const {
-    const int e = excess();
-    return larger ? (k < e ? k : e + 2 * (k - e)) : e + 2 * k + 1;
-  }
-  __device__ int only_first(int i) const {
-    if (i >= 2 * first_stages) return leftover_at();
-    return 2 * stage(i / 2, first_stages >= second_stages) + i % 2;
-  }
-  __device__ int only_second(int i) const {
-    if (i >= 2 * second_stages) return leftover_at() + first_odd;
-    return 2 * stage(i / 2, first_stages < second_stages) + i % 2;
-  }
-};
-
 // One warp per pair of query blocks: both rows' key blocks go into a bitmap each (duplicates
 // and columns outside [0, nkb) drop out, as they attend nothing), then the lanes walk 32 words
-// at a time and write the union, one code per key block, in PairOrder, warp scans placing
+// at a time and write the union in key order, one code per key block, a warp scan placing
 // them. Sort key: nkb - blocks, so heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, int items, int npairs, int nqb, int nkb,
@@ -108,40 +64,25 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
         if (kb >= 0 && kb < nkb) atomicOr((c < a1 ? in_a : in_b) + (kb >> 5), 1u << (kb & 31));
       }
     __syncwarp();
-    int na = 0, nb = 0, ns = 0;
-    for (int w = lane; w < words; w += 32) {
-      na += __popc(in_a[w] & ~in_b[w]);
-      nb += __popc(in_b[w] & ~in_a[w]);
-      ns += __popc(in_a[w] & in_b[w]);
-    }
-    na = warp_sum(na);
-    nb = warp_sum(nb);
-    ns = warp_sum(ns);
-    const PairOrder order{na / 2, nb / 2, na % 2};
-    const int shared_at = order.leftover_at() + na % 2 + nb % 2;
-    int ra = 0, rb = 0, rs = 0;  // blocks of each class placed by earlier words
+    int total = 0;
     for (int w0 = 0; w0 < words; w0 += 32) {
       const int w = w0 + lane;
       const uint32_t a = w < words ? in_a[w] : 0u, b = w < words ? in_b[w] : 0u;
-      const uint32_t only_a = a & ~b, only_b = b & ~a, both = a & b;
-      const int ia = warp_inclusive_scan(__popc(only_a));
-      const int ib = warp_inclusive_scan(__popc(only_b));
-      const int is = warp_inclusive_scan(__popc(both));
-      int at_a = ra + ia - __popc(only_a), at_b = rb + ib - __popc(only_b);
-      int at_s = rs + is - __popc(both);
+      const int cnt = __popc(a | b);
+      int incl = cnt;
+#pragma unroll
+      for (int d = 1; d < 32; d <<= 1) {
+        const int x = __shfl_up_sync(kAll, incl, d);
+        if (lane >= d) incl += x;
+      }
+      int at = total + incl - cnt;
       for (uint32_t u = a | b; u != 0u; u &= u - 1u) {
         const int bit = __ffs(u) - 1;
         const int members = int((a >> bit) & 1u) | int((b >> bit) & 1u) << 1;
-        const int pos = members == 3   ? shared_at + at_s++
-                        : members == 1 ? order.only_first(at_a++)
-                                       : order.only_second(at_b++);
-        pair_chunks[a0 + pos] = encode_pair_chunk(w * 32 + bit, members);
+        pair_chunks[a0 + at++] = encode_pair_chunk(w * 32 + bit, members);
       }
-      ra += __shfl_sync(kAll, ia, 31);
-      rb += __shfl_sync(kAll, ib, 31);
-      rs += __shfl_sync(kAll, is, 31);
+      total += __shfl_sync(kAll, incl, 31);
     }
-    const int total = na + nb + ns;
     if (lane == 0) {
       pair_count[item] = total;
       keys[item] = nkb - total;

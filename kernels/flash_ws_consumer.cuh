@@ -211,9 +211,10 @@ __device__ __forceinline__ void mask_halves(float (&S)[Traits::kNTiles][4], int 
 
 // Masks a chunk's scores outside the keys this warpgroup attends: past the valid keys, and for
 // a paired tile (kPaired; members from PairChunks::members, valid as the producer packs it)
-// the keys its query block does not list. Chunks that a warpgroup runs but its block does not
-// list (stages of one key block, and the half of a two-block stage that the other block
-// alone lists) are masked rather than skipped.
+// the keys its query block does not list. Every chunk of a paired tile runs through both
+// warpgroups' GEMMs (a chunk their block does not list entirely masked: it adds nothing),
+// because any GEMM under a condition made ptxas serialize every wgmma of the kernel
+// (C7514-C7519: it tracks wgmma completion without regard to conditions).
 template <typename Traits, bool kPaired>
 __device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4], int members,
                                                 int g, int valid) {
@@ -231,31 +232,8 @@ __device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4], 
   if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
 }
 
-// A stage this warpgroup does not attend (paired tiles): its K and V are released once loaded,
-// and its ping-pong turn passed on, so both warpgroups walk every stage of the tile in step.
-// The turn comes before the V wait: the other warpgroup may free the V stage that this load
-// waits for only in its next turn.
-template <typename Traits, bool kPingPong>
-__device__ __forceinline__ void skip_stage(WsBarriers<Traits>& bar, const PingPong<kPingPong>& turn,
-                                           sm90::PipelineState<Traits::kKStages>& ks,
-                                           sm90::PipelineState<Traits::kVStages>& vs, bool leader) {
-  sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-  turn.wait_turn();
-  turn.pass_turn();
-  release_k_stage(&bar.k_empty[ks.stage]);
-  ks.advance();
-  if (leader) {
-    sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
-    sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
-  }
-  vs.advance();
-}
-
 // kPaired: block-sparse over pairs of 64-row query blocks (WsSchedule), warpgroup g serving
-// query block 2 pair + g. The GEMM loop runs over the stages this warpgroup attends; the ones
-// between are skipped outside it (skip_stage), since a GEMM under a condition serializes every
-// wgmma of the kernel. A warpgroup holds the V stage of its last chunk while it skips, which
-// is why PairOrder bounds the gaps.
+// query block 2 pair + g.
 template <typename Traits, bool kSparse, bool kPaired = false>
 __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar, int g) {
@@ -270,21 +248,13 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   auto sV = [&](int stage) { return s_base + Traits::kVOffset + stage * Traits::kKBytes; };
   sm90::PipelineState<Traits::kQStages> qs;
   sm90::PipelineState<Traits::kKStages> ks;
-  sm90::PipelineState<Traits::kVStages> vs;  // the V stage of the next chunk of the tile
+  sm90::PipelineState<Traits::kVStages> vs;  // the V stage of the chunk whose P V comes next
   int held_q = -1;  // Q stage the previous tile's O store may still be reading
   turn.start();
   for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
     const WsTile t = schedule.tile(i);
     const auto chunks = schedule.chunks(t);
     const int n = chunks.count();
-    int own = n;
-    if constexpr (kPaired) own = chunks.attended_count(g);
-    int next = 0;  // the tile's next chunk, attended or not
-    const auto skip_unattended = [&]() {
-      if constexpr (kPaired)
-        for (; next < n && !chunks.attends(next, g); ++next)
-          skip_stage<Traits>(bar, turn, ks, vs, leader);
-    };
     float O[Traits::kDTiles][4];
 #pragma unroll
     for (int dt = 0; dt < Traits::kDTiles; ++dt)
@@ -298,13 +268,12 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       sm90::bulk_wait_read();
       sm90::mbarrier_arrive(&bar.q_empty[held_q]);
     }
-    if (own > 0) {
+    if (n > 0) {
       float S[Traits::kNTiles][4];
       uint32_t P[Traits::kBlockN / 16][4];
       float alpha[2];
       int members = 0;  // a paired tile's chunk members, loaded ahead of their use
-      skip_unattended();
-      if constexpr (kPaired) members = chunks.members(next);
+      if constexpr (kPaired) members = chunks.members(0);
       sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
       turn.wait_turn();
       issue_scores<Traits>(S, sQg, sK(ks.stage));
@@ -317,18 +286,14 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       sm.step(S, scale_log2, alpha);
       pack_probabilities<Traits>(S, P);
       ks.advance();
-      auto pv = vs;  // the V stage of the chunk whose P V comes next
-      vs.advance();
-      ++next;
-      for (int j = 1; j < own; ++j) {
-        skip_unattended();
-        if constexpr (kPaired) members = chunks.members(next);
+      for (int j = 1; j < n; ++j) {
+        if constexpr (kPaired) members = chunks.members(j);
         sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
         turn.wait_turn();
         issue_scores<Traits>(S, sQg, sK(ks.stage));
         rescale<Traits>(O, alpha);
-        sm90::mbarrier_wait(&bar.v_full[pv.stage], pv.phase);
-        issue_pv<Traits>(O, P, sV(pv.stage));
+        sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+        issue_pv<Traits>(O, P, sV(vs.stage));
         turn.pass_turn();
         valid = read_chunk_valid(&bar.valid[ks.stage]);
         sm90::wait<1>();
@@ -338,21 +303,19 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
         sm.step(S, scale_log2, alpha);
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-        if (leader) sm90::mbarrier_arrive(&bar.v_empty[pv.stage]);
-        pv = vs;
+        if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
         vs.advance();
-        ++next;
         pack_probabilities<Traits>(S, P);
         ks.advance();
       }
       rescale<Traits>(O, alpha);
-      sm90::mbarrier_wait(&bar.v_full[pv.stage], pv.phase);
-      issue_pv<Traits>(O, P, sV(pv.stage));
+      sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+      issue_pv<Traits>(O, P, sV(vs.stage));
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-      if (leader) sm90::mbarrier_arrive(&bar.v_empty[pv.stage]);
+      if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
+      vs.advance();
     }
-    skip_unattended();  // the stages after this warpgroup's last (all of them when it has none)
     consumer_epilogue<Traits>(wp, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
     held_q = qs.stage;
     qs.advance();

@@ -19,10 +19,9 @@ struct WsTile {
   int item = 0;  // work item (paired tiles look up their chunk count by it)
 };
 
-// The chunks of a paired tile: its union's key blocks in the order of PairOrder
-// (attention_sparse.cu), one per stage, or with 64-key blocks in 128-key stages
-// (two_per_stage) two consecutive ones of that order, the last stage of an odd union holding
-// its block twice with the second copy attended by nobody.
+// The chunks of a paired tile: its union's key blocks in key order, one per stage, or with
+// 64-key blocks in 128-key stages (two_per_stage) any two consecutive ones of the union, the
+// last stage of an odd union holding its block twice with the second copy attended by nobody.
 struct PairChunks {
   const int32_t* codes;  // this tile's union, encode_pair_chunk
   int n;                 // union size
@@ -37,18 +36,6 @@ struct PairChunks {
     if (!two_per_stage) return pair_chunk_members(__ldg(codes + t));
     const int first = pair_chunk_members(__ldg(codes + 2 * t));
     return 2 * t + 1 < n ? first | pair_chunk_members(__ldg(codes + 2 * t + 1)) << 2 : first;
-  }
-  // Whether query block g of the pair attends stage t at all. Only stages of two blocks are
-  // skipped (PairOrder keeps each warpgroup's stages a run with gaps of at most one stage).
-  __device__ bool attends(int t, int g) const {
-    return !two_per_stage || ((members(t) >> g) & 5) != 0;
-  }
-  __device__ int attended_count(int g) const {
-    const int stages = count();
-    if (!two_per_stage) return stages;
-    int own = 0;
-    for (int t = 0; t < stages; ++t) own += attends(t, g);
-    return own;
   }
   __device__ int block_valid(int kb) const {
     int valid = min(block_k, kv_len - kb * block_k);

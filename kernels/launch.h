@@ -62,7 +62,7 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_bloc
                      int num_k_blocks, int32_t* work_list, void* scratch, cudaStream_t stream);
 
 // Pairs of 64-row query blocks (items bh * ceil(nqb / 2) + pair) of p: writes each pair's
-// chunks (the union of both rows' key blocks in PairOrder, encode_pair_chunk) into pair_chunks
+// chunks (the union of both rows' key blocks in key order, encode_pair_chunk) into pair_chunks
 // (p.num_cols entries, at the offset of the pair's first row) and their number into
 // pair_count, and sorts the items by union size, heaviest first and stable, into work_list.
 // scratch holds pair_work_scratch_bytes. Pairs whose CSR rows fall outside [0, num_cols) get
