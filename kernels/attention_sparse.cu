@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -22,14 +23,40 @@ __device__ __forceinline__ int row_nnz(const int32_t* row_offsets, int item, int
   return min(max(o[1] - o[0], 0), nkb);
 }
 
-// Sort keys: heavier rows get smaller keys; values: the item index, so the stable radix sort
-// keeps equal-nnz rows in head-major order and concurrent CTAs share a head's K/V in L2.
-__global__ void work_keys_kernel(const int32_t* row_offsets, int num_items, int nqb, int nkb,
-                                 int32_t* keys, int32_t* items) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < num_items; i += gridDim.x * blockDim.x) {
-    keys[i] = nkb - row_nnz(row_offsets, i, nqb, nkb);
-    items[i] = i;
+// Each item's weight (row nnz) into keys, and the largest into *max_weight; values: the item
+// index.
+__global__ void work_weights_kernel(const int32_t* row_offsets, int num_items, int nqb, int nkb,
+                                    int32_t* keys, int32_t* items, int* max_weight) {
+  for (int i0 = blockIdx.x * blockDim.x; i0 < num_items; i0 += gridDim.x * blockDim.x) {
+    const int i = i0 + threadIdx.x;
+    const int w = i < num_items ? row_nnz(row_offsets, i, nqb, nkb) : 0;
+    if (i < num_items) {
+      keys[i] = w;
+      items[i] = i;
+    }
+    const int m = __reduce_max_sync(0xffffffffu, w);
+    if (threadIdx.x % 32 == 0) atomicMax(max_weight, m);
   }
+}
+
+// Sort keys from weights: heavier items get smaller keys. With `buckets` > 0 the weights go
+// into that many classes of equal width below the largest, so that the stable radix sort
+// keeps long head-major runs (concurrent CTAs share a head's K/V in L2) while each round of the
+// static round-robin still deals items of about one weight; 0 sorts by exact weight.
+__global__ void bucket_keys_kernel(int32_t* keys, int num_items, const int* max_weight,
+                                   int buckets, int nkb) {
+  const int mx = *max_weight;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < num_items; i += gridDim.x * blockDim.x)
+    keys[i] = buckets > 0 ? (mx - keys[i]) * buckets / (mx + 1) : nkb - keys[i];
+}
+
+// SPARSEPLAN_WORK_BUCKETS (read at every call, so one process can time each) overrides the
+// default of 8, which measured best over window and random masks on the H200 (bench/RESULTS.md,
+// "Work order"): exact weights scatter Wan 480p's many edge classes across heads, one class
+// (pure head-major) lets the static deal meet heavy and light rows unevenly on 32^3.
+int work_buckets() {
+  const char* e = std::getenv("SPARSEPLAN_WORK_BUCKETS");
+  return e != nullptr ? std::max(0, std::atoi(e)) : 8;
 }
 
 constexpr int kPairWarps = 4;
@@ -42,7 +69,7 @@ constexpr int kPairWords = detail::kMaxPairKeyBlocks / 32;
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, int items, int npairs, int nqb, int nkb,
                                   int32_t* pair_count, int32_t* pair_chunks, int32_t* keys,
-                                  int32_t* item_ids) {
+                                  int32_t* item_ids, int* max_weight) {
   __shared__ uint32_t bits[kPairWarps][2][kPairWords];
   constexpr unsigned kAll = 0xffffffffu;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -85,7 +112,8 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
     }
     if (lane == 0) {
       pair_count[item] = total;
-      keys[item] = nkb - total;
+      keys[item] = total;
+      atomicMax(max_weight, total);
       item_ids[item] = item;
     }
     __syncwarp();  // every lane has read the bitmaps before the next pair clears them
@@ -111,6 +139,20 @@ size_t sort_temp_bytes(int items, int nkb) {
   return temp;
 }
 
+// Turns the weights in keys_in into sort keys (bucket_keys_kernel) and sorts the item ids by
+// them, stably, into work_list.
+void sort_work(int32_t* keys_in, int32_t* keys_out, const int32_t* items_in, int32_t* work_list,
+               int items, int nkb, const int* max_weight, void* temp, size_t temp_bytes,
+               cudaStream_t stream) {
+  const int buckets = std::min(work_buckets(), nkb);
+  const int blocks = std::min((items + 255) / 256, 1024);
+  bucket_keys_kernel<<<blocks, 256, 0, stream>>>(keys_in, items, max_weight, buckets, nkb);
+  check_cuda_call(cudaGetLastError(), "work key launch");
+  check_cuda_call(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, items_in,
+                                                  work_list, items, 0, key_bits(nkb), stream),
+                  "sorting the work list");
+}
+
 }  // namespace
 
 namespace detail {
@@ -125,8 +167,9 @@ int persistent_grid(const void* kernel, int threads, size_t smem_bytes) {
   return sms * (per_sm > 0 ? per_sm : 1);
 }
 
+// keys in, keys out, item ids, the largest weight, then the sort's temporary storage.
 size_t work_list_scratch_bytes(int items, int nkb) {
-  return 3 * align256(sizeof(int32_t) * size_t(items)) + sort_temp_bytes(items, nkb);
+  return 3 * align256(sizeof(int32_t) * size_t(items)) + 256 + sort_temp_bytes(items, nkb);
 }
 
 void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int nkb,
@@ -138,17 +181,17 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int n
   int32_t* keys_out = reinterpret_cast<int32_t*>(base + array);
   int32_t* items_in = reinterpret_cast<int32_t*>(base + 2 * array);
   size_t temp = sort_temp_bytes(items, nkb);
+  int* max_weight = reinterpret_cast<int*>(base + 3 * array);
   const int blocks = std::min((items + 255) / 256, 1024);
-  work_keys_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, keys_in, items_in);
+  check_cuda(cudaMemsetAsync(max_weight, 0, sizeof(int), stream), "clearing the work weight");
+  work_weights_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, keys_in, items_in,
+                                                  max_weight);
   check_cuda(cudaGetLastError(), "work list launch");
-  check_cuda(cub::DeviceRadixSort::SortPairs(base + 3 * array, temp, keys_in, keys_out, items_in,
-                                             work_list, items, 0, key_bits(nkb), stream),
-             "sorting the work list");
+  sort_work(keys_in, keys_out, items_in, work_list, items, nkb, max_weight, base + 3 * array + 256,
+            temp, stream);
 }
 
-size_t pair_work_scratch_bytes(int items, int nkb) {
-  return 3 * align256(sizeof(int32_t) * size_t(items)) + sort_temp_bytes(items, nkb);
-}
+size_t pair_work_scratch_bytes(int items, int nkb) { return work_list_scratch_bytes(items, nkb); }
 
 void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list, int32_t* pair_count, int32_t* pair_chunks,
                           void* scratch, cudaStream_t stream) {
@@ -165,13 +208,14 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
   size_t temp = sort_temp_bytes(items, nkb);
   const int blocks = std::min((items + kPairWarps - 1) / kPairWarps, 2048);
   if (blocks == 0) return;
+  int* max_weight = reinterpret_cast<int*>(base + 3 * array);
+  check_cuda(cudaMemsetAsync(max_weight, 0, sizeof(int), stream), "clearing the work weight");
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
       p.row_offsets, p.col_indices, p.num_cols, items, npairs, nqb, nkb, pair_count, pair_chunks,
-      keys_in, items_in);
+      keys_in, items_in, max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
-  check_cuda(cub::DeviceRadixSort::SortPairs(base + 3 * array, temp, keys_in, keys_out, items_in,
-                                             work_list, items, 0, key_bits(nkb), stream),
-             "sorting the pair work list");
+  sort_work(keys_in, keys_out, items_in, work_list, items, nkb, max_weight, base + 3 * array + 256,
+            temp, stream);
 }
 
 template <typename Traits>
