@@ -55,8 +55,8 @@ bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage, c
 // path (tests and benchmarks run both).
 bool use_sm90_path();
 
-// Sorts work items (bh * nqb + qb) by row nnz, heaviest first and stable (equal rows stay in
-// head-major order), into work_list, using `scratch` of work_list_scratch_bytes.
+// Sorts work items (bh * nqb + qb) by row nnz in weight classes, heaviest first and stable
+// (head-major within a class; attention_sparse.cu, work_buckets), into work_list, using `scratch` of work_list_scratch_bytes.
 size_t work_list_scratch_bytes(int items, int num_k_blocks);
 void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_blocks,
                      int num_k_blocks, int32_t* work_list, void* scratch, cudaStream_t stream);
@@ -64,7 +64,7 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_bloc
 // Pairs of 64-row query blocks (items bh * ceil(nqb / 2) + pair) of p: writes each pair's
 // chunks (the union of both rows' key blocks in key order, encode_pair_chunk) into pair_chunks
 // (p.num_cols entries, at the offset of the pair's first row) and their number into
-// pair_count, and sorts the items by union size, heaviest first and stable, into work_list.
+// pair_count, and sorts the items by union size as build_work_list does, into work_list.
 // scratch holds pair_work_scratch_bytes. Pairs whose CSR rows fall outside [0, num_cols) get
 // no chunks. Needs num_k_blocks <= kMaxPairKeyBlocks (the union is formed in shared-memory
 // bitmaps).
