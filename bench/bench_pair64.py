@@ -50,6 +50,19 @@ def window_mask(grid, tile, radius, H):
     return mask.cuda().unsqueeze(0).expand(H, -1, -1).contiguous(), valid
 
 
+def tile_inputs(grid, block, H, D):
+    """Random bf16 q, k, v [1, N, H, D] over the grid's tiles in tile order (N counts the padded
+    tokens of partial tiles), with the valid keys per block where some tile is partial."""
+    tile = TILES[block]
+    _, valid = tile_centres(grid, tile)
+    N = len(valid) * block
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+               for _ in range(3))
+    kv_valid = valid.cuda() if bool((valid < block).any()) else None
+    return tile, N, gen, q, k, v, kv_valid
+
+
 def log(out, rec):
     print(json.dumps(rec), flush=True)
     if out:
@@ -105,13 +118,7 @@ def main():
         for gname in args.grids.split(","):
             grid = GRIDS[gname]
             for block in (128, 64):
-                tile = TILES[block]
-                centres, valid = tile_centres(grid, tile)
-                N = len(valid) * block
-                gen = torch.Generator(device="cuda").manual_seed(1)
-                q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16,
-                                       generator=gen) for _ in range(3))
-                kv_valid = valid.cuda() if bool((valid < block).any()) else None
+                tile, N, gen, q, k, v, kv_valid = tile_inputs(grid, block, H, D)
                 dense_ms = bench(lambda: ops.dense_attention(q, k, v), warmup_ms=25, rep_ms=150)
                 base = dict(D=D, H=H, grid=gname, N=N)
                 log(args.out, dict(base, kernel="dense", block=block, ms=dense_ms,

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_attention import bench, mask_to_csr, random_mask  # noqa: E402
-from bench_pair64 import GRIDS, TILES, tile_centres, window_mask  # noqa: E402
+from bench_pair64 import GRIDS, tile_inputs, window_mask  # noqa: E402
 import sparseplan  # noqa: E402  (bench_attention put python/ on the path)
 
 BUCKETS = ["0", "1", "2", "4", "8"]
@@ -25,14 +25,10 @@ for D in (128, 64):
     for gname in ("cube32", "wan480p"):
         grid = GRIDS[gname]
         for block in (128, 64):
-            tile = TILES[block]
-            _, valid = tile_centres(grid, tile)
-            N = len(valid) * block
-            g = torch.Generator(device="cuda").manual_seed(1)
-            q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3))
-            kvv = valid.cuda() if bool((valid < block).any()) else None
+            tile, N, g, q, k, v, kvv = tile_inputs(grid, block, H, D)
             dense = bench(lambda: ops.dense_attention(q, k, v), warmup_ms=20, rep_ms=100)
-            masks = [("w" + ",".join(map(str, r)), window_mask(grid, tile, r, H)[0]) for r in [(4, 4, 8), (4, 8, 8), (8, 8, 8), (8, 12, 16)]]
+            masks = [("w" + ",".join(map(str, r)), window_mask(grid, tile, r, H)[0])
+                     for r in [(4, 4, 8), (4, 8, 8), (8, 8, 8), (8, 12, 16)]]
             if gname == "cube32":
                 nb = N // block
                 masks.append(("random 1/8", random_mask(H, nb, nb, [1 / 8], g)))
