@@ -41,7 +41,8 @@ struct AttentionParams {
   const int32_t* kv_block_valid = nullptr;
 
   // Persistent scheduling for block-sparse launches: work items (b * heads + h) * nqb + qb in
-  // the order to run them (heaviest weight class first), and a zeroed counter the CTAs draw from.
+  // the order to run them (heaviest weight class first), and a zeroed counter the CTAs draw
+  // from.
   const int32_t* work_list = nullptr;
   int32_t* work_counter = nullptr;
   int num_work = 0;

@@ -81,7 +81,8 @@ using WsPairs = WsTraits<Element, kHeadDim, 2, kBlockN,
                          v_stages<kHeadDim, true>() * (128 / kBlockN)>;
 
 template <typename Element, int kHeadDim>
-bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage, cudaStream_t stream) {
+bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage,
+                                 cudaStream_t stream) {
   const bool two = two_per_stage && p.block_k == 64;
   const auto launch = [&](auto traits) {
     using Traits = decltype(traits);

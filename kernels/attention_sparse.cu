@@ -65,7 +65,7 @@ constexpr int kPairWords = detail::kMaxPairKeyBlocks / 32;
 // One warp per pair of query blocks: both rows' key blocks go into a bitmap each (duplicates
 // and columns outside [0, nkb) drop out, as they attend nothing), then the lanes walk 32 words
 // at a time and write the union in key order, one code per key block, a warp scan placing
-// them. Sort key: nkb - blocks, so heavier pairs come first.
+// them. Weight (sort_work): the union size, so heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, int items, int npairs, int nqb, int nkb,
                                   int32_t* pair_count, int32_t* pair_chunks, int32_t* keys,
@@ -139,17 +139,41 @@ size_t sort_temp_bytes(int items, int nkb) {
   return temp;
 }
 
+// A work-list build's scratch (see work_list_scratch_bytes): the items' weights, then sort
+// keys in keys_in, the sorted keys, the item ids, the largest weight (cleared here) and the
+// sort's temporary storage.
+struct WorkScratch {
+  int32_t* keys_in;
+  int32_t* keys_out;
+  int32_t* items_in;
+  int* max_weight;
+  void* temp;
+  size_t temp_bytes;
+};
+
+WorkScratch carve_work_scratch(void* scratch, int items, int nkb, cudaStream_t stream) {
+  const size_t array = align256(sizeof(int32_t) * size_t(items));
+  uint8_t* base = static_cast<uint8_t*>(scratch);
+  const WorkScratch w{reinterpret_cast<int32_t*>(base), reinterpret_cast<int32_t*>(base + array),
+                      reinterpret_cast<int32_t*>(base + 2 * array),
+                      reinterpret_cast<int*>(base + 3 * array), base + 3 * array + 256,
+                      sort_temp_bytes(items, nkb)};
+  check_cuda_call(cudaMemsetAsync(w.max_weight, 0, sizeof(int), stream),
+                  "clearing the work weight");
+  return w;
+}
+
 // Turns the weights in keys_in into sort keys (bucket_keys_kernel) and sorts the item ids by
 // them, stably, into work_list.
-void sort_work(int32_t* keys_in, int32_t* keys_out, const int32_t* items_in, int32_t* work_list,
-               int items, int nkb, const int* max_weight, void* temp, size_t temp_bytes,
-               cudaStream_t stream) {
+void sort_work(const WorkScratch& w, int items, int nkb, int32_t* work_list, cudaStream_t stream) {
   const int buckets = std::min(work_buckets(), nkb);
   const int blocks = std::min((items + 255) / 256, 1024);
-  bucket_keys_kernel<<<blocks, 256, 0, stream>>>(keys_in, items, max_weight, buckets, nkb);
+  bucket_keys_kernel<<<blocks, 256, 0, stream>>>(w.keys_in, items, w.max_weight, buckets, nkb);
   check_cuda_call(cudaGetLastError(), "work key launch");
-  check_cuda_call(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, items_in,
-                                                  work_list, items, 0, key_bits(nkb), stream),
+  size_t temp_bytes = w.temp_bytes;
+  check_cuda_call(cub::DeviceRadixSort::SortPairs(w.temp, temp_bytes, w.keys_in, w.keys_out,
+                                                  w.items_in, work_list, items, 0, key_bits(nkb),
+                                                  stream),
                   "sorting the work list");
 }
 
@@ -167,7 +191,7 @@ int persistent_grid(const void* kernel, int threads, size_t smem_bytes) {
   return sms * (per_sm > 0 ? per_sm : 1);
 }
 
-// keys in, keys out, item ids, the largest weight, then the sort's temporary storage.
+// WorkScratch: three arrays of items, the largest weight, then the sort's temporary storage.
 size_t work_list_scratch_bytes(int items, int nkb) {
   return 3 * align256(sizeof(int32_t) * size_t(items)) + 256 + sort_temp_bytes(items, nkb);
 }
@@ -175,47 +199,32 @@ size_t work_list_scratch_bytes(int items, int nkb) {
 void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int nkb,
                      int32_t* work_list, void* scratch, cudaStream_t stream) {
   const int items = batch_heads * nqb;
-  const size_t array = align256(sizeof(int32_t) * size_t(items));
-  uint8_t* base = static_cast<uint8_t*>(scratch);
-  int32_t* keys_in = reinterpret_cast<int32_t*>(base);
-  int32_t* keys_out = reinterpret_cast<int32_t*>(base + array);
-  int32_t* items_in = reinterpret_cast<int32_t*>(base + 2 * array);
-  size_t temp = sort_temp_bytes(items, nkb);
-  int* max_weight = reinterpret_cast<int*>(base + 3 * array);
+  const WorkScratch w = carve_work_scratch(scratch, items, nkb, stream);
   const int blocks = std::min((items + 255) / 256, 1024);
-  check_cuda(cudaMemsetAsync(max_weight, 0, sizeof(int), stream), "clearing the work weight");
-  work_weights_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, keys_in, items_in,
-                                                  max_weight);
+  work_weights_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, w.keys_in,
+                                                  w.items_in, w.max_weight);
   check_cuda(cudaGetLastError(), "work list launch");
-  sort_work(keys_in, keys_out, items_in, work_list, items, nkb, max_weight, base + 3 * array + 256,
-            temp, stream);
+  sort_work(w, items, nkb, work_list, stream);
 }
 
 size_t pair_work_scratch_bytes(int items, int nkb) { return work_list_scratch_bytes(items, nkb); }
 
-void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list, int32_t* pair_count, int32_t* pair_chunks,
-                          void* scratch, cudaStream_t stream) {
+void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list,
+                          int32_t* pair_count, int32_t* pair_chunks, void* scratch,
+                          cudaStream_t stream) {
   if (nkb > kMaxPairKeyBlocks)
     throw std::invalid_argument("block_sparse_attention: pairing 64-row query blocks needs at most " +
                                 std::to_string(kMaxPairKeyBlocks) + " key blocks");
   const int npairs = (nqb + 1) / 2;
   const int items = p.batch * p.heads * npairs;
-  const size_t array = align256(sizeof(int32_t) * size_t(items));
-  uint8_t* base = static_cast<uint8_t*>(scratch);
-  int32_t* keys_in = reinterpret_cast<int32_t*>(base);
-  int32_t* keys_out = reinterpret_cast<int32_t*>(base + array);
-  int32_t* items_in = reinterpret_cast<int32_t*>(base + 2 * array);
-  size_t temp = sort_temp_bytes(items, nkb);
   const int blocks = std::min((items + kPairWarps - 1) / kPairWarps, 2048);
   if (blocks == 0) return;
-  int* max_weight = reinterpret_cast<int*>(base + 3 * array);
-  check_cuda(cudaMemsetAsync(max_weight, 0, sizeof(int), stream), "clearing the work weight");
+  const WorkScratch w = carve_work_scratch(scratch, items, nkb, stream);
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
       p.row_offsets, p.col_indices, p.num_cols, items, npairs, nqb, nkb, pair_count, pair_chunks,
-      keys_in, items_in, max_weight);
+      w.keys_in, w.items_in, w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
-  sort_work(keys_in, keys_out, items_in, work_list, items, nkb, max_weight, base + 3 * array + 256,
-            temp, stream);
+  sort_work(w, items, nkb, work_list, stream);
 }
 
 template <typename Traits>

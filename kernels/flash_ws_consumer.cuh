@@ -196,13 +196,14 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
 // keys of the first block and the first `to1` of the second.
 template <typename Traits>
 __device__ __forceinline__ void mask_halves(float (&S)[Traits::kNTiles][4], int to0, int to1) {
+  constexpr int kHalf = Traits::kNTiles / 2;  // n8 tiles of one block
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int nt = 0; nt < Traits::kNTiles; ++nt)
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const int col = (nt % 8) * 8 + (lane & 3) * 2 + i;
-      if (col >= (nt < 8 ? to0 : to1)) {
+      const int col = (nt % kHalf) * 8 + (lane & 3) * 2 + i;
+      if (col >= (nt < kHalf ? to0 : to1)) {
         S[nt][i] = -INFINITY;
         S[nt][i + 2] = -INFINITY;
       }

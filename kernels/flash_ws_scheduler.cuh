@@ -1,9 +1,9 @@
 // Which query tiles a persistent CTA of the warp-specialized kernel runs, and the key chunks of
 // each. The producer warp and the consumer warpgroups walk the same static sequence (items
 // blockIdx.x, blockIdx.x + gridDim.x, ...), so they agree without talking. Block-sparse items
-// come from the work list sorted heaviest weight class first (tile_scheduler.cuh), which makes the
-// round-robin deal close to balanced; dense items are head-major so concurrent CTAs share K/V
-// in L2.
+// come from the work list sorted heaviest weight class first (tile_scheduler.cuh), which makes
+// the round-robin deal close to balanced; dense items are head-major so concurrent CTAs share
+// K/V in L2.
 #pragma once
 
 #include <cstdint>
