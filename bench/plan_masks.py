@@ -12,9 +12,12 @@ For Wan2.1-1.3B 480p 81 frames (grid 21x30x52, partial tiles at the edges) and H
      - flex: FlexAttention with the same block mask at the same block size (partial blocks get
        a mask_mod hiding their padded keys; kernel_options BLOCK_M/BLOCK_N 64 for 64-token blocks);
      - cuDNN dense attention (SDPA) and our dense kernel on the model's N tokens;
-     - the whole plan call as the runner makes it: gather q, k, v into tile order
+     - the whole plan call through a reorder pass: gather q, k, v into tile order
        (sparseplan::reorder_tokens), the kernel, scatter the output back; and the gather and
-       scatter alone (target: at most 5% of the kernel's time).
+       scatter alone (target: at most 5% of the kernel's time);
+     - fused: sparseplan::video_block_sparse_attention on the model-order tensors, the kernel
+       reading and writing model order itself (what the runner runs where each block is one
+       tile and there is no text: Wan); its output is checked against `whole`.
 Work counts padding: `work` = kept blocks x block^2 over N^2 (dense attention on the model's
 tokens), so `sparse_over_work_x_dense` = ours / (work x cuDNN dense) is the issue's
 "sparse time / (d x dense time)".
@@ -201,6 +204,19 @@ def bench_mask(name, m, shape, args, out):
         return ops.dense_attention(q, k, v)
 
     fns = dict(ours=ours, whole=whole, reorder=reorder, cudnn=cudnn, ours_dense=ours_dense)
+    meta = m["meta"]
+    fused_err = None
+    if int(meta["text_tokens"]) == 0 and np.prod([int(x) for x in meta["tile"].split("x")]) <= B:
+        grid = [int(x) for x in meta["grid"].split(",")]
+        tile = [int(x) for x in meta["tile"].split("x")]
+
+        def fused():
+            return ops.video_block_sparse_attention(q, k, v, ro, ci, grid, tile, B)
+
+        fo, flse = fused()
+        wo = whole()
+        fused_err = rel_l2(fo, wo)
+        fns["fused"] = fused
     flex_err = None
     if not args.no_flex:
         try:
@@ -251,6 +267,10 @@ def bench_mask(name, m, shape, args, out):
                whole_over_kernel=med["whole"] / med["ours"])
     if "flex" in med:
         rec["flex_over_ours"] = med["flex"] / med["ours"]
+    if "fused" in med:
+        rec["fused_over_kernel"] = med["fused"] / med["ours"]
+        rec["fused_over_whole"] = med["fused"] / med["whole"]
+        rec["fused_vs_whole_rel_l2"] = fused_err
     log(out, rec)
     return rec
 
@@ -295,13 +315,16 @@ def main():
                     torch.cuda.empty_cache()
     if rows:
         print(f"\n{'shape':12} {'plan':17} {'blk':>3} {'dens':>6} {'work':>6} {'ours ms':>8} "
-              f"{'flex ms':>8} {'cudnn ms':>8} {'ours/(w*dense)':>14} {'TFLOP/s':>8} {'reorder':>8}")
+              f"{'flex ms':>8} {'cudnn ms':>8} {'ours/(w*dense)':>14} {'TFLOP/s':>8} "
+              f"{'reorder':>8} {'fused/kern':>10} {'fused/whole':>11}")
         for r in rows:
             flex = r["ms"].get("flex")
             print(f"{r['shape']:12} {r['plan']:17} {r['block']:>3} {r['density']:6.3f} {r['work']:6.3f} "
                   f"{r['ms']['ours']:8.3f} {flex if flex is None else round(flex, 3)!s:>8} "
                   f"{r['ms']['cudnn']:8.3f} {r['sparse_over_work_x_dense']:14.2f} "
-                  f"{r['ours_tflops']:8.0f} {100 * r['reorder_share_of_kernel']:7.1f}%")
+                  f"{r['ours_tflops']:8.0f} {100 * r['reorder_share_of_kernel']:7.1f}% "
+                  f"{r.get('fused_over_kernel', float('nan')):10.3f} "
+                  f"{r.get('fused_over_whole', float('nan')):11.3f}")
 
 
 if __name__ == "__main__":

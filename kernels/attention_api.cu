@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/launch.h"
+#include "kernels/video_tiles.cuh"
 
 namespace sparseplan::cuda {
 namespace {
@@ -78,6 +80,8 @@ void dense_attention_forward(const AttentionParams& p, DType dtype, cudaStream_t
   check_strides(op, "out", p.o_row_stride, p.o_head_stride, p.o_batch_stride, p.out);
   require(p.lse != nullptr, std::string(op) + ": lse is null");
   require(p.row_offsets == nullptr, std::string(op) + ": row_offsets must be null");
+  require(p.video.frames == 0,
+          std::string(op) + ": the fused tile order (video) is block-sparse only");
   if (p.kv_block_valid != nullptr) check_block(op, "block_k", p.block_k);
   if (p.batch == 0 || p.q_len == 0) return;
   const bool sm90 = detail::use_sm90_path();
@@ -115,9 +119,53 @@ size_t pair_workspace_bytes(const AttentionParams& p, int nqb, int nkb) {
          detail::pair_work_scratch_bytes(int(pairs), nkb);
 }
 
-}  // namespace
+// The fused tile order (VideoTiles): its tiles, and the call as the kernels run it, over the
+// padded tile-order length (one block per tile) that block arithmetic wants; only addressing
+// sees model order.
+int64_t video_tiles(const VideoTiles& v) {
+  if (v.frames <= 0 || v.height <= 0 || v.width <= 0 || v.tile_f <= 0 || v.tile_h <= 0 ||
+      v.tile_w <= 0)
+    return 0;  // refused by check_video
+  return int64_t(tiles_along(v.frames, v.tile_f)) * tiles_along(v.height, v.tile_h) *
+         tiles_along(v.width, v.tile_w);
+}
 
-size_t block_sparse_workspace_bytes(const AttentionParams& p) {
+AttentionParams in_tile_order(AttentionParams p) {
+  p.q_len = p.kv_len = int(video_tiles(p.video) * p.block_q);
+  return p;
+}
+
+void check_video(const char* op, const AttentionParams& p) {
+  const VideoTiles& v = p.video;
+  const std::string pre = std::string(op) + ": video ";
+  const std::string grid = std::to_string(v.frames) + "x" + std::to_string(v.height) + "x" +
+                           std::to_string(v.width);
+  const std::string tile = std::to_string(v.tile_f) + "x" + std::to_string(v.tile_h) + "x" +
+                           std::to_string(v.tile_w);
+  require(v.frames > 0 && v.height > 0 && v.width > 0, pre + "grid must be positive, got " + grid);
+  require(v.tile_f > 0 && v.tile_h > 0 && v.tile_w > 0, pre + "tile must be positive, got " + tile);
+  require(p.block_q == p.block_k, pre + "tiles are blocks: block_q (" + std::to_string(p.block_q) +
+                                      ") must equal block_k (" + std::to_string(p.block_k) + ")");
+  require(int64_t(v.tile_f) * v.tile_h * v.tile_w <= p.block_q,
+          pre + "tile " + tile + " must fit one block of " + std::to_string(p.block_q) + " tokens");
+  const int64_t tokens = int64_t(v.frames) * v.height * v.width;
+  require(p.q_len == tokens && p.kv_len == tokens,
+          pre + "grid " + grid + " has " + std::to_string(tokens) +
+              " tokens; q_len and kv_len must match, got " + std::to_string(p.q_len) + " and " +
+              std::to_string(p.kv_len));
+  require(v.frames < kMaxVideoExtent && v.height < kMaxVideoExtent && v.width < kMaxVideoExtent,
+          pre + "grid " + grid + " is too large (each extent below " +
+              std::to_string(kMaxVideoExtent) + ")");
+  require(video_tiles(v) * p.block_q <= std::numeric_limits<int>::max(),
+          pre + "grid " + grid + " in tiles " + tile + " is too long");
+  require(p.q_head_stride == p.head_dim && p.k_head_stride == p.head_dim &&
+              p.v_head_stride == p.head_dim,
+          pre + "tile order needs q, k and v with adjacent heads (head stride = head_dim)");
+  require(p.kv_block_valid == nullptr, pre + "tile order sets kv_block_valid itself: pass null");
+  require(detail::use_sm90_path(), pre + "tile order runs on Hopper (sm_90) only");
+}
+
+size_t workspace_bytes(const AttentionParams& p) {
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   const size_t items = size_t(p.batch) * p.heads * nqb;
@@ -126,6 +174,18 @@ size_t block_sparse_workspace_bytes(const AttentionParams& p) {
   if (p.block_q == 64 && p.num_cols >= 0 && nkb <= detail::kMaxPairKeyBlocks)
     scratch = std::max(scratch, pair_workspace_bytes(p, nqb, nkb));
   return align256(sizeof(int32_t) * (items + 1)) + scratch;
+}
+
+// The fused order's tables (video_tile_table) lead the workspace.
+size_t video_table_bytes(const AttentionParams& p) {
+  return align256(sizeof(int32_t) * 3 * size_t(video_tiles(p.video)));
+}
+
+}  // namespace
+
+size_t block_sparse_workspace_bytes(const AttentionParams& p) {
+  if (p.video.frames == 0) return workspace_bytes(p);
+  return video_table_bytes(p) + workspace_bytes(in_tile_order(p));
 }
 
 void block_sparse_attention_forward(AttentionParams p, DType dtype, void* workspace,
@@ -142,7 +202,18 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   require(p.row_offsets != nullptr && p.col_indices != nullptr,
           std::string(op) + ": row_offsets and col_indices are required");
   require(workspace != nullptr, std::string(op) + ": workspace is null");
+  if (p.video.frames != 0) check_video(op, p);
   if (p.batch == 0 || p.q_len == 0) return;
+  if (p.video.frames > 0) {
+    const int tiles = int(video_tiles(p.video));
+    int32_t* spans = static_cast<int32_t*>(workspace);  // 8-byte aligned for int2 reads
+    int32_t* valid = spans + 2 * tiles;
+    detail::video_tile_table(p.video, tiles, valid, spans, stream);
+    workspace = static_cast<uint8_t*>(workspace) + video_table_bytes(p);
+    p = in_tile_order(p);
+    p.kv_block_valid = valid;
+    p.video_spans = spans;
+  }
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;
   const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;
   int32_t* ws = static_cast<int32_t*>(workspace);
@@ -187,6 +258,8 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     }
   });
 }
+
+bool fused_tile_order_supported() { return detail::use_sm90_path(); }
 
 void block_mass_forward(const BlockMassParams& p, DType dtype, cudaStream_t stream) {
   const char* op = "block_mass";

@@ -10,6 +10,17 @@ namespace sparseplan::cuda {
 
 enum class DType { BF16, FP16 };
 
+// A video's token grid and the 3D tiles that make its blocks, for block-sparse attention with
+// the reordering into tiles fused into the kernel's loads and stores (frames > 0). Then q, k,
+// v, out and lse are in the model's frame-major token order (q_len = kv_len = frames * height *
+// width), and query and key block i is tile i in (f, h, w) tile order holding its tokens in
+// (f, h, w) order, edge tiles fewer: the tile order of plan/tile_geometry.h with one block per
+// tile and no text, which the runner otherwise gathers into and scatters back from.
+struct VideoTiles {
+  int frames = 0, height = 0, width = 0;
+  int tile_f = 1, tile_h = 1, tile_w = 1;
+};
+
 struct AttentionParams {
   const void* q = nullptr;
   const void* k = nullptr;
@@ -53,6 +64,11 @@ struct AttentionParams {
   // each encoded by encode_pair_chunk (tile_scheduler.cuh).
   const int32_t* pair_count = nullptr;
   const int32_t* pair_chunks = nullptr;
+
+  // Fused tile order (see VideoTiles); kv_block_valid must then be null (the tiles say it).
+  VideoTiles video;
+  // Set by the launcher for the fused order: per tile two ints (pack_tile, video_tiles.cuh).
+  const int32_t* video_spans = nullptr;
 };
 
 // Exact block attention mass from a cached LSE (see ref::block_mass).

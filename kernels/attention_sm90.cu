@@ -1,7 +1,10 @@
 // Launchers of the warp-specialized sm_90a attention kernel. Where the TMA unit cannot address
-// a tensor (the driver refuses its map), the mma.sync kernels run instead.
+// a tensor (the driver refuses its map), the mma.sync kernels run instead (the fused tile
+// order has no such fallback: an error).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <stdexcept>
 
 #include "kernels/flash_ws_kernel.cuh"
 #include "kernels/launch.h"
@@ -10,15 +13,28 @@
 namespace sparseplan::cuda::detail {
 namespace {
 
+// The fused tile order's rings: one V stage more than Traits. Its loads take longer to land
+// (a box spans a tile's rows of several frames and lines far apart in memory): measured
+// latency-bound, not bandwidth-bound, so a deeper ring hides it where shared memory allows.
+template <typename Traits>
+using FusedWs = WsTraits<typename Traits::Element, Traits::kHeadDim, Traits::kConsumers,
+                         Traits::kBlockN, Traits::kKStages, Traits::kVStages + 1>;
+
 // Returns false (nothing launched) when the tensors cannot be mapped for TMA.
 template <typename Traits, bool kSparse>
 bool launch_ws(const AttentionParams& a, cudaStream_t stream) {
   WsParams wp;
   if (!encode_ws_maps(a, Traits::kBlockM, Traits::kBlockN, true, &wp)) return false;
   const int q_tiles = (a.q_len + Traits::kBlockM - 1) / Traits::kBlockM;
-  launch_ws_kernel<Traits>(flash_ws_kernel<Traits, kSparse>, wp,
-                           kSparse ? a.num_work : a.batch * a.heads * q_tiles, stream,
-                           "attention (sm90)");
+  const int items = kSparse ? a.num_work : a.batch * a.heads * q_tiles;
+  if constexpr (kSparse) {
+    if (a.video.frames > 0) {
+      launch_ws_kernel<FusedWs<Traits>>(flash_ws_kernel<FusedWs<Traits>, true, false, true>, wp,
+                                        items, stream, "attention (sm90, fused tile order)");
+      return true;
+    }
+  }
+  launch_ws_kernel<Traits>(flash_ws_kernel<Traits, kSparse>, wp, items, stream, "attention (sm90)");
   return true;
 }
 
@@ -40,9 +56,42 @@ using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, k_stages<kHeadDim, k
 
 }  // namespace
 
+namespace {
+
+// The fused tile order's maps (WsVideo): per edge class the grid has, q, k and v with boxes of
+// that class's tile.
+bool encode_video_maps(const AttentionParams& a, WsVideo* v) {
+  const VideoTiles& g = a.video;
+  v->grid = g;
+  v->tiles = reinterpret_cast<const int2*>(a.video_spans);
+  const int ext[3] = {g.frames, g.height, g.width}, tile[3] = {g.tile_f, g.tile_h, g.tile_w};
+  for (int edge = 0; edge < kTileEdgeClasses; ++edge) {
+    int box[3];
+    bool occurs = true;
+    for (int d = 0; d < 3; ++d) {
+      const bool partial = (edge >> (2 - d)) & 1;
+      box[d] = partial ? ext[d] % tile[d] : tile[d];
+      occurs = occurs && (partial ? ext[d] % tile[d] != 0 : ext[d] >= tile[d]);
+    }
+    if (!occurs) continue;
+    const auto shape = [&](const void* base, int heads, int64_t row_stride, int64_t batch_stride) {
+      return VideoMapShape{base, a.batch, g.frames, g.height, g.width, heads * a.head_dim,
+                           row_stride, batch_stride, box[0], box[1], box[2]};
+    };
+    if (!encode_video_map(&v->q[edge], shape(a.q, a.heads, a.q_row_stride, a.q_batch_stride)) ||
+        !encode_video_map(&v->k[edge], shape(a.k, a.kv_heads, a.k_row_stride, a.k_batch_stride)) ||
+        !encode_video_map(&v->v[edge], shape(a.v, a.kv_heads, a.v_row_stride, a.v_batch_stride)))
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool encode_ws_maps(const AttentionParams& a, int block_m, int block_n, bool with_v_and_o,
                     WsParams* wp) {
   wp->a = a;
+  if (a.video.frames > 0) return encode_video_maps(a, &wp->video);
   const TileMapShape q{a.q, a.batch, a.q_len, a.heads, a.head_dim,
                        a.q_row_stride, a.q_head_stride, a.q_batch_stride, block_m};
   const TileMapShape k{a.k, a.batch, a.kv_len, a.kv_heads, a.head_dim,
@@ -70,7 +119,11 @@ void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream) {
   const bool launched = p.block_k == 64
                             ? launch_ws<Ws<Element, kHeadDim, kConsumers, 64, true>, true>(p, stream)
                             : launch_ws<Ws<Element, kHeadDim, kConsumers, 128, true>, true>(p, stream);
-  if (!launched) run_block_sparse<Element, kHeadDim, kConsumers>(p, stream);
+  if (launched) return;
+  if (p.video.frames > 0)
+    throw std::runtime_error("block_sparse_attention: the TMA unit cannot map the video tensors "
+                             "for the fused tile order");
+  run_block_sparse<Element, kHeadDim, kConsumers>(p, stream);
 }
 
 // Paired 64-row query blocks: 64-key stages get twice the stages of 128-key ones, the same
@@ -88,8 +141,13 @@ bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage,
     using Traits = decltype(traits);
     WsParams wp;
     if (!encode_ws_maps(p, Traits::kBlockM, two ? 64 : Traits::kBlockN, true, &wp)) return false;
-    launch_ws_kernel<Traits>(flash_ws_kernel<Traits, true, true>, wp, p.num_work, stream,
-                             "attention (sm90, paired 64-row blocks)");
+    if (p.video.frames > 0)
+      launch_ws_kernel<FusedWs<Traits>>(flash_ws_kernel<FusedWs<Traits>, true, true, true>, wp,
+                                        p.num_work, stream,
+                                        "attention (sm90, paired 64-row blocks, fused tile order)");
+    else
+      launch_ws_kernel<Traits>(flash_ws_kernel<Traits, true, true>, wp, p.num_work, stream,
+                               "attention (sm90, paired 64-row blocks)");
     return true;
   };
   return p.block_k == 64 && !two ? launch(WsPairs<Element, kHeadDim, 64>{})

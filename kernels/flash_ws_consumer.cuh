@@ -155,7 +155,10 @@ struct PingPong {
 // Normalizes O, writes the LSE, stages O in this warpgroup's rows of the Q stage (its last
 // Q K^T has completed) and stores it by TMA. The Q stage stays held until the store has read
 // it (released at the next tile, see consume).
-template <typename Traits>
+// With the fused tile order (kFused) the rows go to their tokens in model order:
+// the warpgroup's 64 rows lie in one block, whose tile's tokens are written (16 bytes a thread,
+// a row's head_dim contiguous) and the rest dropped; the Q stage is free once all have read it.
+template <typename Traits, bool kFused>
 __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTile& t, int g,
                                                   uint8_t* sQ, float (&O)[Traits::kDTiles][4],
                                                   const WsSoftmax<Traits>& sm) {
@@ -165,21 +168,52 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
   const int tid = threadIdx.x % 128;
   const int lane = tid % 32, warp = tid / 32;
   const int q0 = t.q_tile * Traits::kBlockM;
-  const int q_valid = min(Traits::kBlockM, p.q_len - q0);
-  float* lse = p.lse + (int64_t(t.b) * p.heads + t.h) * p.q_len + q0;
+  constexpr bool fused = kFused;
+  // This warpgroup's rows: rows [first, first + 64) of tile order, in the fused order tokens
+  // [first % block_q, ...) of the block's tile.
+  const int first = q0 + g * 64;
+  const int in_block = first % p.block_q;
+  // (A pair's second block past an odd count has no rows; nor, in the fused order, has the
+  // second half of a 128-token block whose tile is smaller.)
+  TileSpan span{};
+  if (fused && first < p.q_len)
+    span = unpack_tile(p.video, __ldg(wp.video.tiles + first / p.block_q));
+  const int q_valid = first >= p.q_len ? 0
+                      : fused         ? min(64, span.tokens() - in_block)
+                                      : min(64, p.q_len - first);
+  const int64_t lse_len = fused ? int64_t(p.video.frames) * p.video.height * p.video.width
+                                : int64_t(p.q_len);
+  float* lse = p.lse + (int64_t(t.b) * p.heads + t.h) * lse_len;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float l = sm.l[r];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    const int row = g * 64 + warp * 16 + (lane >> 2) + r * 8;
+    const int row = warp * 16 + (lane >> 2) + r * 8;  // of the warpgroup's 64
     if ((lane & 3) == 0 && row < q_valid)
-      lse[row] = l > 0.0f ? sm.m[r] * kLn2 + logf(l) : -INFINITY;
+      lse[fused ? span.token(p.video, in_block + row) : first + row] =
+          l > 0.0f ? sm.m[r] * kLn2 + logf(l) : -INFINITY;
 #pragma unroll
     for (int dt = 0; dt < Traits::kDTiles; ++dt)
-      *reinterpret_cast<uint32_t*>(sQ + Traits::template sw128<Traits::kBlockM>(row, dt) +
+      *reinterpret_cast<uint32_t*>(sQ + Traits::template sw128<Traits::kBlockM>(g * 64 + row, dt) +
                                    (lane & 3) * 4) = Pack::pack(O[dt][2 * r] * inv, O[dt][2 * r + 1] * inv);
+  }
+  if (fused) {
+    sm90::named_barrier_sync(1 + g, 128);
+    constexpr int kChunks = Traits::kHeadDim / 8;  // 16-byte pieces of a row
+    using Element = typename Traits::Element;
+    Element* out = static_cast<Element*>(p.out) + int64_t(t.b) * p.o_batch_stride +
+                   int64_t(t.h) * p.o_head_stride;
+    for (int idx = tid; idx < q_valid * kChunks; idx += 128) {
+      const int row = idx / kChunks, chunk = idx % kChunks;
+      const uint4 val = *reinterpret_cast<const uint4*>(
+          sQ + Traits::template sw128<Traits::kBlockM>(g * 64 + row, chunk));
+      const int64_t token = span.token(p.video, in_block + row);
+      *reinterpret_cast<uint4*>(out + token * p.o_row_stride + chunk * 8) = val;
+    }
+    sm90::named_barrier_sync(1 + g, 128);
+    return;
   }
   sm90::fence_proxy_async();  // the TMA store reads through the async proxy
   sm90::named_barrier_sync(1 + g, 128);
@@ -235,7 +269,7 @@ __device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4], 
 
 // kPaired: block-sparse over pairs of 64-row query blocks (WsSchedule), warpgroup g serving
 // query block 2 pair + g.
-template <typename Traits, bool kSparse, bool kPaired = false>
+template <typename Traits, bool kSparse, bool kPaired = false, bool kFused = false>
 __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar, int g) {
   const AttentionParams& p = wp.a;
@@ -317,7 +351,8 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
       vs.advance();
     }
-    consumer_epilogue<Traits>(wp, t, g, smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
+    consumer_epilogue<Traits, kFused>(wp, t, g,
+                                      smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
     held_q = qs.stage;
     qs.advance();
   }

@@ -49,15 +49,22 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
   }
 }
 
-// kPaired: block-sparse over pairs of 64-row query blocks.
-template <typename Traits, bool kSparse, bool kPaired = false>
+// kPaired: block-sparse over pairs of 64-row query blocks. kFused: block-sparse in the fused
+// tile order (WsVideo), a kernel of its own: as a runtime choice its addressing cost the
+// producer warp, which runs on 40 registers, spills in every kernel.
+template <typename Traits, bool kSparse, bool kPaired = false, bool kFused = false>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     flash_ws_kernel(const __grid_constant__ WsParams p) {
+  static_assert(kSparse || !kFused, "the fused tile order is block-sparse");
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   run_warp_specialized<Traits>(
       smem_raw,
-      [&](uint8_t* smem, auto& bar) { produce<Traits, kSparse, true, kPaired>(p, smem, bar); },
-      [&](uint8_t* smem, auto& bar, int g) { consume<Traits, kSparse, kPaired>(p, smem, bar, g); });
+      [&](uint8_t* smem, auto& bar) {
+        produce<Traits, kSparse, true, kPaired, kFused>(p, smem, bar);
+      },
+      [&](uint8_t* smem, auto& bar, int g) {
+        consume<Traits, kSparse, kPaired, kFused>(p, smem, bar, g);
+      });
 }
 
 // Launches a persistent warp-specialized kernel over `items` tiles: at most as many CTAs as fit

@@ -52,18 +52,41 @@ __device__ __forceinline__ void load_chunk_tma(uint32_t smem, const CUtensorMap*
   }
 }
 
+// The fused tile order (WsVideo): blocks block0 and block1 (-1: none) of tile order, as tiles
+// of the model-order tensor behind `maps`, into rows 0 and 64 of a [kRows x kHeadDim] stage.
+// Only a tile's tokens arrive, each tile's bytes announced before its loads: rows past them
+// keep what the stage held (see produce).
+template <typename Traits, int kRows>
+__device__ __forceinline__ void load_video_blocks(uint32_t smem, const WsVideo& v,
+                                                  const CUtensorMap* maps, uint64_t* full,
+                                                  int block0, int block1, int head, int b) {
+  for (int i = 0; i < 2; ++i) {
+    const int block = i == 0 ? block0 : block1;
+    if (block < 0) break;
+    const TileSpan s = unpack_tile(v.grid, __ldg(v.tiles + block));
+    sm90::mbarrier_expect_tx(full, s.tokens() * Traits::kHeadDim * 2);
+#pragma unroll
+    for (int c = 0; c < Traits::kHeadDim / 64; ++c)
+      sm90::tma_load_5d(smem + c * kRows * 128 + i * 64 * 128, maps + s.edge, full,
+                        head * Traits::kHeadDim + c * 64, s.w0, s.h0, s.f0, b);
+  }
+  sm90::mbarrier_arrive(full);
+}
+
 // Two producer warps walk the same tiles and chunks. Warp 0 loads Q and K by TMA and hands
 // each chunk's valid-key count over with its K. Who loads V was measured per kind: for dense
 // attention warp 1 does, so that a V stage, freed a chunk later than a K stage (after P V),
 // never holds back the next K load (dense 2-5% faster); block-sparse rows ran 2-5% slower that
 // way, so there warp 0 loads each chunk's K and then its V. A chunk whose key block is padded
 // inside the sequence (kv_block_valid; a bad block then reads block 0, padding included)
-// arrives whole: its K needs nothing more (the consumers mask those scores), but its V rows
-// past the valid keys may hold anything (the caller's padding, NaN in the tests), and P x V
-// must not meet them, so that V lands on v_landed and warp 1 zeroes the rows before releasing
-// it on v_full. kLoadV = false feeds block mass (Q and K only). kPaired: pairs of 64-row query
+// arrives whole (in the fused tile order only its tokens arrive, and the rows past them keep
+// what the stage held before): its K needs nothing more (the consumers mask those scores),
+// but its V rows past the valid keys may hold anything (the caller's padding, NaN in the
+// tests), and P x V must not meet them, so that V lands on v_landed and warp 1 zeroes the rows
+// before releasing it on v_full. kLoadV = false feeds block mass (Q and K only). kPaired: pairs of 64-row query
 // blocks (WsSchedule).
-template <typename Traits, bool kSparse, bool kLoadV = true, bool kPaired = false>
+template <typename Traits, bool kSparse, bool kLoadV = true, bool kPaired = false,
+          bool kFused = false>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar) {
   constexpr bool kVWarp = !kSparse;  // warp 1 loads V
@@ -76,6 +99,7 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
   if (!k_warp && (!kLoadV || (!kVWarp && p.kv_block_valid == nullptr))) return;
   const bool v_loader = kVWarp != k_warp;
   const uint32_t s_base = sm90::smem_u32(smem);
+  constexpr bool fused = kFused;
   sm90::PipelineState<Traits::kQStages> qs;
   sm90::PipelineState<Traits::kKStages> ks;
   sm90::PipelineState<Traits::kVStages> vs;
@@ -87,10 +111,18 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
     const int kvh = t.h / (p.heads / p.kv_heads);
     if (k_warp) {
       sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
-      if (leader)
-        load_tile_tma<Traits>(s_base + Traits::kQOffset + qs.stage * Traits::kQBytes, &wp.tma_q,
-                              &bar.q_full[qs.stage], Traits::kQBytes, Traits::kBlockM,
-                              t.q_tile * Traits::kBlockM, t.h, t.b);
+      const uint32_t sQ = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes;
+      if (leader && fused) {
+        // The tile's query blocks: one, or with 64-row blocks in a 128-row tile two (the
+        // second past the last block of an odd count is none).
+        const int per_tile = Traits::kBlockM / p.block_q, first = t.q_tile * per_tile;
+        const int second = per_tile == 2 && (first + 1) * 64 < p.q_len ? first + 1 : -1;
+        load_video_blocks<Traits, Traits::kBlockM>(sQ, wp.video, wp.video.q, &bar.q_full[qs.stage],
+                                                   first, second, t.h, t.b);
+      } else if (leader) {
+        load_tile_tma<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], Traits::kQBytes,
+                              Traits::kBlockM, t.q_tile * Traits::kBlockM, t.h, t.b);
+      }
       qs.advance();
     }
     const auto chunks = schedule.chunks(t);
@@ -105,8 +137,13 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
         if (leader) {
           atomicExch(&bar.valid[ks.stage],
                      two_blocks ? c.valid | c.second_valid << 8 | kSecondBlockValid : c.valid);
-          load_chunk_tma<Traits>(s_base + Traits::kKOffset + ks.stage * Traits::kKBytes,
-                                 &wp.tma_k, &bar.k_full[ks.stage], c, two_blocks, kvh, t.b);
+          const uint32_t sK = s_base + Traits::kKOffset + ks.stage * Traits::kKBytes;
+          if (fused)
+            load_video_blocks<Traits, Traits::kBlockN>(
+                sK, wp.video, wp.video.k, &bar.k_full[ks.stage], c.key_start / p.block_k,
+                two_blocks ? c.second_start / 64 : -1, kvh, t.b);
+          else
+            load_chunk_tma<Traits>(sK, &wp.tma_k, &bar.k_full[ks.stage], c, two_blocks, kvh, t.b);
         }
         ks.advance();
       }
@@ -120,9 +157,14 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
         const uint32_t sV = s_base + Traits::kVOffset + st * Traits::kKBytes;
         if (v_loader) {
           sm90::mbarrier_wait(&bar.v_empty[st], vs.phase ^ 1);
-          if (leader)
-            load_chunk_tma<Traits>(sV, &wp.tma_v, padded ? &bar.v_landed[st] : &bar.v_full[st],
-                                   c, two_blocks, kvh, t.b);
+          uint64_t* full = padded ? &bar.v_landed[st] : &bar.v_full[st];
+          if (leader && fused)
+            load_video_blocks<Traits, Traits::kBlockN>(sV, wp.video, wp.video.v, full,
+                                                       c.key_start / p.block_k,
+                                                       two_blocks ? c.second_start / 64 : -1,
+                                                       kvh, t.b);
+          else if (leader)
+            load_chunk_tma<Traits>(sV, &wp.tma_v, full, c, two_blocks, kvh, t.b);
         }
         if (!k_warp && padded) {
           sm90::mbarrier_wait(&bar.v_landed[st], (landed_phase >> st) & 1);

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/attention_params.h"
+#include "kernels/video_tiles.cuh"
 
 namespace sparseplan::cuda {
 
@@ -77,10 +78,12 @@ constexpr int ws_smem_bytes() {
 
 // Kernel arguments: the pointer/stride view plus TMA maps of Q (boxes of kBlockM rows), K and V
 // (boxes of kBlockN rows) and O. Passed as a __grid_constant__ so the maps stay in parameter space.
-// O is stored by TMA in boxes of 64 rows (one consumer warpgroup's rows).
+// O is stored by TMA in boxes of 64 rows (one consumer warpgroup's rows). With the fused tile
+// order (a.video.frames > 0) the video maps replace the four (video_tiles.cuh).
 struct WsParams {
   AttentionParams a;
   CUtensorMap tma_q, tma_k, tma_v, tma_o;
+  WsVideo video;
 };
 
 }  // namespace sparseplan::cuda

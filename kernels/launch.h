@@ -27,8 +27,9 @@ inline void check_cuda(cudaError_t err, const char* what) {
 int persistent_grid(const void* kernel, int threads, size_t smem_bytes);
 
 // TMA maps of the warp-specialized kernels (attention_sm90.cu): Q in boxes of block_m rows, K of
-// block_n, and with_v_and_o V (block_n) and O (64). Copies `a` into wp->a. False when the driver
-// refuses a map (the caller then runs an mma.sync kernel).
+// block_n, and with_v_and_o V (block_n) and O (64); with the fused tile order (a.video) the
+// video maps instead. Copies `a` into wp->a. False when the driver refuses a map (the caller
+// then runs an mma.sync kernel).
 bool encode_ws_maps(const AttentionParams& a, int block_m, int block_n, bool with_v_and_o,
                     WsParams* wp);
 
@@ -38,6 +39,11 @@ template <typename Element, int kHeadDim, int kMTiles>
 void run_block_sparse(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kMTiles>
 void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
+
+// The fused tile order's tables (video_tiles.cuh): each tile's token count into valid[0, tiles)
+// (its kv_block_valid) and pack_tile into spans[0, 2 * tiles).
+void video_tile_table(const VideoTiles& grid, int tiles, int32_t* valid, int32_t* spans,
+                      cudaStream_t stream);
 
 // Hopper (wgmma) path.
 template <typename Element, int kHeadDim, int kWarpGroups>

@@ -1,4 +1,5 @@
-// Token reordering between model order and tile order as a 16-byte-vector row gather.
+// Token reordering between model order and tile order as a 16-byte-vector row gather, and the
+// table of the fused tile order's blocks.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "kernels/attention_api.h"
 #include "kernels/launch.h"
+#include "kernels/video_tiles.cuh"
 
 namespace sparseplan::cuda {
 namespace {
@@ -30,7 +32,27 @@ __global__ void gather_rows_kernel(const uint8_t* src, int64_t src_batch_stride,
   }
 }
 
+__global__ void video_tile_table_kernel(VideoTiles grid, int tiles_h, int tiles_w, int tiles,
+                                        int32_t* valid, int2* spans) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < tiles; t += gridDim.x * blockDim.x) {
+    const TileSpan s = tile_span(grid, tiles_h, tiles_w, t);
+    valid[t] = s.tokens();
+    spans[t] = pack_tile(s);
+  }
+}
+
 }  // namespace
+
+namespace detail {
+void video_tile_table(const VideoTiles& grid, int tiles, int32_t* valid, int32_t* spans,
+                      cudaStream_t stream) {
+  if (tiles == 0) return;
+  video_tile_table_kernel<<<std::min((tiles + 255) / 256, 1024), 256, 0, stream>>>(
+      grid, tiles_along(grid.height, grid.tile_h), tiles_along(grid.width, grid.tile_w), tiles,
+      valid, reinterpret_cast<int2*>(spans));
+  check_cuda(cudaGetLastError(), "video tile table launch");
+}
+}  // namespace detail
 
 void gather_rows(const void* src, int64_t src_batch_stride, int64_t src_rows, void* dst,
                  int64_t dst_batch_stride, int64_t dst_rows, int64_t row_bytes, int batch,

@@ -428,6 +428,21 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
   // elsewhere through LibTorch with a zero row standing for the padding.
   const bool kernels = options_.attention == AttentionImpl::Kernels && device.is_cuda() &&
                        block_sparse_kernel_runs(q, plan_.block_size, plan_.block_size);
+  // Where each block is one tile of a video without text, the kernels can read and write model
+  // order themselves (ops::video_block_sparse_attention): no reorder pass, but their loads of
+  // tiles spread over frames run 6-18% slower than the kernel on tile-order tensors. The
+  // reorder pass costs a fixed time per call, so the fused order wins on sparse layers only
+  // (Wan 480p, bench/RESULTS.md "Fused tile order": 3-11% faster per call at density <= 0.07,
+  // 2-12% slower at >= 0.24). Decided once per layer, at its first call, so that a residual
+  // cache share is always mixed in the order it was made. Pooled compensation pools tile-order
+  // blocks, so never there.
+  const bool fusable = kernels && geometry_.text.tokens == 0 && geometry_.blocks_per_tile == 1 &&
+                       plan_.compensation != Compensation::PooledKV;
+  const bool fused =
+      fusable && model_order_layers_.emplace(call.layer, 
+                                                      layout->density <= options_.fused_max_density)
+                     .first->second;
+  if (fused) return sparse_in_model_order(call, lp, q, k, v, refresh, *layout, online_out);
   const auto to_tiles = [&](const torch::Tensor& x) {
     if (kernels)
       return ops::reorder_tokens(x.to(torch::kBFloat16).contiguous(), order.token_of_slot32);
@@ -485,6 +500,55 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     out.index_copy_(2, to_tensor(heads, torch::kLong, device), online_out.to(device));
   }
   if (!refresh) stats_.sparse_density_sum += layout->density;
+  return out;
+}
+
+torch::Tensor PlanBackend::sparse_in_model_order(const AttentionCall& call, const LayerPlan& lp,
+                                                 const torch::Tensor& q, const torch::Tensor& k,
+                                                 const torch::Tensor& v, bool refresh,
+                                                 const DeviceLayout& layout,
+                                                 const torch::Tensor& online_out) {
+  AttentionProfile* profile = options_.profile;
+  const torch::Device device = q.device();
+  const auto key = std::make_pair(call.layer, call.branch);
+  const torch::Tensor qb = q.to(torch::kBFloat16).contiguous(),
+                      kb = k.to(torch::kBFloat16).contiguous(),
+                      vb = v.to(torch::kBFloat16).contiguous();
+  const Grid& grid = geometry_.grid;
+  const std::vector<int64_t> grid_dims{grid.frames, grid.height, grid.width};
+  const std::vector<int64_t> tile(geometry_.tile.begin(), geometry_.tile.end());
+  const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
+    return ops::video_block_sparse_attention(qb, kb, vb, row_offsets, col_indices, grid_dims,
+                                             tile, plan_.block_size, c10::nullopt);
+  };
+  const auto result = attend(layout.row_offsets, layout.col_indices);
+  torch::Tensor out = std::get<0>(result);
+  if (plan_.compensation == Compensation::ResidualCache) {
+    const auto mix = [&] {
+      if (refresh) {
+        const auto rest = attend(layout.complement_row_offsets, layout.complement_col_indices);
+        CachedShare share{std::get<0>(rest),
+                          dropped_weight(std::get<1>(result), std::get<1>(rest))};
+        torch::Tensor mixed = mix_in(out, share.out, share.weight);
+        if (!lp.online.empty()) {
+          const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
+          share.weight.index_fill_(2, to_tensor(heads, torch::kLong, device), 0.0);
+        }
+        cached_shares_[key] = std::move(share);
+        return mixed;
+      }
+      const auto it = cached_shares_.find(key);
+      if (it == cached_shares_.end() || it->second.out.size(0) != out.size(0)) return out;
+      return mix_in(out, it->second.out, it->second.weight);
+    };
+    out = profile ? profile->time(AttentionProfile::Part::Compensation, device, mix) : mix();
+  }
+  out = out.to(torch::kFloat32);
+  if (online_out.defined()) {
+    const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
+    out.index_copy_(2, to_tensor(heads, torch::kLong, device), online_out.to(device));
+  }
+  if (!refresh) stats_.sparse_density_sum += layout.density;
   return out;
 }
 

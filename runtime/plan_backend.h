@@ -41,6 +41,10 @@ struct PlanRunOptions {
   // When set (it must outlive the backend), books dense and sparse calls, the reorder into tile
   // order and back, and online selections.
   AttentionProfile* profile = nullptr;
+  // On the kernels, a layer whose first sparse call attends at most this fraction of its
+  // blocks runs in the fused tile order (no reorder pass; see PlanBackend::sparse); 0 never,
+  // 1 wherever the plan allows it.
+  double fused_max_density = 0.15;
 };
 
 struct PlanRunStats {
@@ -114,6 +118,11 @@ class PlanBackend {
   torch::Tensor dense(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
   torch::Tensor sparse(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
                        const torch::Tensor& k, const torch::Tensor& v, bool refresh);
+  // sparse where the kernels read and write model order (one block per tile, no text).
+  torch::Tensor sparse_in_model_order(const AttentionCall& call, const LayerPlan& lp,
+                                      const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v, bool refresh,
+                                      const DeviceLayout& layout, const torch::Tensor& online_out);
   DeviceLayout build_layout(const LayerPlan& lp, int64_t batch, const OnlineSelection* selection,
                             bool online_empty, const torch::Device& device) const;
   void add_complement(const LayerPlan& lp, DeviceLayout& layout) const;
@@ -127,6 +136,8 @@ class PlanBackend {
   std::unique_ptr<BlockMassComputer> mass_;
   std::map<int, std::unique_ptr<DeviceLayout>> static_layouts_;  // layers without online heads
   std::map<int, std::unique_ptr<DeviceLayout>> refresh_layouts_;
+  // Per layer: whether its sparse calls run in the fused tile order (see sparse).
+  std::map<int, bool> model_order_layers_;
   std::map<std::pair<int, int>, OnlineSelection> selections_;    // (layer, branch)
   std::map<std::pair<int, int>, std::unique_ptr<DeviceLayout>> selected_layouts_;
   std::map<std::pair<int, int>, CachedShare> cached_shares_;     // (layer, branch)

@@ -11,6 +11,7 @@
 
 #include "kernels/attention_reference.h"
 #include "kernels/block_select_reference.h"
+#include "plan/tile_geometry.h"
 
 #if defined(SPARSEPLAN_WITH_CUDA) && defined(SPARSEPLAN_TORCH_CUDA)
 #include <c10/cuda/CUDAGuard.h>
@@ -208,6 +209,48 @@ std::tuple<Tensor, Tensor> block_sparse_attention_cpu(const Tensor& q, const Ten
                        resolve_scale(op, scale, q.size(3)));
 }
 
+// The fused tile order's geometry for q and k (video_block_sparse_attention).
+TileGeometry video_geometry(const char* op, const Tensor& q, const Tensor& k,
+                            c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block) {
+  check_block(op, "block", block);
+  TORCH_CHECK(grid.size() == 3,
+              message(op, ": grid must be [frames, height, width], got ", grid));
+  TORCH_CHECK(tile.size() == 3, message(op, ": tile must be [frames, height, width], got ", tile));
+  for (size_t i = 0; i < 3; ++i)
+    TORCH_CHECK(grid[i] > 0 && grid[i] <= std::numeric_limits<int>::max() && tile[i] > 0 &&
+                    tile[i] <= grid[i],
+                message(op, ": grid ", grid, " and tile ", tile,
+                        " must be positive, the tile no larger than the grid"));
+  TileGeometry g;
+  try {
+    g = make_tile_geometry(Grid{int(grid[0]), int(grid[1]), int(grid[2])},
+                           {int(tile[0]), int(tile[1]), int(tile[2])}, int(block), TextLayout{});
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, message(op, ": ", e.what()));
+  }
+  TORCH_CHECK(g.blocks_per_tile == 1,
+              message(op, ": tile ", tile, " must fit one block of ", block, " tokens"));
+  TORCH_CHECK(q.size(1) == g.grid.tokens() && k.size(1) == g.grid.tokens(),
+              message(op, ": grid ", grid, " has ", g.grid.tokens(),
+                      " tokens; q and k must hold them, got ", q.size(1), " and ", k.size(1)));
+  return g;
+}
+
+// The tile order's maps on `device`: model token of each slot (-1: padding), slot of each
+// token, and each block's token count.
+struct VideoOrder {
+  Tensor token_of_slot, slot_of_token, block_valid;
+};
+
+VideoOrder video_order(const TileGeometry& g, const at::Device& device) {
+  const TokenOrder order = make_token_order(g);
+  const auto to_tensor = [&](const std::vector<int32_t>& x) {
+    return at::tensor(c10::ArrayRef<int32_t>(x), at::kInt).to(device);
+  };
+  return {to_tensor(order.token_of_slot), to_tensor(order.slot_of_token),
+          to_tensor(order.block_valid)};
+}
+
 void check_mass_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& lse,
                      int64_t block_q, int64_t block_k, const c10::optional<Tensor>& qv,
                      const c10::optional<Tensor>& kvv) {
@@ -319,6 +362,25 @@ Tensor reorder_tokens_cpu(const Tensor& x, const Tensor& index) {
   for (int64_t i = 0; i < index.size(0); ++i)
     if (idx[i] >= 0 && idx[i] < x.size(1)) out.select(1, i).copy_(x.select(1, idx[i]));
   return out;
+}
+
+std::tuple<Tensor, Tensor> video_block_sparse_attention_cpu(
+    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
+    const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
+    c10::optional<double> scale) {
+  const char* op = "sparseplan::video_block_sparse_attention";
+  check_qkv(op, q, k, &v);
+  const TileGeometry g = video_geometry(op, q, k, grid, tile, block);
+  check_layout(op, q, g.total_blocks, row_offsets, col_indices);
+  const VideoOrder order = video_order(g, q.device());
+  const auto tiled = [&](const Tensor& x) {
+    return reorder_tokens_cpu(x.contiguous(), order.token_of_slot);
+  };
+  const auto [out, lse] = attention_cpu(op, tiled(q), tiled(k), tiled(v), &row_offsets,
+                                        &col_indices, block, block, order.block_valid,
+                                        resolve_scale(op, scale, q.size(3)));
+  return {reorder_tokens_cpu(out, order.slot_of_token),
+          lse.index_select(2, order.slot_of_token.to(at::kLong))};
 }
 
 // ---- CUDA: the kernels -----------------------------------------------------------------------
@@ -481,6 +543,44 @@ Tensor reorder_tokens_cuda(const Tensor& x, const Tensor& index) {
   return out;
 }
 
+std::tuple<Tensor, Tensor> video_block_sparse_attention_cuda(
+    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
+    const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
+    c10::optional<double> scale) {
+  const char* op = "sparseplan::video_block_sparse_attention";
+  check_qkv(op, q, k, &v);
+  const TileGeometry g = video_geometry(op, q, k, grid, tile, block);
+  check_layout(op, q, g.total_blocks, row_offsets, col_indices);
+  const auto dtype = kernel_dtype(op, q);
+  c10::cuda::CUDAGuard guard(q.device());
+  if (!cuda::fused_tile_order_supported()) {  // gather, attend, scatter
+    const VideoOrder order = video_order(g, q.device());
+    const auto tiled = [&](const Tensor& x) {
+      return reorder_tokens_cuda(x.contiguous(), order.token_of_slot);
+    };
+    const auto [out, lse] =
+        block_sparse_attention_cuda(tiled(q), tiled(k), tiled(v), row_offsets, col_indices,
+                                    block, block, order.block_valid, scale);
+    return {reorder_tokens_cuda(out, order.slot_of_token),
+            lse.index_select(2, order.slot_of_token.to(at::kLong))};
+  }
+  auto out = at::empty(q.sizes(), q.options());
+  auto lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
+  auto p = attention_params(q, k, v, out, lse, resolve_scale(op, scale, q.size(3)));
+  p.block_q = p.block_k = int(block);
+  p.row_offsets = row_offsets.data_ptr<int32_t>();
+  p.col_indices = col_indices.data_ptr<int32_t>();
+  p.num_cols = col_indices.numel();
+  p.video = {g.grid.frames, g.grid.height, g.grid.width, g.tile[0], g.tile[1], g.tile[2]};
+  const size_t bytes = cuda::block_sparse_workspace_bytes(p);
+  auto workspace = at::empty({int64_t((bytes + 3) / 4)}, q.options().dtype(at::kInt));
+  run_kernel(op, [&] {
+    cuda::block_sparse_attention_forward(p, dtype, workspace.data_ptr(),
+                                         c10::cuda::getCurrentCUDAStream().stream());
+  });
+  return {out, lse};
+}
+
 #endif  // SPARSEPLAN_OPS_CUDA
 
 }  // namespace
@@ -509,6 +609,19 @@ std::tuple<Tensor, Tensor> block_sparse_attention(const Tensor& q, const Tensor&
                                             const Tensor&, const Tensor&, int64_t, int64_t,
                                             const c10::optional<Tensor>&, c10::optional<double>)>();
   return op.call(q, k, v, row_offsets, col_indices, block_q, block_k, kv_block_valid, scale);
+}
+
+std::tuple<Tensor, Tensor> video_block_sparse_attention(
+    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
+    const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
+    c10::optional<double> scale) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("sparseplan::video_block_sparse_attention", "")
+          .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
+                                            const Tensor&, const Tensor&, c10::IntArrayRef,
+                                            c10::IntArrayRef, int64_t, c10::optional<double>)>();
+  return op.call(q, k, v, row_offsets, col_indices, grid, tile, block, scale);
 }
 
 Tensor block_mass(const Tensor& q, const Tensor& k, const Tensor& lse, int64_t block_q,
@@ -548,6 +661,10 @@ TORCH_LIBRARY(sparseplan, m) {
       "Tensor col_indices, int block_q, int block_k, Tensor? kv_block_valid=None, "
       "float? scale=None) -> (Tensor, Tensor)");
   m.def(
+      "video_block_sparse_attention(Tensor q, Tensor k, Tensor v, Tensor row_offsets, "
+      "Tensor col_indices, int[] grid, int[] tile, int block, float? scale=None) "
+      "-> (Tensor, Tensor)");
+  m.def(
       "block_mass(Tensor q, Tensor k, Tensor lse, int block_q, int block_k, "
       "Tensor? q_block_valid=None, Tensor? kv_block_valid=None, float? scale=None) -> Tensor");
   m.def(
@@ -560,6 +677,7 @@ TORCH_LIBRARY_IMPL(sparseplan, CPU, m) {
   using namespace sparseplan::ops;
   m.impl("dense_attention", &dense_attention_cpu);
   m.impl("block_sparse_attention", &block_sparse_attention_cpu);
+  m.impl("video_block_sparse_attention", &video_block_sparse_attention_cpu);
   m.impl("block_mass", &block_mass_cpu);
   m.impl("select_blocks", &select_blocks_cpu);
   m.impl("reorder_tokens", &reorder_tokens_cpu);
@@ -570,6 +688,7 @@ TORCH_LIBRARY_IMPL(sparseplan, CUDA, m) {
   using namespace sparseplan::ops;
   m.impl("dense_attention", &dense_attention_cuda);
   m.impl("block_sparse_attention", &block_sparse_attention_cuda);
+  m.impl("video_block_sparse_attention", &video_block_sparse_attention_cuda);
   m.impl("block_mass", &block_mass_cuda);
   m.impl("select_blocks", &select_blocks_cuda);
   m.impl("reorder_tokens", &reorder_tokens_cuda);

@@ -21,6 +21,16 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_attention(
     const at::Tensor& col_indices, int64_t block_q, int64_t block_k,
     const c10::optional<at::Tensor>& kv_block_valid, c10::optional<double> scale);
 
+// The fused tile order: q, k, v hold a video's frame-major tokens (N = frames * height *
+// width, grid = [frames, height, width]); query and key block i of the layout is tile i of
+// `tile` in (f, h, w) order, the tile fitting one block of `block` tokens (plan/tile_geometry.h
+// with one block per tile and no text). Returns (out, lse) in model order, as if the tokens
+// were gathered into tile order, attended and scattered back; on Hopper the kernels read and
+// write model order directly.
+std::tuple<at::Tensor, at::Tensor> video_block_sparse_attention(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& row_offsets,
+    const at::Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
+    c10::optional<double> scale);
 // mass float32 [B, H, nqb, nkb].
 at::Tensor block_mass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse,
                       int64_t block_q, int64_t block_k,

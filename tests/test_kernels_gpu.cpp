@@ -456,6 +456,134 @@ TEST_CASE("unpaired 64-row query blocks (pairing turned off) match the reference
 #endif
 }
 
+#ifdef SPARSEPLAN_WITH_CUDA
+// The fused tile order's slots: model token of each tile-order row (-1: padding), tiles in
+// (f, h, w) order, a tile's tokens in (f, h, w) order from its block's first row.
+std::vector<int32_t> tile_order_tokens(const sparseplan::cuda::VideoTiles& g, int block,
+                                       std::vector<int32_t>& tile_tokens) {
+  const int tf = (g.frames + g.tile_f - 1) / g.tile_f, th = (g.height + g.tile_h - 1) / g.tile_h,
+            tw = (g.width + g.tile_w - 1) / g.tile_w;
+  std::vector<int32_t> token(size_t(tf) * th * tw * block, -1);
+  tile_tokens.assign(size_t(tf) * th * tw, 0);
+  for (int f = 0; f < g.frames; ++f)
+    for (int h = 0; h < g.height; ++h)
+      for (int w = 0; w < g.width; ++w) {
+        const int tile = (f / g.tile_f * th + h / g.tile_h) * tw + w / g.tile_w;
+        const int hc = std::min(g.tile_h, g.height - h / g.tile_h * g.tile_h);
+        const int wc = std::min(g.tile_w, g.width - w / g.tile_w * g.tile_w);
+        const int i = (f % g.tile_f * hc + h % g.tile_h) * wc + w % g.tile_w;
+        token[size_t(tile) * block + i] = (f * g.height + h) * g.width + w;
+        ++tile_tokens[size_t(tile)];
+      }
+  return token;
+}
+
+// The fused tile order against the reference run in tile order on gathered inputs: window
+// rows with empty ones (pairs meet an empty block) over a grid with partial tiles on every
+// axis, the layout indexing tiles.
+void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int D, DType dt) {
+  const int N = g.frames * g.height * g.width;
+  std::vector<int32_t> tile_tokens;
+  const std::vector<int32_t> token = tile_order_tokens(g, block, tile_tokens);
+  const int tiles = int(tile_tokens.size()), slots = tiles * block;
+  std::mt19937 rng(17u + N + block + D);
+  const Csr csr = window_layout(1, H, tiles, tiles, 2, rng);
+  const Problem pr = make_problem(1, N, H, D, dt, 5u + N + D);
+  DeviceBuffer<uint16_t> q(pr.q.bits), k(pr.k.bits), v(pr.v.bits), out(pr.q.bits.size());
+  DeviceBuffer<float> lse(size_t(H) * N);
+  DeviceBuffer<int32_t> ro(csr.row_offsets), cols(csr.cols);
+  out.poison();
+  lse.poison();
+  auto p = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
+  p.block_q = p.block_k = block;
+  p.row_offsets = ro.ptr, p.col_indices = cols.ptr;
+  p.num_cols = int64_t(csr.cols.size());
+  p.video = g;
+  DeviceBuffer<uint8_t> ws(sparseplan::cuda::block_sparse_workspace_bytes(p));
+  sparseplan::cuda::block_sparse_attention_forward(p, dt, ws.ptr, nullptr);
+  cuda_ok(cudaDeviceSynchronize(), "block-sparse attention (fused tile order)");
+  const auto to_tiles = [&](const std::vector<float>& x) {
+    std::vector<float> t(size_t(slots) * D, 0.0f);
+    for (int s = 0; s < slots; ++s)
+      if (token[size_t(s)] >= 0)
+        std::copy_n(x.begin() + int64_t(token[size_t(s)]) * D, D, t.begin() + int64_t(s) * D);
+    return t;
+  };
+  sparseplan::ref::HeadShape shape{slots, slots, D, p.scale};
+  check_against(pr, out.download(), lse.download(), [&](int b, int h, float* o, float* l) {
+    const auto qt = to_tiles(head_of(pr.q.values, 1, N, H, D, b, h));
+    const auto kt = to_tiles(head_of(pr.k.values, 1, N, H, D, b, h));
+    const auto vt = to_tiles(head_of(pr.v.values, 1, N, H, D, b, h));
+    const int32_t* base = csr.row_offsets.data() + size_t(h) * (tiles + 1);
+    std::vector<int32_t> local(base, base + tiles + 1);
+    for (auto& x : local) x -= base[0];
+    sparseplan::ref::BlockSparsity sp{block, block, local.data(), csr.cols.data() + base[0],
+                                      tile_tokens.data()};
+    std::vector<float> ot(size_t(slots) * D), lt(static_cast<size_t>(slots));
+    sparseplan::ref::block_sparse_attention(shape, sp, qt.data(), kt.data(), vt.data(),
+                                            ot.data(), lt.data());
+    for (int s = 0; s < slots; ++s)
+      if (token[size_t(s)] >= 0) {
+        std::copy_n(ot.begin() + int64_t(s) * D, D, o + int64_t(token[size_t(s)]) * D);
+        l[token[size_t(s)]] = lt[size_t(s)];
+      }
+  });
+}
+#endif
+
+TEST_CASE("the fused tile order reads and writes model order across partial tiles", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  for (const char* mode : {"0", "1", "2"}) {
+    ScopedEnv env("SPARSEPLAN_PAIR64", mode);
+    for (int D : {64, 128})
+      for (DType dt : {DType::BF16, DType::FP16}) {
+        INFO("SPARSEPLAN_PAIR64=" << mode << " head_dim " << D << " dtype "
+                                  << (dt == DType::BF16 ? "bf16" : "fp16"));
+        run_fused_case({9, 10, 18, 4, 4, 4}, 64, 2, D, dt);   // 45 tiles: an odd pair count
+        run_fused_case({5, 6, 9, 2, 4, 4}, 64, 2, D, dt);     // tiles of 32 tokens in 64 rows
+        run_fused_case({9, 10, 18, 4, 4, 8}, 128, 2, D, dt);  // 27 tiles of up to 128
+      }
+  }
+#endif
+}
+
+TEST_CASE("the fused tile order refuses grids and blocks it cannot run", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  const Problem pr = make_problem(1, 5 * 6 * 9, 2, 64, DType::BF16, 3u);
+  DeviceBuffer<uint16_t> q(pr.q.bits), k(pr.k.bits), v(pr.v.bits), out(pr.q.bits.size());
+  DeviceBuffer<float> lse(size_t(2) * pr.N);
+  DeviceBuffer<int32_t> ro(std::vector<int32_t>(9, 0)), cols(std::vector<int32_t>{0});
+  DeviceBuffer<uint8_t> ws(1 << 20);
+  const auto fused = [&](auto&& edit) {
+    auto p = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
+    p.block_q = p.block_k = 64;
+    p.row_offsets = ro.ptr, p.col_indices = cols.ptr;
+    p.video = {5, 6, 9, 4, 4, 4};
+    edit(p);
+    sparseplan::cuda::block_sparse_attention_forward(p, DType::BF16, ws.ptr, nullptr);
+  };
+  using sparseplan::cuda::AttentionParams;
+  CHECK_THROWS_WITH(fused([](AttentionParams& p) { p.block_k = 128; }),
+                    Catch::Contains("block_q (64) must equal block_k (128)"));
+  CHECK_THROWS_WITH(fused([](AttentionParams& p) { p.video.tile_w = 8; }),
+                    Catch::Contains("tile 4x4x8 must fit one block of 64 tokens"));
+  CHECK_THROWS_WITH(fused([](AttentionParams& p) { p.video.frames = 4; }),
+                    Catch::Contains("q_len and kv_len must match"));
+  CHECK_THROWS_WITH(fused([](AttentionParams& p) { p.video.tile_h = 0; }),
+                    Catch::Contains("tile must be positive"));
+  CHECK_THROWS_WITH(fused([&](AttentionParams& p) { p.kv_block_valid = ro.ptr; }),
+                    Catch::Contains("kv_block_valid"));
+  CHECK_THROWS_WITH(fused([](AttentionParams& p) { p.q_head_stride = 128; }),
+                    Catch::Contains("head stride"));
+  auto dense = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
+  dense.video = {5, 6, 9, 4, 4, 4};
+  CHECK_THROWS_WITH(sparseplan::cuda::dense_attention_forward(dense, DType::BF16, nullptr),
+                    Catch::Contains("block-sparse only"));
+#endif
+}
+
 TEST_CASE("block mass matches the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA

@@ -71,6 +71,42 @@ for device in devices:
     sel_offsets, sel_cols = sparseplan.select_blocks(mass, 0.9)
     check(f"{device}: selection gives a CSR per head", tuple(sel_offsets.shape) == (1, h, nb + 1))
 
+    # The fused tile order: 4x4x4 tiles over a 5x6x9 grid (partial tiles on every axis) are the
+    # blocks; the mask is per tile pair, the tensors stay in frame-major order.
+    grid, tile = (5, 6, 9), (4, 4, 4)
+    tiles_along = [(g + t - 1) // t for g, t in zip(grid, tile)]
+    nt = tiles_along[0] * tiles_along[1] * tiles_along[2]
+    f, y, x = torch.meshgrid(*(torch.arange(g) for g in grid), indexing="ij")
+    tile_of = ((f // 4 * tiles_along[1] + y // 4) * tiles_along[2] + x // 4).flatten()
+    vt = torch.rand(h, nt, nt) < 0.4
+    vt |= torch.eye(nt, dtype=torch.bool)  # no empty row
+    vo, vc = [0], []
+    for head in range(h):
+        for i in range(nt):
+            row = torch.nonzero(vt[head, i]).flatten().tolist()
+            vc += row
+            vo.append(vo[-1] + len(row))
+    v_offsets = torch.tensor([vo[hh * nt: hh * nt + nt + 1] for hh in range(h)],
+                             dtype=torch.int32, device=device).view(1, h, nt + 1)
+    v_cols = torch.tensor(vc, dtype=torch.int32, device=device)
+    nv = grid[0] * grid[1] * grid[2]
+    qv, kv, vv = (torch.randn(1, nv, h, d, device=device) for _ in range(3))
+    out, lse = sparseplan.video_block_sparse_attention(qv.to(dtype), kv.to(dtype), vv.to(dtype),
+                                                       v_offsets, v_cols, grid, tile, bs)
+    token_mask = vt[:, tile_of][:, :, tile_of].to(device)
+    ref, ref_lse = masked_reference(qv, kv, vv, token_mask)
+    check(f"{device}: video block-sparse attention matches attention masked by tiles",
+          rel_l2(out, ref) < 1e-2)
+    check(f"{device}: video block-sparse LSE is in model order", rel_l2(lse, ref_lse) < 1e-3)
+    for bad_tile, bad_grid, words in (((4, 4, 8), grid, "must fit one block"),
+                                      (tile, (5, 6, 8), "tokens")):
+        try:
+            sparseplan.video_block_sparse_attention(qv.to(dtype), kv.to(dtype), vv.to(dtype),
+                                                    v_offsets, v_cols, bad_grid, bad_tile, bs)
+            check(f"{device}: video grid {bad_grid} tile {bad_tile} is rejected", False)
+        except RuntimeError as e:
+            check(f"{device}: the video error says why: {str(e).splitlines()[0]}", words in str(e))
+
     index = torch.randperm(n, device=device).to(torch.int32)
     moved = sparseplan.load().reorder_tokens(q, index)
     check(f"{device}: reorder_tokens gathers rows", bool(torch.equal(moved, q[:, index.long()])))

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "runtime/attention_profile.h"
 #include "runtime/block_mass_torch.h"
 #include "model/flow_sampler.h"
 #include "runtime/dense_backend.h"
@@ -109,7 +110,7 @@ TEST_CASE("a sliding-tile plan runs on the CUDA kernels as the torch path runs i
   b.tile = {2, 4, 8};
   b.window = {3, 3, 1};
   const Plan plan = make_baseline_plan(preset, {8, 8, 8}, b);
-  PlanBackend cpu_backend(plan), cuda_backend(plan);
+  PlanBackend cpu_backend(plan);
   AttentionCall call;
   call.step = 20;
   call.layer = 1;
@@ -118,11 +119,20 @@ TEST_CASE("a sliding-tile plan runs on the CUDA kernels as the torch path runs i
   const torch::Tensor q = torch::randn({1, 512, 3, 128}), k = torch::randn({1, 512, 3, 128}),
                       v = torch::randn({1, 512, 3, 128});
   const torch::Tensor cpu = cpu_backend(call, q, k, v);
-  const torch::Tensor cuda = cuda_backend(call, q.cuda(), k.cuda(), v.cuda());
-  REQUIRE(cuda.is_cuda());
-  const double err = relative_l2(cuda, cpu);
-  INFO("relative L2 error " << err);
-  CHECK(err < 1e-2);  // the kernels take bf16 inputs
+  // Through the reorder pass (0) and in the fused tile order (1).
+  for (double fused_max_density : {0.0, 1.0}) {
+    AttentionProfile profile(false, false);
+    PlanRunOptions options;
+    options.fused_max_density = fused_max_density;
+    options.profile = &profile;
+    PlanBackend cuda_backend(plan, options);
+    const torch::Tensor cuda = cuda_backend(call, q.cuda(), k.cuda(), v.cuda());
+    REQUIRE(cuda.is_cuda());
+    const double err = relative_l2(cuda, cpu);
+    INFO("fused_max_density " << fused_max_density << ": relative L2 error " << err);
+    CHECK(err < 1e-2);  // the kernels take bf16 inputs
+    CHECK((profile.attention().reorder.calls == 0) == (fused_max_density == 1.0));
+  }
   CHECK_FALSE(relative_l2(cpu, dense_attention(q, k, v)) < 1e-3);  // the plan is really sparse
 }
 
@@ -193,26 +203,32 @@ TEST_CASE("a residual_cache plan on the CUDA kernels equals its CPU run within b
   b.schedule.warmup_steps = 1;
   Plan plan = make_baseline_plan(preset, {6, 10, 12}, b);  // partial tiles at the edges
   plan.compensation = Compensation::ResidualCache;
-  PlanBackend on_cuda(plan), on_cpu(plan);
-  AttentionCall call;
-  call.layer = 1;
-  call.grid = plan.grid;
-  const int64_t n = plan.grid.tokens();
-  torch::manual_seed(29);
-  for (int step : {0, 1}) {
-    call.step = step;
-    const torch::Tensor q = bf16_randn({1, n, 3, 128}, 1.5, 0.1),
-                        k = bf16_randn({1, n, 3, 128}, 1.5, -0.1),
-                        v = bf16_randn({1, n, 3, 128}, 1.0, 0.3);
-    const torch::Tensor want = on_cpu(call, q, k, v);
-    const torch::Tensor got = on_cuda(call, q.cuda(), k.cuda(), v.cuda()).cpu();
-    REQUIRE_FALSE(torch::isnan(got).any().item<bool>());
-    const double err = relative_l2(got, want);
-    INFO("step " << step << ": relative L2 error " << err);
-    CHECK(err < 1e-2);
+  // Through the reorder pass (0) and in the fused tile order, residual share included (1).
+  for (double fused_max_density : {0.0, 1.0}) {
+    PlanRunOptions options;
+    options.fused_max_density = fused_max_density;
+    PlanBackend on_cuda(plan, options), on_cpu(plan);
+    AttentionCall call;
+    call.layer = 1;
+    call.grid = plan.grid;
+    const int64_t n = plan.grid.tokens();
+    torch::manual_seed(29);
+    for (int step : {0, 1}) {
+      call.step = step;
+      const torch::Tensor q = bf16_randn({1, n, 3, 128}, 1.5, 0.1),
+                          k = bf16_randn({1, n, 3, 128}, 1.5, -0.1),
+                          v = bf16_randn({1, n, 3, 128}, 1.0, 0.3);
+      const torch::Tensor want = on_cpu(call, q, k, v);
+      const torch::Tensor got = on_cuda(call, q.cuda(), k.cuda(), v.cuda()).cpu();
+      REQUIRE_FALSE(torch::isnan(got).any().item<bool>());
+      const double err = relative_l2(got, want);
+      INFO("fused_max_density " << fused_max_density << ", step " << step
+                                << ": relative L2 error " << err);
+      CHECK(err < 1e-2);
+    }
+    CHECK(on_cuda.stats().dense_calls == 1);
+    CHECK(on_cuda.stats().sparse_calls == 1);
   }
-  CHECK(on_cuda.stats().dense_calls == 1);
-  CHECK(on_cuda.stats().sparse_calls == 1);
 }
 
 TEST_CASE("capture block mass from the CUDA kernels equals the CPU capture within 1e-4", "[gpu]") {

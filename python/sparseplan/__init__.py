@@ -111,6 +111,14 @@ def block_sparse_attention(q, k, v, row_offsets, col_indices, block_q, block_k,
                                          kv_block_valid, scale)
 
 
+def video_block_sparse_attention(q, k, v, row_offsets, col_indices, grid, tile, block,
+                                 scale=None):
+    """Block-sparse attention with blocks that are the tiles of a video's (frames, height,
+    width) grid, q, k, v, out and lse staying in the model's frame-major token order."""
+    return load().video_block_sparse_attention(q, k, v, row_offsets, col_indices, list(grid),
+                                               list(tile), block, scale)
+
+
 def block_mass_op(q, k, lse, block_q, block_k, q_block_valid=None, kv_block_valid=None,
                   scale=None):
     """The block_mass torch op on blocks of the given sequence order (no tile reordering)."""

@@ -1,0 +1,76 @@
+// The fused tile order (VideoTiles, attention_params.h) on the device: where a block's tile lies
+// in the token grid, and TMA maps whose boxes are whole tiles, so the kernel reads q, k and v
+// and writes out and lse in the model's token order with no gather or scatter pass.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+#include "kernels/attention_params.h"
+
+namespace sparseplan::cuda {
+
+// A tile's edge class: bit 2 set where its frames, bit 1 its rows, bit 0 its columns stop at
+// the grid's end short of a whole tile. Each class has its own box shape, hence its own maps.
+constexpr int kTileEdgeClasses = 8;
+
+// Per edge class, maps of q, k and v as 5-D tensors (heads * head_dim, width, height, frames,
+// batch) whose box is (64, the class's tile): a box arrives as the tile's tokens in (f, h, w)
+// order, packed as a prefix of its block's rows. Maps of classes the grid lacks stay unset.
+// `tiles` holds each tile packed (pack_tile), written once per call: looking a tile up costs
+// the producer warp, which runs on few registers, one load instead of integer divisions.
+struct WsVideo {
+  VideoTiles grid;
+  const int2* tiles = nullptr;
+  CUtensorMap q[kTileEdgeClasses], k[kTileEdgeClasses], v[kTileEdgeClasses];
+};
+
+struct TileSpan {
+  int f0, h0, w0;  // its first token
+  int fc, hc, wc;  // its extent
+  int edge;        // edge class
+  __host__ __device__ int tokens() const { return fc * hc * wc; }
+  // Model-order index of the tile's i-th token.
+  __host__ __device__ int token(const VideoTiles& g, int i) const {
+    const int f = i / (hc * wc), h = i / wc % hc, w = i % wc;
+    return ((f0 + f) * g.height + h0 + h) * g.width + w0 + w;
+  }
+};
+
+__host__ __device__ inline int tiles_along(int extent, int tile) { return (extent + tile - 1) / tile; }
+
+__host__ __device__ inline TileSpan tile_span(const VideoTiles& g, int tiles_h, int tiles_w,
+                                              int tile) {
+  TileSpan s;
+  s.w0 = tile % tiles_w * g.tile_w;
+  s.h0 = tile / tiles_w % tiles_h * g.tile_h;
+  s.f0 = tile / (tiles_w * tiles_h) * g.tile_f;
+  s.fc = g.frames - s.f0 < g.tile_f ? g.frames - s.f0 : g.tile_f;
+  s.hc = g.height - s.h0 < g.tile_h ? g.height - s.h0 : g.tile_h;
+  s.wc = g.width - s.w0 < g.tile_w ? g.width - s.w0 : g.tile_w;
+  s.edge = int(s.fc < g.tile_f) << 2 | int(s.hc < g.tile_h) << 1 | int(s.wc < g.tile_w);
+  return s;
+}
+
+// A tile as 16-bit first-token coordinates and its edge class (check_video bounds the grid).
+__host__ __device__ inline int2 pack_tile(const TileSpan& s) {
+  return int2{s.w0 | s.h0 << 16, s.f0 | s.edge << 16};
+}
+
+__host__ __device__ inline TileSpan unpack_tile(const VideoTiles& g, int2 packed) {
+  TileSpan s;
+  s.w0 = packed.x & 0xffff;
+  s.h0 = packed.x >> 16;
+  s.f0 = packed.y & 0xffff;
+  s.edge = packed.y >> 16;
+  s.fc = s.edge & 4 ? g.frames - s.f0 : g.tile_f;
+  s.hc = s.edge & 2 ? g.height - s.h0 : g.tile_h;
+  s.wc = s.edge & 1 ? g.width - s.w0 : g.tile_w;
+  return s;
+}
+
+// Bound of a grid extent for pack_tile.
+constexpr int kMaxVideoExtent = 1 << 15;
+
+}  // namespace sparseplan::cuda
