@@ -430,10 +430,10 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
                        block_sparse_kernel_runs(q, plan_.block_size, plan_.block_size);
   // Where each block is one tile of a video without text, the kernels can read and write model
   // order themselves (ops::video_block_sparse_attention): no reorder pass, but their loads of
-  // tiles spread over frames run 6-18% slower than the kernel on tile-order tensors. The
+  // tiles spread over frames run 10-20% slower than the kernel on tile-order tensors. The
   // reorder pass costs a fixed time per call, so the fused order wins on sparse layers only
-  // (Wan 480p, bench/RESULTS.md "Fused tile order": 3-11% faster per call at density <= 0.07,
-  // 2-12% slower at >= 0.24). Decided once per layer, at its first call, so that a residual
+  // (Wan 480p, bench/RESULTS.md "Fused tile order": 4-11% faster per call at density <= 0.07,
+  // 2-13% slower at >= 0.24). Decided once per layer, at its first call, so that a residual
   // cache share is always mixed in the order it was made. Pooled compensation pools tile-order
   // blocks, so never there.
   const bool fusable = kernels && geometry_.text.tokens == 0 && geometry_.blocks_per_tile == 1 &&
