@@ -236,6 +236,15 @@ TileGeometry video_geometry(const char* op, const Tensor& q, const Tensor& k,
   return g;
 }
 
+TileGeometry check_video_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& row_offsets, const Tensor& col_indices,
+                              c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block) {
+  check_qkv(op, q, k, &v);
+  const TileGeometry g = video_geometry(op, q, k, grid, tile, block);
+  check_layout(op, q, g.total_blocks, row_offsets, col_indices);
+  return g;
+}
+
 // The tile order's maps on `device`: model token of each slot (-1: padding), slot of each
 // token, and each block's token count.
 struct VideoOrder {
@@ -369,9 +378,8 @@ std::tuple<Tensor, Tensor> video_block_sparse_attention_cpu(
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
     c10::optional<double> scale) {
   const char* op = "sparseplan::video_block_sparse_attention";
-  check_qkv(op, q, k, &v);
-  const TileGeometry g = video_geometry(op, q, k, grid, tile, block);
-  check_layout(op, q, g.total_blocks, row_offsets, col_indices);
+  const TileGeometry g =
+      check_video_args(op, q, k, v, row_offsets, col_indices, grid, tile, block);
   const VideoOrder order = video_order(g, q.device());
   const auto tiled = [&](const Tensor& x) {
     return reorder_tokens_cpu(x.contiguous(), order.token_of_slot);
@@ -548,9 +556,8 @@ std::tuple<Tensor, Tensor> video_block_sparse_attention_cuda(
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
     c10::optional<double> scale) {
   const char* op = "sparseplan::video_block_sparse_attention";
-  check_qkv(op, q, k, &v);
-  const TileGeometry g = video_geometry(op, q, k, grid, tile, block);
-  check_layout(op, q, g.total_blocks, row_offsets, col_indices);
+  const TileGeometry g =
+      check_video_args(op, q, k, v, row_offsets, col_indices, grid, tile, block);
   const auto dtype = kernel_dtype(op, q);
   c10::cuda::CUDAGuard guard(q.device());
   if (!cuda::fused_tile_order_supported()) {  // gather, attend, scatter

@@ -27,6 +27,21 @@ def masked_reference(q, k, v, mask):
     return torch.einsum("bhnm,bmhd->bnhd", p, v.double()), lse
 
 
+def csr(blocks, device):
+    """A bool block mask [H, nb, nb] as row_offsets [1, H, nb + 1] (global offsets into one
+    col_indices array, each head after the previous one) and col_indices."""
+    h, nb, _ = blocks.shape
+    offsets, cols = [0], []
+    for head in range(h):
+        for i in range(nb):
+            row = torch.nonzero(blocks[head, i]).flatten().tolist()
+            cols += row
+            offsets.append(offsets[-1] + len(row))
+    row_offsets = torch.tensor([offsets[hh * nb: hh * nb + nb + 1] for hh in range(h)],
+                               dtype=torch.int32, device=device).view(1, h, nb + 1)
+    return row_offsets, torch.tensor(cols, dtype=torch.int32, device=device)
+
+
 sparseplan.load(os.environ.get("SPARSEPLAN_OPS_LIB"))
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 torch.manual_seed(0)
@@ -44,17 +59,7 @@ for device in devices:
     blocks = torch.zeros(h, nb, nb, dtype=torch.bool)
     for i in range(nb):
         blocks[0, i, i] = blocks[1, i, i] = blocks[1, i, 0] = True
-    offsets = [0]
-    cols = []
-    for head in range(h):
-        for i in range(nb):
-            row = torch.nonzero(blocks[head, i]).flatten().tolist()
-            cols += row
-            offsets.append(offsets[-1] + len(row))
-    # Global offsets into one col_indices array, each head after the previous one.
-    row_offsets = torch.tensor([offsets[hh * nb: hh * nb + nb + 1] for hh in range(h)],
-                               dtype=torch.int32, device=device).view(1, h, nb + 1)
-    col_indices = torch.tensor(cols, dtype=torch.int32, device=device)
+    row_offsets, col_indices = csr(blocks, device)
     out, lse = sparseplan.block_sparse_attention(q.to(dtype), k.to(dtype), v.to(dtype),
                                                  row_offsets, col_indices, bs, bs)
     token_mask = blocks.repeat_interleave(bs, 1).repeat_interleave(bs, 2).to(device)
@@ -80,15 +85,7 @@ for device in devices:
     tile_of = ((f // 4 * tiles_along[1] + y // 4) * tiles_along[2] + x // 4).flatten()
     vt = torch.rand(h, nt, nt) < 0.4
     vt |= torch.eye(nt, dtype=torch.bool)  # no empty row
-    vo, vc = [0], []
-    for head in range(h):
-        for i in range(nt):
-            row = torch.nonzero(vt[head, i]).flatten().tolist()
-            vc += row
-            vo.append(vo[-1] + len(row))
-    v_offsets = torch.tensor([vo[hh * nt: hh * nt + nt + 1] for hh in range(h)],
-                             dtype=torch.int32, device=device).view(1, h, nt + 1)
-    v_cols = torch.tensor(vc, dtype=torch.int32, device=device)
+    v_offsets, v_cols = csr(vt, device)
     nv = grid[0] * grid[1] * grid[2]
     qv, kv, vv = (torch.randn(1, nv, h, d, device=device) for _ in range(3))
     out, lse = sparseplan.video_block_sparse_attention(qv.to(dtype), kv.to(dtype), vv.to(dtype),
