@@ -54,10 +54,6 @@ template <typename Element, int kHeadDim, int kConsumers, int kBlockN, bool kSpa
 using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, k_stages<kHeadDim, kSparse>(),
                     v_stages<kHeadDim, kSparse>()>;
 
-}  // namespace
-
-namespace {
-
 // The fused tile order's maps (WsVideo): per edge class the grid has, q, k and v with boxes of
 // that class's tile.
 bool encode_video_maps(const AttentionParams& a, WsVideo* v) {

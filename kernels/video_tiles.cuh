@@ -38,7 +38,9 @@ struct TileSpan {
   }
 };
 
-__host__ __device__ inline int tiles_along(int extent, int tile) { return (extent + tile - 1) / tile; }
+__host__ __device__ inline int tiles_along(int extent, int tile) {
+  return (extent + tile - 1) / tile;
+}
 
 __host__ __device__ inline TileSpan tile_span(const VideoTiles& g, int tiles_h, int tiles_w,
                                               int tile) {
