@@ -2,9 +2,10 @@
 """End to end on the GPU machine: wan-mini at 32 x 128 x 128 (token grid 32x32x32, 32,768
 tokens), 30 steps, guidance 5, dense and plans at several densities through the same runner
 (`sparseplan generate --device cuda`). Each configuration runs twice: without --profile for the
-sampling time, with --profile (CUDA synchronised per call) for the attention time. The check of
-issue 11: a plan at overall density d samples within
-1.2 x (d x dense attention time + dense non-attention time).
+sampling time, with --profile (CUDA synchronised per call) for the attention time. Plans run
+with the token stream in their tile-major order (the default) and, as `(model order)` rows with
+--model-order, in model order with a reorder per sparse call. The check of issue 11: a plan at
+overall density d samples within 1.2 x (d x dense attention time + dense non-attention time).
 
   python3 bench/e2e_runner.py [--bin build-gpu/cli/sparseplan] [--out DIR] [--steps 30]
 
@@ -48,6 +49,8 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3, help="dense warm-up steps of the plans")
+    ap.add_argument("--model-order", action="store_true",
+                    help="also run each plan with the token stream in model order")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     grid = f"{args.frames},{args.size // 4},{args.size // 4}"
@@ -58,6 +61,8 @@ def main():
                         "--steps", str(args.steps), "--warmup", str(args.warmup), "--out", path] + kind,
                        check=True, capture_output=True)
         configs[name] = ["--plan", path]
+        if args.model_order:
+            configs[name + " (model order)"] = ["--plan", path, "--token-order", "model"]
     # One untimed run first: CUDA context, cuBLAS handles and the kernels' first launches.
     generate(args.bin, os.path.join(args.out, "warm"), args, [], False)
     rows = {}

@@ -16,8 +16,13 @@ For Wan2.1-1.3B 480p 81 frames (grid 21x30x52, partial tiles at the edges) and H
        (sparseplan::reorder_tokens), the kernel, scatter the output back; and the gather and
        scatter alone (target: at most 5% of the kernel's time);
      - fused: sparseplan::video_block_sparse_attention on the model-order tensors, the kernel
-       reading and writing model order itself (what the runner runs where each block is one
-       tile and there is no text: Wan); its output is checked against `whole`.
+       reading and writing model order itself; its output is checked against `whole`;
+     - tile_major: the same op on tensors in the tile-major order (tile order without its
+       padding), the order the runner keeps its whole token stream in where each block is one
+       tile and there is no text (Wan), so that no call reorders; checked against `whole`;
+     - stream: what that costs the runner per forward (its hidden state [1, N, H*D] float32 and
+       RoPE angles moved into the order, the output moved back), which amortised over the
+       model's layers is the reorder share of one call (`stream_share_of_kernel`).
 Work counts padding: `work` = kept blocks x block^2 over N^2 (dense attention on the model's
 tokens), so `sparse_over_work_x_dense` = ours / (work x cuDNN dense) is the issue's
 "sparse time / (d x dense time)".
@@ -45,6 +50,7 @@ SHAPES = {  # name: model preset, grid name, heads, head_dim
     "wan480p": ("wan2.1-1.3b", "480p-81f", 12, 128),
     "hunyuan720p": ("hunyuanvideo", "720p-129f", 24, 128),
 }
+LAYERS = {"wan480p": 30, "hunyuan720p": 60}  # self-attention calls per forward
 TILES = {64: "4,4,4", 128: "4,4,8"}  # tile shapes filling one block
 KINDS = ["sliding-tile", "radial", "spatial-temporal"]
 
@@ -205,7 +211,7 @@ def bench_mask(name, m, shape, args, out):
 
     fns = dict(ours=ours, whole=whole, reorder=reorder, cudnn=cudnn, ours_dense=ours_dense)
     meta = m["meta"]
-    fused_err = None
+    fused_err = tile_major_err = None
     if int(meta["text_tokens"]) == 0 and np.prod([int(x) for x in meta["tile"].split("x")]) <= B:
         grid = [int(x) for x in meta["grid"].split(",")]
         tile = [int(x) for x in meta["tile"].split("x")]
@@ -213,10 +219,27 @@ def bench_mask(name, m, shape, args, out):
         def fused():
             return ops.video_block_sparse_attention(q, k, v, ro, ci, grid, tile, B)
 
+        tokens = gather[gather >= 0].long()
+        qm, km, vm = (x[:, tokens].contiguous() for x in (q, k, v))
+
+        def tile_major():
+            return ops.video_block_sparse_attention(qm, km, vm, ro, ci, grid, tile, B, True)
+
+        hidden = torch.randn(1, N, H * D, device=dev)
+        angles = torch.randn(N, D // 2, device=dev, dtype=torch.float64)
+
+        def stream():
+            x = hidden.index_select(1, tokens)
+            angles.index_select(0, tokens)
+            return torch.empty_like(x).index_copy_(1, tokens, x)
+
         fo, flse = fused()
         wo = whole()
         fused_err = rel_l2(fo, wo)
+        tile_major_err = rel_l2(tile_major()[0], wo[:, tokens])
         fns["fused"] = fused
+        fns["tile_major"] = tile_major
+        fns["stream"] = stream
     flex_err = None
     if not args.no_flex:
         try:
@@ -271,6 +294,9 @@ def bench_mask(name, m, shape, args, out):
         rec["fused_over_kernel"] = med["fused"] / med["ours"]
         rec["fused_over_whole"] = med["fused"] / med["whole"]
         rec["fused_vs_whole_rel_l2"] = fused_err
+        rec["tile_major_over_kernel"] = med["tile_major"] / med["ours"]
+        rec["tile_major_vs_whole_rel_l2"] = tile_major_err
+        rec["stream_share_of_kernel"] = med["stream"] / (LAYERS[shape] * med["ours"])
     log(out, rec)
     return rec
 
@@ -316,7 +342,8 @@ def main():
     if rows:
         print(f"\n{'shape':12} {'plan':17} {'blk':>3} {'dens':>6} {'work':>6} {'ours ms':>8} "
               f"{'flex ms':>8} {'cudnn ms':>8} {'ours/(w*dense)':>14} {'TFLOP/s':>8} "
-              f"{'reorder':>8} {'fused/kern':>10} {'fused/whole':>11}")
+              f"{'reorder':>8} {'fused/kern':>10} {'fused/whole':>11} {'tmajor/kern':>11} "
+              f"{'stream':>7}")
         for r in rows:
             flex = r["ms"].get("flex")
             print(f"{r['shape']:12} {r['plan']:17} {r['block']:>3} {r['density']:6.3f} {r['work']:6.3f} "
@@ -324,7 +351,9 @@ def main():
                   f"{r['ms']['cudnn']:8.3f} {r['sparse_over_work_x_dense']:14.2f} "
                   f"{r['ours_tflops']:8.0f} {100 * r['reorder_share_of_kernel']:7.1f}% "
                   f"{r.get('fused_over_kernel', float('nan')):10.3f} "
-                  f"{r.get('fused_over_whole', float('nan')):11.3f}")
+                  f"{r.get('fused_over_whole', float('nan')):11.3f} "
+                  f"{r.get('tile_major_over_kernel', float('nan')):11.3f} "
+                  f"{100 * r.get('stream_share_of_kernel', float('nan')):6.2f}%")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ struct Options {
   std::string dtype = "float32";
   std::string attention = "kernels";
   std::string sinusoid = "float64";
+  std::string token_order = "plan";
   bool profile = false;
   int fps = 8;
   int scale = 4;
@@ -77,7 +78,8 @@ nlohmann::json timed_calls(const TimedCalls& t, bool timed) {
 // What was run and where its time went; seconds are null where they were not measured (CUDA
 // without --profile).
 nlohmann::json generate_json(const Options& o, double sampling_seconds,
-                             const AttentionProfile& profile, const PlanBackend* plan) {
+                             const AttentionProfile& profile, const PlanBackend* plan,
+                             bool tile_major) {
   const AttentionTimes& a = profile.attention();
   const bool timed = profile.timed();
   nlohmann::json j{{"model", o.model},
@@ -93,6 +95,7 @@ nlohmann::json generate_json(const Options& o, double sampling_seconds,
                    {"attention", o.attention},
                    {"sinusoid", o.sinusoid},
                    {"plan", o.plan.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.plan)},
+                   {"token_order", tile_major ? "tile-major" : "model"},
                    {"sampling_seconds", sampling_seconds}};
   nlohmann::json p{{"timed", timed},
                    {"cuda_synchronized", profile.synchronizes()},
@@ -199,6 +202,9 @@ int run_generate(const Options& o) {
   fs::create_directories(o.out);
 
   const AttentionFn attention = plan ? plan->attention() : dense_backend(impl, &profile);
+  // Where the kernels attend tiles in place, the token stream runs in the plan's tile order and
+  // sparse calls reorder nothing.
+  if (plan && o.token_order == "plan") so.token_order = plan->stream_order(device);
   const auto start = std::chrono::steady_clock::now();
   torch::Tensor video;
   {
@@ -245,7 +251,9 @@ int run_generate(const Options& o) {
     for (size_t i = 0; i < steps.size(); ++i) std::printf("  step %3zu %9.3f s\n", i, steps[i]);
   }
   const std::string json_path = (fs::path(o.out) / "generate.json").string();
-  write_text_atomically(json_path, generate_json(o, secs, profile, plan.get()).dump(2) + "\n");
+  const nlohmann::json report =
+      generate_json(o, secs, profile, plan.get(), so.token_order.defined());
+  write_text_atomically(json_path, report.dump(2) + "\n");
   std::printf("wrote %s\n", json_path.c_str());
   return 0;
 }
@@ -294,6 +302,12 @@ Command add_generate(CLI::App& app) {
                   "Self-attention: kernels (the CUDA kernels on CUDA, float32 LibTorch on the "
                   "CPU) or reference (float32 LibTorch everywhere)")
       ->check(CLI::IsMember({"kernels", "reference"}))
+      ->capture_default_str();
+  sub->add_option("--token-order", o->token_order,
+                  "Order of the model's token stream under a plan: plan (its tile-major order "
+                  "where the CUDA kernels attend tiles in place, so no call reorders) or model "
+                  "(model order, each sparse call reorders; for comparison)")
+      ->check(CLI::IsMember({"plan", "model"}))
       ->capture_default_str();
   sub->add_flag("--profile", o->profile,
                 "Time every attention call and step (on CUDA: synchronises around each) and "

@@ -16,9 +16,13 @@ enum class DType { BF16, FP16 };
 // width), and query and key block i is tile i in (f, h, w) tile order holding its tokens in
 // (f, h, w) order, edge tiles fewer: the tile order of plan/tile_geometry.h with one block per
 // tile and no text, which the runner otherwise gathers into and scatters back from.
+// tile_major: q, k, v, out and lse hold the same tiles one after another instead, each tile's
+// tokens in (f, h, w) order and no padding (the order a runner can keep its whole token stream
+// in, so that no call reorders): a tile is then a run of consecutive rows.
 struct VideoTiles {
   int frames = 0, height = 0, width = 0;
   int tile_f = 1, tile_h = 1, tile_w = 1;
+  bool tile_major = false;
 };
 
 struct AttentionParams {

@@ -55,7 +55,7 @@ using Ws = WsTraits<Element, kHeadDim, kConsumers, kBlockN, k_stages<kHeadDim, k
                     v_stages<kHeadDim, kSparse>()>;
 
 // The fused tile order's maps (WsVideo): per edge class the grid has, q, k and v with boxes of
-// that class's tile.
+// that class's tile (in the tile-major order, runs of its token count).
 bool encode_video_maps(const AttentionParams& a, WsVideo* v) {
   const VideoTiles& g = a.video;
   v->grid = g;
@@ -70,7 +70,12 @@ bool encode_video_maps(const AttentionParams& a, WsVideo* v) {
       occurs = occurs && (partial ? ext[d] % tile[d] != 0 : ext[d] >= tile[d]);
     }
     if (!occurs) continue;
+    // Tile-major tensors are one line of runs: a 1 x 1 x tokens grid read a run at a time.
+    const int tokens = g.frames * g.height * g.width, run = box[0] * box[1] * box[2];
     const auto shape = [&](const void* base, int heads, int64_t row_stride, int64_t batch_stride) {
+      if (g.tile_major)
+        return VideoMapShape{base, a.batch, 1, 1, tokens, heads * a.head_dim,
+                             row_stride, batch_stride, 1, 1, run};
       return VideoMapShape{base, a.batch, g.frames, g.height, g.width, heads * a.head_dim,
                            row_stride, batch_stride, box[0], box[1], box[2]};
     };

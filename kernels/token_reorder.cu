@@ -37,7 +37,7 @@ __global__ void video_tile_table_kernel(VideoTiles grid, int tiles_h, int tiles_
   for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < tiles; t += gridDim.x * blockDim.x) {
     const TileSpan s = tile_span(grid, tiles_h, tiles_w, t);
     valid[t] = s.tokens();
-    spans[t] = pack_tile(s);
+    spans[t] = pack_tile(grid, s);
   }
 }
 

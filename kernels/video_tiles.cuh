@@ -56,12 +56,26 @@ __host__ __device__ inline TileSpan tile_span(const VideoTiles& g, int tiles_h, 
 }
 
 // A tile as 16-bit first-token coordinates and its edge class (check_video bounds the grid).
-__host__ __device__ inline int2 pack_tile(const TileSpan& s) {
+// In the tile-major order a tile is a run of rows: its first row, its token count and class.
+__host__ __device__ inline int2 pack_tile(const VideoTiles& g, const TileSpan& s) {
+  if (g.tile_major)
+    return int2{s.f0 * g.height * g.width + s.fc * s.h0 * g.width + s.fc * s.hc * s.w0,
+                s.tokens() | s.edge << 16};
   return int2{s.w0 | s.h0 << 16, s.f0 | s.edge << 16};
 }
 
+// The tile-major run comes back as a one-line span (f0 = h0 = 0, fc = hc = 1) from its first
+// row, which token() and the maps of a 1 x 1 x rows grid (encode_video_maps) address alike.
 __host__ __device__ inline TileSpan unpack_tile(const VideoTiles& g, int2 packed) {
   TileSpan s;
+  if (g.tile_major) {
+    s.f0 = s.h0 = 0;
+    s.fc = s.hc = 1;
+    s.w0 = packed.x;
+    s.wc = packed.y & 0xffff;
+    s.edge = packed.y >> 16;
+    return s;
+  }
   s.w0 = packed.x & 0xffff;
   s.h0 = packed.x >> 16;
   s.f0 = packed.y & 0xffff;

@@ -18,9 +18,13 @@ struct AttentionCall {
   double timestep = 0;  // the model's timestep input (1000 * sigma)
   Grid grid;            // video token grid (frames, height, width) of this call
   TextLayout text;      // text tokens inside the self-attention sequence, if any
+  // The order of the rows of q, k, v (and of the output): int64 [tokens], the model token of
+  // each row, as the forward was asked to run its token stream (ForwardContext::token_order);
+  // undefined: model token order.
+  torch::Tensor token_order;
 };
 
-// q, k, v: [batch, tokens, heads, head_dim] in model token order; returns the same shape.
+// q, k, v: [batch, tokens, heads, head_dim] in the call's token order; returns the same shape.
 using AttentionFn = std::function<torch::Tensor(const AttentionCall& call, const torch::Tensor& q,
                                                 const torch::Tensor& k, const torch::Tensor& v)>;
 

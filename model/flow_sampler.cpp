@@ -53,10 +53,21 @@ torch::Tensor sample_from_noise(const WanModel& model, const torch::Tensor& nois
   if (!(options.guidance >= 0) || !std::isfinite(options.guidance))
     throw std::invalid_argument("guidance must be a finite number >= 0");
   if (!options.context.defined()) throw std::invalid_argument("no prompt context given");
-  model.token_grid(int(noise.size(2)), int(noise.size(3)), int(noise.size(4)));
+  const Grid grid = model.token_grid(int(noise.size(2)), int(noise.size(3)), int(noise.size(4)));
   const std::vector<double> sigmas = flow_sigmas(options.steps, options.shift);
 
   torch::NoGradGuard no_grad;
+  torch::Tensor order;
+  if (options.token_order.defined()) {
+    const torch::Tensor& o = options.token_order;
+    const int64_t n = grid.tokens();
+    if (o.dim() != 1 || o.size(0) != n || o.scalar_type() != torch::kLong)
+      throw std::invalid_argument("token_order must be int64 [" + std::to_string(n) +
+                                  "], the grid's tokens");
+    if (!torch::equal(std::get<0>(o.sort()).cpu(), torch::arange(n, torch::kLong)))
+      throw std::invalid_argument("token_order must hold every token of the grid once");
+    order = o.to(model.device);
+  }
   const torch::Tensor cond = as_batch(options.context, c, model.device, "context");
   const bool use_uncond = options.guidance != 1.0;
   torch::Tensor uncond;
@@ -70,9 +81,9 @@ torch::Tensor sample_from_noise(const WanModel& model, const torch::Tensor& nois
     const double timestep = 1000.0 * sigmas[size_t(i)];
     const torch::Tensor t = torch::full({1}, timestep,
                                         torch::TensorOptions().dtype(torch::kFloat32).device(model.device));
-    torch::Tensor v = model.forward(x, t, cond, attention, ForwardContext{i, 0});
+    torch::Tensor v = model.forward(x, t, cond, attention, ForwardContext{i, 0, order});
     if (use_uncond) {
-      const torch::Tensor vu = model.forward(x, t, uncond, attention, ForwardContext{i, 1});
+      const torch::Tensor vu = model.forward(x, t, uncond, attention, ForwardContext{i, 1, order});
       v = vu + options.guidance * (v - vu);
     }
     x = x + (sigmas[size_t(i) + 1] - sigmas[size_t(i)]) * v;

@@ -22,6 +22,9 @@ struct SampleOptions {
   uint64_t seed = 0;
   torch::Tensor context;           // [L, text_dim] or [1, L, text_dim] float32: the prompt
   torch::Tensor negative_context;  // same; undefined means all zeros (wan-mini's empty prompt)
+  // The order to run the model's token stream in (ForwardContext::token_order): int64 [tokens]
+  // of the video's grid, a permutation; undefined: model order.
+  torch::Tensor token_order;
 };
 
 // Called after each step with the finished step index (0-based) and the step count.

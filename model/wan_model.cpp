@@ -219,7 +219,16 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
                                                 context.options())}, 1);
   context = linear(gelu_tanh(linear(context, text0_w, text0_b)), text2_w, text2_b);
 
-  const torch::Tensor angles = rope_angles(grid, int(d)).to(device);
+  const torch::Tensor& order = where.token_order;
+  if (order.defined()) {
+    if (order.dim() != 1 || order.size(0) != L || order.scalar_type() != torch::kLong ||
+        order.device() != device)
+      throw std::invalid_argument("forward: token_order must be int64 [" + std::to_string(L) +
+                                  "] on the model's device");
+    x = x.index_select(1, order);
+  }
+  torch::Tensor angles = rope_angles(grid, int(d)).to(device);
+  if (order.defined()) angles = angles.index_select(0, order);
   const torch::Tensor cos = torch::cos(angles).to(torch::kFloat32).unsqueeze(1);
   const torch::Tensor sin = torch::sin(angles).to(torch::kFloat32).unsqueeze(1);
 
@@ -228,6 +237,7 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
   call.branch = where.branch;
   call.timestep = t[0].item<double>();
   call.grid = grid;
+  call.token_order = order;
 
   // One reduction per layer (a sum is finite exactly when every summand is, and float32 values
   // cannot overflow a double sum), checked once at the end so the stream never waits on it.
@@ -279,6 +289,7 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
   x = linear(layer_norm(x, c.eps) * (1 + hm[1]) + hm[0], head_w, head_b);
   stream_sums.push_back(x.sum(torch::kDouble));
   check_finite_stream(stream_sums, where);
+  if (order.defined()) x = torch::empty_like(x).index_copy_(1, order, x);
 
   // Unpatchify: [B, f, h, w, pf, ph, pw, C] -> [B, C, f*pf, h*ph, w*pw].
   x = x.view({B, grid.frames, grid.height, grid.width, p[0], p[1], p[2], c.out_dim})

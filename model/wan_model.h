@@ -25,6 +25,12 @@ struct WanBlockWeights {
 struct ForwardContext {
   int step = -1;
   int branch = 0;  // 0: conditional, 1: unconditional
+  // When defined, int64 [tokens] on the model's device, a permutation: the forward runs its
+  // token stream with row i holding model token token_order[i] from the patch embedding to the
+  // head, so every self-attention call gets q, k, v in that order (an attention backend that
+  // wants tiles asks for it: PlanBackend::stream_order). Per-token layers do not care where a
+  // token sits; the output is in model order.
+  torch::Tensor token_order;
 };
 
 // Precision of the timestep sinusoid: float64 as the official Wan2.1 code, or float32 with the

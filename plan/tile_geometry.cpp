@@ -79,4 +79,20 @@ TokenOrder make_token_order(const TileGeometry& g) {
   return order;
 }
 
+std::vector<int32_t> tile_major_tokens(const TokenOrder& order) {
+  std::vector<int32_t> tokens;
+  tokens.reserve(order.slot_of_token.size());
+  for (int32_t token : order.token_of_slot)
+    if (token >= 0) tokens.push_back(token);
+  return tokens;
+}
+
+std::vector<int32_t> tile_major_slots(const TokenOrder& order) {
+  std::vector<int32_t> slots;
+  slots.reserve(order.slot_of_token.size());
+  for (size_t slot = 0; slot < order.token_of_slot.size(); ++slot)
+    if (order.token_of_slot[slot] >= 0) slots.push_back(int32_t(slot));
+  return slots;
+}
+
 }  // namespace sparseplan

@@ -58,4 +58,12 @@ struct TokenOrder {
 
 TokenOrder make_token_order(const TileGeometry& geometry);
 
+// The tile-major order: the padded tile order with its padding left out, so row r holds the
+// r-th model token of the slots in order. A model can run its whole token stream in it (per-token
+// layers do not care where a token sits) and hand attention tiles with no reorder.
+// tile_major_tokens: [sequence_tokens] model token of each row; tile_major_slots: padded slot
+// of each row.
+std::vector<int32_t> tile_major_tokens(const TokenOrder& order);
+std::vector<int32_t> tile_major_slots(const TokenOrder& order);
+
 }  // namespace sparseplan

@@ -64,6 +64,9 @@ torch::Tensor CaptureBackend::operator()(const AttentionCall& call, const torch:
                                 " differs from the capture's " + grid_text(info.grid));
   if (call.text.position != info.text.position || call.text.tokens != info.text.tokens)
     throw std::invalid_argument("capture: the call's text layout differs from the capture's");
+  if (call.token_order.defined())
+    throw std::invalid_argument("capture: block mass is recorded in model token order; run the "
+                                "model's token stream in model order while capturing");
   if (q.dim() != 4 || q.size(2) != info.model.heads || q.size(3) != info.model.head_dim)
     throw std::invalid_argument("capture: q must be [B, N, " + std::to_string(info.model.heads) +
                                 ", " + std::to_string(info.model.head_dim) + "]");

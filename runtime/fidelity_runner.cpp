@@ -123,6 +123,7 @@ FidelityResult FidelityRunner::run(const WanModel& model, PlanBackend* plan) {
               .count();
       return out;
     };
+    if (fresh) so.token_order = fresh->stream_order(model.device);
     vr.video = sample_video(model, so, attention, [&](int, int) {
       if (on_step) on_step();
     });

@@ -44,11 +44,17 @@ struct PlanBackend::CachedShare {
 };
 
 struct PlanBackend::DeviceOrder {
+  // Between the padded tile order and the rows of a call (model order or tile-major order).
+  struct Maps {
+    torch::Tensor gather;   // int64 [padded]: row of each slot, N for padding
+    torch::Tensor scatter;  // int64 [N]: slot of each row
+    // The same in int32 for the reorder kernel (gather: -1 for padding); CUDA only.
+    torch::Tensor gather32, scatter32;
+  };
   torch::Device device{torch::kCPU};
-  torch::Tensor gather;         // int64 [padded]: model token of each slot, N for padding
-  torch::Tensor slot_of_token;  // int64 [N]
-  // The same maps in int32 for the reorder kernel (token_of_slot: -1 for padding); CUDA only.
-  torch::Tensor token_of_slot32, slot_of_token32;
+  Maps model, tile_major;
+  torch::Tensor tile_major_tokens;  // int64 [N]: model token of each tile-major row
+  torch::Tensor tile_major_rows;    // int64 [N]: tile-major row of each model token
   // int32 [total_blocks]; absent when every block is full, so the kernels skip their padding
   // handling (its producer warp costs dense-like launches 5-8%, bench/RESULTS.md).
   std::optional<torch::Tensor> kv_valid;
@@ -167,6 +173,19 @@ void PlanBackend::check_model(const ModelInfo& model) const {
   if (!problems.empty()) fail("the plan does not fit the model: " + join(problems));
 }
 
+bool PlanBackend::video_kernels_run(const torch::Device& device) const {
+  const bool kernel_shape = (plan_.block_size == 64 || plan_.block_size == 128) &&
+                            (plan_.model.head_dim == 64 || plan_.model.head_dim == 128);
+  return options_.attention == AttentionImpl::Kernels && device.is_cuda() && kernel_shape &&
+         cuda_kernels_available() && geometry_.text.tokens == 0 &&
+         geometry_.blocks_per_tile == 1 && plan_.compensation != Compensation::PooledKV;
+}
+
+torch::Tensor PlanBackend::stream_order(const torch::Device& device) {
+  if (!video_kernels_run(device)) return {};
+  return device_order(device).tile_major_tokens;
+}
+
 bool PlanBackend::runs_dense(const AttentionCall& call) const {
   const Schedule& s = plan_.schedule;
   return call.step < 0 || call.step < s.warmup_steps || contains(s.dense_steps, call.step) ||
@@ -223,18 +242,31 @@ const PlanBackend::LayerPlan& PlanBackend::layer_plan(int layer) {
 const PlanBackend::DeviceOrder& PlanBackend::device_order(const torch::Device& device) {
   if (device_order_ && device_order_->device == device) return *device_order_;
   const int64_t n = geometry_.sequence_tokens();
-  std::vector<int64_t> gather(order_.token_of_slot.size());
-  for (size_t i = 0; i < gather.size(); ++i)
-    gather[i] = order_.token_of_slot[i] < 0 ? n : order_.token_of_slot[i];
-  const std::vector<int64_t> slots(order_.slot_of_token.begin(), order_.slot_of_token.end());
+  const auto maps = [&](const std::vector<int32_t>& row_of_slot,
+                        const std::vector<int32_t>& slot_of_row) {
+    std::vector<int64_t> gather(row_of_slot.size());
+    for (size_t i = 0; i < gather.size(); ++i) gather[i] = row_of_slot[i] < 0 ? n : row_of_slot[i];
+    DeviceOrder::Maps m;
+    m.gather = to_tensor(gather, torch::kLong, device);
+    m.scatter = to_tensor(slot_of_row, torch::kLong, device);
+    if (device.is_cuda()) {
+      m.gather32 = to_tensor(row_of_slot, torch::kInt, device);
+      m.scatter32 = to_tensor(slot_of_row, torch::kInt, device);
+    }
+    return m;
+  };
+  const std::vector<int32_t> tokens = tile_major_tokens(order_);
+  std::vector<int32_t> rows(tokens.size()), row_of_slot = order_.token_of_slot;
+  for (size_t r = 0; r < tokens.size(); ++r) rows[size_t(tokens[r])] = int32_t(r);
+  int32_t next = 0;
+  for (int32_t& r : row_of_slot)
+    if (r >= 0) r = next++;
   auto d = std::make_unique<DeviceOrder>();
   d->device = device;
-  d->gather = to_tensor(gather, torch::kLong, device);
-  d->slot_of_token = to_tensor(slots, torch::kLong, device);
-  if (device.is_cuda()) {
-    d->token_of_slot32 = to_tensor(order_.token_of_slot, torch::kInt, device);
-    d->slot_of_token32 = to_tensor(order_.slot_of_token, torch::kInt, device);
-  }
+  d->model = maps(order_.token_of_slot, order_.slot_of_token);
+  d->tile_major = maps(row_of_slot, tile_major_slots(order_));
+  d->tile_major_tokens = to_tensor(tokens, torch::kLong, device);
+  d->tile_major_rows = to_tensor(rows, torch::kLong, device);
   const bool padded = std::any_of(order_.block_valid.begin(), order_.block_valid.end(),
                                   [&](int32_t v) { return v < plan_.block_size; });
   if (padded) d->kv_valid = to_tensor(order_.block_valid, torch::kInt, device);
@@ -386,6 +418,18 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     return profile->time(part, device, f);
   };
   const auto key = std::make_pair(call.layer, call.branch);
+  const DeviceOrder& order = device_order(device);
+  // The call's rows are model tokens, or with the runner's stream in tile-major order
+  // (stream_order) tile-major rows.
+  const bool tile_major_call = call.token_order.defined();
+  if (tile_major_call && !call.token_order.is_same(order.tile_major_tokens) &&
+      !(call.token_order.sizes() == order.tile_major_tokens.sizes() &&
+        torch::equal(call.token_order.to(device), order.tile_major_tokens)))
+    fail("q, k, v come in a token order that is neither model order nor the plan's tile-major "
+         "order");
+  const auto in_model_order = [&](const torch::Tensor& x) {
+    return tile_major_call ? x.index_select(1, order.tile_major_rows) : x;
+  };
   torch::Tensor online_out;
   DeviceLayout fresh;
   const DeviceLayout* layout = nullptr;
@@ -409,7 +453,8 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
                       it->second.step != call.step);
     if (due) {
       timed(AttentionProfile::Part::Selection, [&] {
-        reselect(call, lp, q, k, v, online_out);
+        reselect(call, lp, in_model_order(q), in_model_order(k), in_model_order(v), online_out);
+        if (tile_major_call) online_out = online_out.index_select(1, order.tile_major_tokens);
         return 0;
       });
       selected_layouts_.erase(key);
@@ -423,30 +468,36 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     }
   }
 
-  const DeviceOrder& order = device_order(device);
   // On the kernels, tokens move in bf16 through the reorder kernel (one gather per tensor);
   // elsewhere through LibTorch with a zero row standing for the padding.
   const bool kernels = options_.attention == AttentionImpl::Kernels && device.is_cuda() &&
                        block_sparse_kernel_runs(q, plan_.block_size, plan_.block_size);
-  // Where each block is one tile of a video without text, the kernels can read and write model
-  // order themselves (ops::video_block_sparse_attention): no reorder pass, but their loads of
-  // tiles spread over frames run 10-20% slower than the kernel on tile-order tensors. The
-  // reorder pass costs a fixed time per call, so the fused order wins on sparse layers only
-  // (Wan 480p, bench/RESULTS.md "Fused tile order": 4-11% faster per call at density <= 0.07,
-  // 2-13% slower at >= 0.24). Decided once per layer, at its first call, so that a residual
-  // cache share is always mixed in the order it was made. Pooled compensation pools tile-order
-  // blocks, so never there.
-  const bool fusable = kernels && geometry_.text.tokens == 0 && geometry_.blocks_per_tile == 1 &&
-                       plan_.compensation != Compensation::PooledKV;
-  const bool fused =
-      fusable && model_order_layers_.emplace(call.layer, 
-                                                      layout->density <= options_.fused_max_density)
-                     .first->second;
-  if (fused) return sparse_in_model_order(call, lp, q, k, v, refresh, *layout, online_out);
+  // Where each block is one tile of a video without text, the kernels can read and write the
+  // call's order themselves (ops::video_block_sparse_attention), no reorder pass. In the
+  // tile-major order a tile is a run of rows, as cheap to load as in the padded tile order:
+  // always taken. In model order a tile's rows spread over frames and lines, and those loads
+  // run 10-20% slower than the kernel on tile-order tensors; the reorder pass costs a fixed
+  // time per call, so model order wins on sparse layers only (Wan 480p, bench/RESULTS.md
+  // "Fused tile order": 4-11% faster per call at density <= 0.07, 2-13% slower at >= 0.24).
+  // Decided once per layer, at its first call, so that a residual cache share is always mixed
+  // in the order it was made. Pooled compensation pools tile-order blocks, so never there.
+  auto mode = layer_orders_.find(call.layer);
+  if (mode == layer_orders_.end()) {
+    KernelOrder o = KernelOrder::Gathered;
+    if (video_kernels_run(device) && kernels)
+      o = tile_major_call                                    ? KernelOrder::TileMajor
+          : layout->density <= options_.fused_max_density ? KernelOrder::ModelOrder
+                                                           : KernelOrder::Gathered;
+    mode = layer_orders_.emplace(call.layer, o).first;
+  }
+  if (mode->second != KernelOrder::Gathered)
+    return sparse_in_video_order(call, lp, q, k, v, refresh, *layout, online_out,
+                                 mode->second == KernelOrder::TileMajor);
+  const DeviceOrder::Maps& maps = tile_major_call ? order.tile_major : order.model;
   const auto to_tiles = [&](const torch::Tensor& x) {
     if (kernels)
-      return ops::reorder_tokens(x.to(torch::kBFloat16).contiguous(), order.token_of_slot32);
-    return torch::cat({x, torch::zeros({B, 1, H, D}, x.options())}, 1).index_select(1, order.gather);
+      return ops::reorder_tokens(x.to(torch::kBFloat16).contiguous(), maps.gather32);
+    return torch::cat({x, torch::zeros({B, 1, H, D}, x.options())}, 1).index_select(1, maps.gather);
   };
   torch::Tensor qt, kt, vt;
   timed(AttentionProfile::Part::Reorder, [&] {
@@ -492,8 +543,8 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     });
   }
   torch::Tensor out = timed(AttentionProfile::Part::Reorder, [&] {
-    if (kernels) return ops::reorder_tokens(tiles, order.slot_of_token32).to(torch::kFloat32);
-    return tiles.index_select(1, order.slot_of_token).to(torch::kFloat32).contiguous();
+    if (kernels) return ops::reorder_tokens(tiles, maps.scatter32).to(torch::kFloat32);
+    return tiles.index_select(1, maps.scatter).to(torch::kFloat32).contiguous();
   });
   if (online_out.defined()) {
     const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
@@ -503,23 +554,36 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
   return out;
 }
 
-torch::Tensor PlanBackend::sparse_in_model_order(const AttentionCall& call, const LayerPlan& lp,
+torch::Tensor PlanBackend::sparse_in_video_order(const AttentionCall& call, const LayerPlan& lp,
                                                  const torch::Tensor& q, const torch::Tensor& k,
                                                  const torch::Tensor& v, bool refresh,
                                                  const DeviceLayout& layout,
-                                                 const torch::Tensor& online_out) {
+                                                 const torch::Tensor& online_out,
+                                                 bool tile_major) {
   AttentionProfile* profile = options_.profile;
   const torch::Device device = q.device();
   const auto key = std::make_pair(call.layer, call.branch);
-  const torch::Tensor qb = q.to(torch::kBFloat16).contiguous(),
-                      kb = k.to(torch::kBFloat16).contiguous(),
-                      vb = v.to(torch::kBFloat16).contiguous();
+  const DeviceOrder& order = device_order(device);
+  // A call in the other order than the layer's (a runner that changed its stream order) moves
+  // its rows there and back, booked as reorder.
+  const bool moved = call.token_order.defined() != tile_major;
+  const auto move = [&](const torch::Tensor& x, bool to_layer) {
+    if (!moved) return x;
+    const auto run = [&] {
+      return x.index_select(1, tile_major == to_layer ? order.tile_major_tokens
+                                                      : order.tile_major_rows);
+    };
+    return profile ? profile->time(AttentionProfile::Part::Reorder, device, run) : run();
+  };
+  const torch::Tensor qb = move(q.to(torch::kBFloat16), true).contiguous(),
+                      kb = move(k.to(torch::kBFloat16), true).contiguous(),
+                      vb = move(v.to(torch::kBFloat16), true).contiguous();
   const Grid& grid = geometry_.grid;
   const std::vector<int64_t> grid_dims{grid.frames, grid.height, grid.width};
   const std::vector<int64_t> tile(geometry_.tile.begin(), geometry_.tile.end());
   const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
     return ops::video_block_sparse_attention(qb, kb, vb, row_offsets, col_indices, grid_dims,
-                                             tile, plan_.block_size, c10::nullopt);
+                                             tile, plan_.block_size, tile_major, c10::nullopt);
   };
   const auto result = attend(layout.row_offsets, layout.col_indices);
   torch::Tensor out = std::get<0>(result);
@@ -543,7 +607,7 @@ torch::Tensor PlanBackend::sparse_in_model_order(const AttentionCall& call, cons
     };
     out = profile ? profile->time(AttentionProfile::Part::Compensation, device, mix) : mix();
   }
-  out = out.to(torch::kFloat32);
+  out = move(out, false).to(torch::kFloat32);
   if (online_out.defined()) {
     const std::vector<int64_t> heads(lp.online.begin(), lp.online.end());
     out.index_copy_(2, to_tensor(heads, torch::kLong, device), online_out.to(device));

@@ -3,7 +3,9 @@
 // attention (runtime/dense_backend.h: the dense kernel on CUDA). Every other call reorders q, k,
 // v into the plan's padded tile order, runs block-sparse attention with the layer's compiled
 // layouts (CUDA kernels on CUDA tensors, plain LibTorch ops otherwise) and reorders the output
-// back.
+// back, unless the kernels read the call's order themselves: the tile-major order
+// (stream_order), in which a runner can keep its whole token stream, or model order on sparse
+// layers (PlanRunOptions::fused_max_density).
 // Online heads select their key blocks at the schedule's reselect_steps (and at their first
 // sparse step when no reselect step came before): dense attention with LSE for those heads
 // (its output is used for that call), exact block mass, per query block the fewest key blocks
@@ -41,9 +43,9 @@ struct PlanRunOptions {
   // When set (it must outlive the backend), books dense and sparse calls, the reorder into tile
   // order and back, and online selections.
   AttentionProfile* profile = nullptr;
-  // On the kernels, a layer whose first sparse call attends at most this fraction of its
-  // blocks runs in the fused tile order (no reorder pass; see PlanBackend::sparse); 0 never,
-  // 1 wherever the plan allows it.
+  // On the kernels, a layer whose first sparse call comes in model order and attends at most
+  // this fraction of its blocks runs in the fused tile order (no reorder pass; see
+  // PlanBackend::sparse); 0 never, 1 wherever the plan allows it.
   double fused_max_density = 0.15;
 };
 
@@ -83,6 +85,13 @@ class PlanBackend {
   // Throws std::invalid_argument listing every way the plan does not fit the model's shape.
   void check_model(const ModelInfo& model) const;
 
+  // The order to run the model's token stream in on `device` (SampleOptions::token_order):
+  // the plan's tile-major order (tile_major_tokens), int64 [tokens], where the kernels attend
+  // in it directly (CUDA kernels, one block per tile, no text, no pooled compensation), so that
+  // sparse calls reorder nothing; undefined elsewhere (run in model order). Calls may come in
+  // model order or in this order; any other order is refused.
+  torch::Tensor stream_order(const torch::Device& device);
+
   // Whether the schedule runs this call dense (refresh calls included).
   bool runs_dense(const AttentionCall& call) const;
   // Whether this call refreshes the residual cache (compensation residual_cache only).
@@ -118,11 +127,16 @@ class PlanBackend {
   torch::Tensor dense(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
   torch::Tensor sparse(const AttentionCall& call, const LayerPlan& lp, const torch::Tensor& q,
                        const torch::Tensor& k, const torch::Tensor& v, bool refresh);
-  // sparse where the kernels read and write model order (one block per tile, no text).
-  torch::Tensor sparse_in_model_order(const AttentionCall& call, const LayerPlan& lp,
+  // How a layer's sparse calls run on the kernels: gathered into the padded tile order, or
+  // with the kernels reading model order or tile-major order (one block per tile, no text).
+  enum class KernelOrder { Gathered, ModelOrder, TileMajor };
+  // sparse where the kernels read and write model or tile-major order.
+  torch::Tensor sparse_in_video_order(const AttentionCall& call, const LayerPlan& lp,
                                       const torch::Tensor& q, const torch::Tensor& k,
                                       const torch::Tensor& v, bool refresh,
-                                      const DeviceLayout& layout, const torch::Tensor& online_out);
+                                      const DeviceLayout& layout, const torch::Tensor& online_out,
+                                      bool tile_major);
+  bool video_kernels_run(const torch::Device& device) const;
   DeviceLayout build_layout(const LayerPlan& lp, int64_t batch, const OnlineSelection* selection,
                             bool online_empty, const torch::Device& device) const;
   void add_complement(const LayerPlan& lp, DeviceLayout& layout) const;
@@ -136,8 +150,8 @@ class PlanBackend {
   std::unique_ptr<BlockMassComputer> mass_;
   std::map<int, std::unique_ptr<DeviceLayout>> static_layouts_;  // layers without online heads
   std::map<int, std::unique_ptr<DeviceLayout>> refresh_layouts_;
-  // Per layer: whether its sparse calls run in the fused tile order (see sparse).
-  std::map<int, bool> model_order_layers_;
+  // Per layer: the order its sparse calls run in (see sparse).
+  std::map<int, KernelOrder> layer_orders_;
   std::map<std::pair<int, int>, OnlineSelection> selections_;    // (layer, branch)
   std::map<std::pair<int, int>, std::unique_ptr<DeviceLayout>> selected_layouts_;
   std::map<std::pair<int, int>, CachedShare> cached_shares_;     // (layer, branch)

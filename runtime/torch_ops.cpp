@@ -245,14 +245,21 @@ TileGeometry check_video_args(const char* op, const Tensor& q, const Tensor& k, 
   return g;
 }
 
-// The tile order's maps on `device`: model token of each slot (-1: padding), slot of each
-// token, and each block's token count.
+// The padded tile order's maps on `device` from the caller's rows (model tokens, or with
+// tile_major the tile-major rows): row in each slot (-1: padding), slot of each row, and each
+// block's token count.
 struct VideoOrder {
-  Tensor token_of_slot, slot_of_token, block_valid;
+  Tensor row_of_slot, slot_of_row, block_valid;
 };
 
-VideoOrder video_order(const TileGeometry& g, const at::Device& device) {
-  const TokenOrder order = make_token_order(g);
+VideoOrder video_order(const TileGeometry& g, bool tile_major, const at::Device& device) {
+  TokenOrder order = make_token_order(g);
+  if (tile_major) {
+    order.slot_of_token = tile_major_slots(order);
+    int32_t row = 0;
+    for (int32_t& r : order.token_of_slot)
+      if (r >= 0) r = row++;
+  }
   const auto to_tensor = [&](const std::vector<int32_t>& x) {
     return at::tensor(c10::ArrayRef<int32_t>(x), at::kInt).to(device);
   };
@@ -376,19 +383,19 @@ Tensor reorder_tokens_cpu(const Tensor& x, const Tensor& index) {
 std::tuple<Tensor, Tensor> video_block_sparse_attention_cpu(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    c10::optional<double> scale) {
+    bool tile_major, c10::optional<double> scale) {
   const char* op = "sparseplan::video_block_sparse_attention";
   const TileGeometry g =
       check_video_args(op, q, k, v, row_offsets, col_indices, grid, tile, block);
-  const VideoOrder order = video_order(g, q.device());
+  const VideoOrder order = video_order(g, tile_major, q.device());
   const auto tiled = [&](const Tensor& x) {
-    return reorder_tokens_cpu(x.contiguous(), order.token_of_slot);
+    return reorder_tokens_cpu(x.contiguous(), order.row_of_slot);
   };
   const auto [out, lse] = attention_cpu(op, tiled(q), tiled(k), tiled(v), &row_offsets,
                                         &col_indices, block, block, order.block_valid,
                                         resolve_scale(op, scale, q.size(3)));
-  return {reorder_tokens_cpu(out, order.slot_of_token),
-          lse.index_select(2, order.slot_of_token.to(at::kLong))};
+  return {reorder_tokens_cpu(out, order.slot_of_row),
+          lse.index_select(2, order.slot_of_row.to(at::kLong))};
 }
 
 // ---- CUDA: the kernels -----------------------------------------------------------------------
@@ -554,22 +561,22 @@ Tensor reorder_tokens_cuda(const Tensor& x, const Tensor& index) {
 std::tuple<Tensor, Tensor> video_block_sparse_attention_cuda(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    c10::optional<double> scale) {
+    bool tile_major, c10::optional<double> scale) {
   const char* op = "sparseplan::video_block_sparse_attention";
   const TileGeometry g =
       check_video_args(op, q, k, v, row_offsets, col_indices, grid, tile, block);
   const auto dtype = kernel_dtype(op, q);
   c10::cuda::CUDAGuard guard(q.device());
   if (!cuda::fused_tile_order_supported()) {  // gather, attend, scatter
-    const VideoOrder order = video_order(g, q.device());
+    const VideoOrder order = video_order(g, tile_major, q.device());
     const auto tiled = [&](const Tensor& x) {
-      return reorder_tokens_cuda(x.contiguous(), order.token_of_slot);
+      return reorder_tokens_cuda(x.contiguous(), order.row_of_slot);
     };
     const auto [out, lse] =
         block_sparse_attention_cuda(tiled(q), tiled(k), tiled(v), row_offsets, col_indices,
                                     block, block, order.block_valid, scale);
-    return {reorder_tokens_cuda(out, order.slot_of_token),
-            lse.index_select(2, order.slot_of_token.to(at::kLong))};
+    return {reorder_tokens_cuda(out, order.slot_of_row),
+            lse.index_select(2, order.slot_of_row.to(at::kLong))};
   }
   auto out = at::empty(q.sizes(), q.options());
   auto lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
@@ -578,7 +585,8 @@ std::tuple<Tensor, Tensor> video_block_sparse_attention_cuda(
   p.row_offsets = row_offsets.data_ptr<int32_t>();
   p.col_indices = col_indices.data_ptr<int32_t>();
   p.num_cols = col_indices.numel();
-  p.video = {g.grid.frames, g.grid.height, g.grid.width, g.tile[0], g.tile[1], g.tile[2]};
+  p.video = {g.grid.frames, g.grid.height, g.grid.width, g.tile[0], g.tile[1], g.tile[2],
+             tile_major};
   const size_t bytes = cuda::block_sparse_workspace_bytes(p);
   auto workspace = at::empty({int64_t((bytes + 3) / 4)}, q.options().dtype(at::kInt));
   run_kernel(op, [&] {
@@ -621,14 +629,15 @@ std::tuple<Tensor, Tensor> block_sparse_attention(const Tensor& q, const Tensor&
 std::tuple<Tensor, Tensor> video_block_sparse_attention(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    c10::optional<double> scale) {
+    bool tile_major, c10::optional<double> scale) {
   static auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("sparseplan::video_block_sparse_attention", "")
           .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
                                             const Tensor&, const Tensor&, c10::IntArrayRef,
-                                            c10::IntArrayRef, int64_t, c10::optional<double>)>();
-  return op.call(q, k, v, row_offsets, col_indices, grid, tile, block, scale);
+                                            c10::IntArrayRef, int64_t, bool,
+                                            c10::optional<double>)>();
+  return op.call(q, k, v, row_offsets, col_indices, grid, tile, block, tile_major, scale);
 }
 
 Tensor block_mass(const Tensor& q, const Tensor& k, const Tensor& lse, int64_t block_q,
@@ -669,7 +678,8 @@ TORCH_LIBRARY(sparseplan, m) {
       "float? scale=None) -> (Tensor, Tensor)");
   m.def(
       "video_block_sparse_attention(Tensor q, Tensor k, Tensor v, Tensor row_offsets, "
-      "Tensor col_indices, int[] grid, int[] tile, int block, float? scale=None) "
+      "Tensor col_indices, int[] grid, int[] tile, int block, bool tile_major=False, "
+      "float? scale=None) "
       "-> (Tensor, Tensor)");
   m.def(
       "block_mass(Tensor q, Tensor k, Tensor lse, int block_q, int block_k, "

@@ -26,11 +26,13 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_attention(
 // `tile` in (f, h, w) order, the tile fitting one block of `block` tokens (plan/tile_geometry.h
 // with one block per tile and no text). Returns (out, lse) in model order, as if the tokens
 // were gathered into tile order, attended and scattered back; on Hopper the kernels read and
-// write model order directly.
+// write model order directly. tile_major: q, k, v, out and lse hold the tiles' tokens one tile
+// after another with no padding instead (tile_major_tokens, plan/tile_geometry.h), which the
+// kernels read and write with no reorder at all.
 std::tuple<at::Tensor, at::Tensor> video_block_sparse_attention(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& row_offsets,
     const at::Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    c10::optional<double> scale);
+    bool tile_major, c10::optional<double> scale);
 // mass float32 [B, H, nqb, nkb].
 at::Tensor block_mass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse,
                       int64_t block_q, int64_t block_k,

@@ -480,11 +480,17 @@ std::vector<int32_t> tile_order_tokens(const sparseplan::cuda::VideoTiles& g, in
 
 // The fused tile order against the reference run in tile order on gathered inputs: window
 // rows with empty ones (pairs meet an empty block) over a grid with partial tiles on every
-// axis, the layout indexing tiles.
+// axis, the layout indexing tiles. In the tile-major order (g.tile_major) the inputs' rows are
+// the tile order's slots with the padding left out.
 void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int D, DType dt) {
   const int N = g.frames * g.height * g.width;
   std::vector<int32_t> tile_tokens;
-  const std::vector<int32_t> token = tile_order_tokens(g, block, tile_tokens);
+  std::vector<int32_t> token = tile_order_tokens(g, block, tile_tokens);
+  if (g.tile_major) {
+    int32_t row = 0;
+    for (int32_t& t : token)
+      if (t >= 0) t = row++;
+  }
   const int tiles = int(tile_tokens.size()), slots = tiles * block;
   std::mt19937 rng(17u + N + block + D);
   const Csr csr = window_layout(1, H, tiles, tiles, 2, rng);
@@ -543,6 +549,23 @@ TEST_CASE("the fused tile order reads and writes model order across partial tile
         run_fused_case({9, 10, 18, 4, 4, 4}, 64, 2, D, dt);   // 45 tiles: an odd pair count
         run_fused_case({5, 6, 9, 2, 4, 4}, 64, 2, D, dt);     // tiles of 32 tokens in 64 rows
         run_fused_case({9, 10, 18, 4, 4, 8}, 128, 2, D, dt);  // 27 tiles of up to 128
+      }
+  }
+#endif
+}
+
+TEST_CASE("the tile-major order reads and writes runs of rows across partial tiles", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  for (const char* mode : {"0", "1", "2"}) {
+    ScopedEnv env("SPARSEPLAN_PAIR64", mode);
+    for (int D : {64, 128})
+      for (DType dt : {DType::BF16, DType::FP16}) {
+        INFO("SPARSEPLAN_PAIR64=" << mode << " head_dim " << D << " dtype "
+                                  << (dt == DType::BF16 ? "bf16" : "fp16"));
+        run_fused_case({9, 10, 18, 4, 4, 4, true}, 64, 2, D, dt);
+        run_fused_case({5, 6, 9, 2, 4, 4, true}, 64, 2, D, dt);
+        run_fused_case({9, 10, 18, 4, 4, 8, true}, 128, 2, D, dt);
       }
   }
 #endif

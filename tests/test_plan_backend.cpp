@@ -300,6 +300,42 @@ TEST_CASE("a layer past the plan's layers is refused") {
                     Catch::Contains("layer 1 is outside the plan's 1 layers"));
 }
 
+TEST_CASE("calls in the plan's tile-major order give the model-order output in that order") {
+  Schedule s;
+  s.warmup_steps = 1;
+  const Plan plan = toy_plan({{online_rule(0.8, 0.0, 0.5), window_rule()}}, s);
+  PlanBackend in_model(plan), in_tiles(plan);
+  const std::vector<int32_t> tokens = tile_major_tokens(make_token_order(in_tiles.geometry()));
+  const torch::Tensor rows = torch::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()));
+  // Steps 1 and 2: the online head selects (dense pass in model order), then reuses.
+  for (int step : {0, 1, 2}) {
+    const Qkv x = random_qkv(40 + uint64_t(step));
+    AttentionCall call = call_at(step);
+    const torch::Tensor want = in_model(call, x.q, x.k, x.v).index_select(1, rows);
+    call.token_order = rows;
+    const auto in = [&](const torch::Tensor& t) { return t.index_select(1, rows); };
+    const torch::Tensor got = in_tiles(call, in(x.q), in(x.k), in(x.v));
+    INFO("step " << step);
+    CHECK(relative_l2(got, want) < 1e-6);
+  }
+  CHECK(in_tiles.stats().reselections == 1);
+}
+
+TEST_CASE("a call in a token order the plan did not offer is refused") {
+  PlanBackend backend(toy_plan({{window_rule(), window_rule()}}));
+  const Qkv x = random_qkv(44);
+  AttentionCall call = call_at(0);
+  torch::manual_seed(45);
+  call.token_order = torch::randperm(x.q.size(1), torch::kLong);
+  CHECK_THROWS_WITH(backend(call, x.q, x.k, x.v),
+                    Catch::Contains("neither model order nor the plan's tile-major order"));
+}
+
+TEST_CASE("the token stream keeps model order where no kernel attends tiles in place") {
+  PlanBackend backend(toy_plan({{window_rule(), window_rule()}}));
+  CHECK_FALSE(backend.stream_order(torch::kCPU).defined());
+}
+
 TEST_CASE("check_model lists how the plan does not fit the model") {
   PlanBackend backend(toy_plan({{window_rule(), window_rule()}}));
   CHECK_NOTHROW(backend.check_model({"toy", 1, kHeads, kHeadDim}));

@@ -119,19 +119,28 @@ TEST_CASE("a sliding-tile plan runs on the CUDA kernels as the torch path runs i
   const torch::Tensor q = torch::randn({1, 512, 3, 128}), k = torch::randn({1, 512, 3, 128}),
                       v = torch::randn({1, 512, 3, 128});
   const torch::Tensor cpu = cpu_backend(call, q, k, v);
-  // Through the reorder pass (0) and in the fused tile order (1).
-  for (double fused_max_density : {0.0, 1.0}) {
+  // Through the reorder pass (0), in the fused tile order (1), and with the calls in the
+  // plan's tile-major order (2), as a runner whose token stream runs in it makes them.
+  for (int way : {0, 1, 2}) {
     AttentionProfile profile(false, false);
     PlanRunOptions options;
-    options.fused_max_density = fused_max_density;
+    options.fused_max_density = way == 1 ? 1.0 : 0.0;
     options.profile = &profile;
     PlanBackend cuda_backend(plan, options);
-    const torch::Tensor cuda = cuda_backend(call, q.cuda(), k.cuda(), v.cuda());
+    AttentionCall c = call;
+    torch::Tensor rows = torch::arange(q.size(1), torch::kLong);
+    if (way == 2) {
+      c.token_order = cuda_backend.stream_order(torch::kCUDA);
+      REQUIRE(c.token_order.defined());
+      rows = c.token_order.cpu();
+    }
+    const auto in = [&](const torch::Tensor& x) { return x.index_select(1, rows).cuda(); };
+    const torch::Tensor cuda = cuda_backend(c, in(q), in(k), in(v));
     REQUIRE(cuda.is_cuda());
-    const double err = relative_l2(cuda, cpu);
-    INFO("fused_max_density " << fused_max_density << ": relative L2 error " << err);
+    const double err = relative_l2(cuda.cpu(), cpu.index_select(1, rows));
+    INFO("way " << way << ": relative L2 error " << err);
     CHECK(err < 1e-2);  // the kernels take bf16 inputs
-    CHECK((profile.attention().reorder.calls == 0) == (fused_max_density == 1.0));
+    CHECK((profile.attention().reorder.calls == 0) == (way != 0));
   }
   CHECK_FALSE(relative_l2(cpu, dense_attention(q, k, v)) < 1e-3);  // the plan is really sparse
 }
@@ -203,32 +212,70 @@ TEST_CASE("a residual_cache plan on the CUDA kernels equals its CPU run within b
   b.schedule.warmup_steps = 1;
   Plan plan = make_baseline_plan(preset, {6, 10, 12}, b);  // partial tiles at the edges
   plan.compensation = Compensation::ResidualCache;
-  // Through the reorder pass (0) and in the fused tile order, residual share included (1).
-  for (double fused_max_density : {0.0, 1.0}) {
+  // Through the reorder pass (0), in the fused tile order (1) and in the tile-major order (2),
+  // the residual share included.
+  for (int way : {0, 1, 2}) {
     PlanRunOptions options;
-    options.fused_max_density = fused_max_density;
+    options.fused_max_density = way == 1 ? 1.0 : 0.0;
     PlanBackend on_cuda(plan, options), on_cpu(plan);
     AttentionCall call;
     call.layer = 1;
     call.grid = plan.grid;
     const int64_t n = plan.grid.tokens();
+    AttentionCall cuda_call = call;
+    torch::Tensor rows = torch::arange(n, torch::kLong);
+    if (way == 2) {
+      cuda_call.token_order = on_cuda.stream_order(torch::kCUDA);
+      rows = cuda_call.token_order.cpu();
+    }
     torch::manual_seed(29);
     for (int step : {0, 1}) {
-      call.step = step;
+      call.step = cuda_call.step = step;
       const torch::Tensor q = bf16_randn({1, n, 3, 128}, 1.5, 0.1),
                           k = bf16_randn({1, n, 3, 128}, 1.5, -0.1),
                           v = bf16_randn({1, n, 3, 128}, 1.0, 0.3);
-      const torch::Tensor want = on_cpu(call, q, k, v);
-      const torch::Tensor got = on_cuda(call, q.cuda(), k.cuda(), v.cuda()).cpu();
+      const auto in = [&](const torch::Tensor& x) { return x.index_select(1, rows).cuda(); };
+      const torch::Tensor want = on_cpu(call, q, k, v).index_select(1, rows);
+      const torch::Tensor got = on_cuda(cuda_call, in(q), in(k), in(v)).cpu();
       REQUIRE_FALSE(torch::isnan(got).any().item<bool>());
       const double err = relative_l2(got, want);
-      INFO("fused_max_density " << fused_max_density << ", step " << step
-                                << ": relative L2 error " << err);
+      INFO("way " << way << ", step " << step << ": relative L2 error " << err);
       CHECK(err < 1e-2);
     }
     CHECK(on_cuda.stats().dense_calls == 1);
     CHECK(on_cuda.stats().sparse_calls == 1);
   }
+}
+
+TEST_CASE("a plan's sample with the token stream in its tile-major order equals the sample in model order on CUDA", "[gpu]") {
+  if (skip_without_kernels()) return;
+  const ModelPreset preset = load_model_preset("wan-mini");
+  BaselineOptions b;
+  b.tile = {4, 4, 4};
+  b.window = {3, 3, 3};
+  b.schedule.warmup_steps = 1;
+  const Plan plan = make_baseline_plan(preset, {5, 18, 22}, b);  // partial tiles on every axis
+  SampleOptions so;
+  so.frames = 5, so.height = 72, so.width = 88;
+  so.steps = 3;
+  so.seed = 4;
+  so.context = torch::randn({8, model_on(torch::kCUDA).config.text_dim});
+  const WanModel& model = model_on(torch::kCUDA);
+  REQUIRE(model.token_grid(so.frames, so.height, so.width) == plan.grid);
+  AttentionProfile in_model(false, false), in_tiles(false, false);
+  PlanBackend model_order(plan, PlanRunOptions{AttentionImpl::Kernels, &in_model, 0.0});
+  PlanBackend tile_major(plan, PlanRunOptions{AttentionImpl::Kernels, &in_tiles, 0.0});
+  const torch::Tensor want = sample_video(model, so, model_order.attention());
+  so.token_order = tile_major.stream_order(torch::kCUDA);
+  REQUIRE(so.token_order.defined());
+  const torch::Tensor got = sample_video(model, so, tile_major.attention());
+  REQUIRE_FALSE(torch::isnan(got).any().item<bool>());
+  const double err = relative_l2(got, want);
+  INFO("relative L2 error " << err);
+  CHECK(err < 1e-2);
+  CHECK(in_model.attention().reorder.calls > 0);
+  CHECK(in_tiles.attention().reorder.calls == 0);
+  CHECK(tile_major.stats().sparse_calls == model_order.stats().sparse_calls);
 }
 
 TEST_CASE("capture block mass from the CUDA kernels equals the CPU capture within 1e-4", "[gpu]") {

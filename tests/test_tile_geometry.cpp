@@ -43,6 +43,23 @@ TEST_CASE("token order is a permutation and its two directions are inverse") {
   CHECK(padding == g.padded_tokens() - g.sequence_tokens());
 }
 
+TEST_CASE("the tile-major order is the tile order's slots without the padding") {
+  const TileGeometry g = make_tile_geometry({5, 7, 9}, {2, 4, 4}, 32, {TextPosition::After, 20});
+  const TokenOrder o = make_token_order(g);
+  const std::vector<int32_t> tokens = tile_major_tokens(o), slots = tile_major_slots(o);
+  REQUIRE(tokens.size() == size_t(g.sequence_tokens()));
+  REQUIRE(slots.size() == tokens.size());
+  for (size_t r = 0; r < tokens.size(); ++r) {
+    CHECK(o.slot_of_token[size_t(tokens[r])] == slots[r]);
+    if (r > 0) CHECK(slots[r] > slots[r - 1]);
+  }
+  // The second tile (w = 4..7 of frames 0-1, rows 0-3) follows the first's 32 tokens directly.
+  CHECK(tokens[32] == 4);
+  CHECK(slots[32] == 32);
+  // After the first tile row's partial third tile (2 x 4 x 1 tokens) the next tile row begins.
+  CHECK(tokens[72] == 4 * 9);
+}
+
 TEST_CASE("valid tokens always come first in a block, padding last") {
   const TileGeometry g = make_tile_geometry({5, 7, 9}, {2, 4, 4}, 16, {});
   const TokenOrder o = make_token_order(g);

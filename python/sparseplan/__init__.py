@@ -112,11 +112,12 @@ def block_sparse_attention(q, k, v, row_offsets, col_indices, block_q, block_k,
 
 
 def video_block_sparse_attention(q, k, v, row_offsets, col_indices, grid, tile, block,
-                                 scale=None):
+                                 scale=None, tile_major=False):
     """Block-sparse attention with blocks that are the tiles of a video's (frames, height,
-    width) grid, q, k, v, out and lse staying in the model's frame-major token order."""
+    width) grid, q, k, v, out and lse staying in the model's frame-major token order (or with
+    tile_major in the tiles' order without padding, see tile_major_tokens)."""
     return load().video_block_sparse_attention(q, k, v, row_offsets, col_indices, list(grid),
-                                               list(tile), block, scale)
+                                               list(tile), block, tile_major, scale)
 
 
 def block_mass_op(q, k, lse, block_q, block_k, q_block_valid=None, kv_block_valid=None,
