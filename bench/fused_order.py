@@ -4,10 +4,13 @@
 Wan2.1 480p's token grid (21 x 30 x 52, partial tiles on every axis), H=12, D=128, tiles of one
 block (4x4x4 for 64, 4x4x8 for 128), each query tile attending the key tiles within `radius`
 tiles on every axis. Times, alternating, the kernel on tile-order tensors (`kernel`), the
-gather + kernel + scatter (`whole`) and sparseplan::video_block_sparse_attention (`fused`), and
-checks fused against whole. --once runs each path once, for a profiler.
+gather + kernel + scatter (`whole`), sparseplan::video_block_sparse_attention (`fused`) and the
+same op on tensors in the tile-major order (`tile_major`), and checks fused and tile_major
+against whole. --once runs each path once, for a profiler; --grid and --heads change the shape
+(wan-mini at 32 x 128 x 128: --grid 32,32,32 --heads 3).
 
   PYTHONPATH=build-gpu/python:python python3 bench/fused_order.py [--block 128] [--radius 1]
+      [--grid 21,30,52] [--heads 12]
 """
 import argparse
 import itertools
@@ -55,22 +58,27 @@ def main():
     ap.add_argument("--radius", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--once", action="store_true")
+    ap.add_argument("--grid", default=",".join(map(str, GRID)))
+    ap.add_argument("--heads", type=int, default=H)
     args = ap.parse_args()
+    grid, heads = tuple(int(x) for x in args.grid.split(",")), args.heads
     ops = sparseplan.load()
     B, tile = args.block, TILES[args.block]
-    tos, coords = tile_order(GRID, tile, B)
-    N = int(np.prod(GRID))
+    tos, coords = tile_order(grid, tile, B)
+    N = int(np.prod(grid))
     sot = np.empty(N, dtype=np.int32)
     sot[tos[tos >= 0]] = np.nonzero(tos >= 0)[0]
     valid = (tos.reshape(-1, B) >= 0).sum(1).astype(np.int32)
-    ro, ci, density = window_csr(coords, args.radius, H)
+    ro, ci, density = window_csr(coords, args.radius, heads)
     dev = "cuda"
     t = lambda a: torch.from_numpy(a).to(dev)
     ro, ci, tos_t, sot_t, valid_t = t(ro).unsqueeze(0), t(ci), t(tos), t(sot), t(valid)
     gen = torch.Generator(device=dev).manual_seed(1)
-    q, k, v = (torch.randn(1, N, H, D, device=dev, dtype=torch.bfloat16, generator=gen)
+    q, k, v = (torch.randn(1, N, heads, D, device=dev, dtype=torch.bfloat16, generator=gen)
                for _ in range(3))
     qt, kt, vt = (ops.reorder_tokens(x, tos_t) for x in (q, k, v))
+    rows = t(tos[tos >= 0].astype(np.int64))
+    qm, km, vm = (x[:, rows].contiguous() for x in (q, k, v))
 
     def kernel():
         return ops.block_sparse_attention(qt, kt, vt, ro, ci, B, B, valid_t)
@@ -81,24 +89,31 @@ def main():
         return ops.reorder_tokens(o, sot_t)
 
     def fused():
-        return ops.video_block_sparse_attention(q, k, v, ro, ci, list(GRID), list(tile), B)[0]
+        return ops.video_block_sparse_attention(q, k, v, ro, ci, list(grid), list(tile), B)[0]
 
-    fns = dict(kernel=kernel, whole=whole, fused=fused)
+    def tile_major():
+        return ops.video_block_sparse_attention(qm, km, vm, ro, ci, list(grid), list(tile), B,
+                                                tile_major=True)[0]
+
+    fns = dict(kernel=kernel, whole=whole, fused=fused, tile_major=tile_major)
     if args.once:
         for fn in fns.values():
             fn()
         torch.cuda.synchronize()
         return
     err = rel_l2(fused(), whole())
+    tile_major_err = rel_l2(tile_major(), whole()[:, rows])
     times = {key: [] for key in fns}
     for _ in range(args.reps):
         for key, fn in fns.items():
             times[key].append(bench(fn))
     med = {key: float(np.median(x)) for key, x in times.items()}
-    print(json.dumps(dict(grid=GRID, tile=tile, block=B, radius=args.radius, density=density,
-                          ms=med, fused_over_kernel=med["fused"] / med["kernel"],
+    print(json.dumps(dict(grid=grid, heads=heads, tile=tile, block=B, radius=args.radius,
+                          density=density, ms=med, fused_over_kernel=med["fused"] / med["kernel"],
                           fused_over_whole=med["fused"] / med["whole"],
-                          fused_vs_whole_rel_l2=err)), flush=True)
+                          tile_major_over_kernel=med["tile_major"] / med["kernel"],
+                          fused_vs_whole_rel_l2=err, tile_major_vs_whole_rel_l2=tile_major_err)),
+          flush=True)
 
 
 if __name__ == "__main__":

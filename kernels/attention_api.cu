@@ -210,8 +210,13 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     int32_t* valid = spans + 2 * tiles;
     detail::video_tile_table(p.video, tiles, valid, spans, stream);
     workspace = static_cast<uint8_t*>(workspace) + video_table_bytes(p);
+    // Where every tile fills its block, no key needs masking, and the producer's second warp
+    // (which clears V rows past a block's keys) can stay out of the way (see produce).
+    const VideoTiles& v = p.video;
+    const bool full = v.frames % v.tile_f == 0 && v.height % v.tile_h == 0 &&
+                      v.width % v.tile_w == 0 && v.tile_f * v.tile_h * v.tile_w == p.block_q;
     p = in_tile_order(p);
-    p.kv_block_valid = valid;
+    p.kv_block_valid = full ? nullptr : valid;
     p.video_spans = spans;
   }
   const int nqb = (p.q_len + p.block_q - 1) / p.block_q;

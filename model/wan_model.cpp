@@ -222,7 +222,7 @@ torch::Tensor WanModel::forward(const torch::Tensor& x_in, const torch::Tensor& 
   const torch::Tensor& order = where.token_order;
   if (order.defined()) {
     if (order.dim() != 1 || order.size(0) != L || order.scalar_type() != torch::kLong ||
-        order.device() != device)
+        order.device() != x.device())
       throw std::invalid_argument("forward: token_order must be int64 [" + std::to_string(L) +
                                   "] on the model's device");
     x = x.index_select(1, order);
