@@ -537,37 +537,35 @@ void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int
 }
 #endif
 
-TEST_CASE("the fused tile order reads and writes model order across partial tiles", "[gpu]") {
-  SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
+// Every pairing mode, head_dim and dtype on grids with partial tiles and one without.
+void run_fused_cases(bool tile_major) {
   for (const char* mode : {"0", "1", "2"}) {
     ScopedEnv env("SPARSEPLAN_PAIR64", mode);
     for (int D : {64, 128})
       for (DType dt : {DType::BF16, DType::FP16}) {
         INFO("SPARSEPLAN_PAIR64=" << mode << " head_dim " << D << " dtype "
                                   << (dt == DType::BF16 ? "bf16" : "fp16"));
-        run_fused_case({9, 10, 18, 4, 4, 4}, 64, 2, D, dt);   // 45 tiles: an odd pair count
-        run_fused_case({5, 6, 9, 2, 4, 4}, 64, 2, D, dt);     // tiles of 32 tokens in 64 rows
-        run_fused_case({9, 10, 18, 4, 4, 8}, 128, 2, D, dt);  // 27 tiles of up to 128
+        run_fused_case({9, 10, 18, 4, 4, 4, tile_major}, 64, 2, D, dt);  // 45 tiles: odd pairs
+        run_fused_case({5, 6, 9, 2, 4, 4, tile_major}, 64, 2, D, dt);    // 32 tokens in 64 rows
+        run_fused_case({9, 10, 18, 4, 4, 8, tile_major}, 128, 2, D, dt);  // 27 tiles of <= 128
+        run_fused_case({8, 8, 12, 4, 4, 4, tile_major}, 64, 2, D, dt);   // every tile full
       }
   }
+}
+#endif
+
+TEST_CASE("the fused tile order reads and writes model order across partial tiles", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_fused_cases(false);
 #endif
 }
 
 TEST_CASE("the tile-major order reads and writes runs of rows across partial tiles", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
-  for (const char* mode : {"0", "1", "2"}) {
-    ScopedEnv env("SPARSEPLAN_PAIR64", mode);
-    for (int D : {64, 128})
-      for (DType dt : {DType::BF16, DType::FP16}) {
-        INFO("SPARSEPLAN_PAIR64=" << mode << " head_dim " << D << " dtype "
-                                  << (dt == DType::BF16 ? "bf16" : "fp16"));
-        run_fused_case({9, 10, 18, 4, 4, 4, true}, 64, 2, D, dt);
-        run_fused_case({5, 6, 9, 2, 4, 4, true}, 64, 2, D, dt);
-        run_fused_case({9, 10, 18, 4, 4, 8, true}, 128, 2, D, dt);
-      }
-  }
+  run_fused_cases(true);
 #endif
 }
 
