@@ -473,12 +473,12 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
   const bool kernels = options_.attention == AttentionImpl::Kernels && device.is_cuda() &&
                        block_sparse_kernel_runs(q, plan_.block_size, plan_.block_size);
   // Where each block is one tile of a video without text, the kernels can read and write the
-  // call's order themselves (ops::video_block_sparse_attention), no reorder pass. In the
-  // tile-major order a tile is a run of rows, as cheap to load as in the padded tile order:
-  // always taken. In model order a tile's rows spread over frames and lines, and those loads
-  // run 10-20% slower than the kernel on tile-order tensors; the reorder pass costs a fixed
-  // time per call, so model order wins on sparse layers only (Wan 480p, bench/RESULTS.md
-  // "Fused tile order": 4-11% faster per call at density <= 0.07, 2-13% slower at >= 0.24).
+  // call's order themselves (ops::video_block_sparse_attention), no reorder pass, though they
+  // run 7-17% slower than the kernel on gathered tiles (bench/RESULTS.md "Tile-major token
+  // stream"). A call in the tile-major order always takes them: the stream was put in that
+  // order for it, and end to end that measured faster for four plans of five. In model order the
+  // reorder pass costs a fixed time per call, so the kernels win on sparse layers only (Wan
+  // 480p: 4-11% faster per call at density <= 0.07, 2-13% slower at >= 0.24).
   // Decided once per layer, at its first call, so that a residual cache share is always mixed
   // in the order it was made. Pooled compensation pools tile-order blocks, so never there.
   auto mode = layer_orders_.find(call.layer);
