@@ -87,12 +87,15 @@ std::vector<int32_t> tile_major_tokens(const TokenOrder& order) {
   return tokens;
 }
 
-std::vector<int32_t> tile_major_slots(const TokenOrder& order) {
-  std::vector<int32_t> slots;
-  slots.reserve(order.slot_of_token.size());
-  for (size_t slot = 0; slot < order.token_of_slot.size(); ++slot)
-    if (order.token_of_slot[slot] >= 0) slots.push_back(int32_t(slot));
-  return slots;
+TokenOrder tile_major_order(const TokenOrder& order) {
+  TokenOrder rows = order;
+  int32_t row = 0;
+  for (size_t slot = 0; slot < rows.token_of_slot.size(); ++slot) {
+    if (rows.token_of_slot[slot] < 0) continue;
+    rows.slot_of_token[size_t(row)] = int32_t(slot);
+    rows.token_of_slot[slot] = row++;
+  }
+  return rows;
 }
 
 }  // namespace sparseplan

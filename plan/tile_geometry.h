@@ -61,9 +61,10 @@ TokenOrder make_token_order(const TileGeometry& geometry);
 // The tile-major order: the padded tile order with its padding left out, so row r holds the
 // r-th model token of the slots in order. A model can run its whole token stream in it (per-token
 // layers do not care where a token sits) and hand attention tiles with no reorder.
-// tile_major_tokens: [sequence_tokens] model token of each row; tile_major_slots: padded slot
-// of each row.
+// tile_major_tokens: [sequence_tokens] model token of each row. tile_major_order: the padded
+// tile order's maps with tile-major rows in place of model tokens (slot_of_token: slot of each
+// row; token_of_slot: row in each slot, -1 for padding; block_valid unchanged).
 std::vector<int32_t> tile_major_tokens(const TokenOrder& order);
-std::vector<int32_t> tile_major_slots(const TokenOrder& order);
+TokenOrder tile_major_order(const TokenOrder& order);
 
 }  // namespace sparseplan

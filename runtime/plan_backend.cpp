@@ -239,7 +239,13 @@ const PlanBackend::LayerPlan& PlanBackend::layer_plan(int layer) {
   return *slot;
 }
 
-const PlanBackend::DeviceOrder& PlanBackend::device_order(const torch::Device& device) {
+const PlanBackend::DeviceOrder& PlanBackend::device_order(const torch::Device& asked) {
+  // "cuda" resolved to the current device, as the calls' tensors name it ("cuda:0"): one cached
+  // order serves stream_order and the calls, so a call's token order is the very tensor handed
+  // out (no comparison, which would wait for the device, on every sparse call).
+  const torch::Device device = asked.is_cuda() && !asked.has_index()
+                                   ? torch::empty({0}, torch::TensorOptions().device(asked)).device()
+                                   : asked;
   if (device_order_ && device_order_->device == device) return *device_order_;
   const int64_t n = geometry_.sequence_tokens();
   const auto maps = [&](const std::vector<int32_t>& row_of_slot,
@@ -256,15 +262,13 @@ const PlanBackend::DeviceOrder& PlanBackend::device_order(const torch::Device& d
     return m;
   };
   const std::vector<int32_t> tokens = tile_major_tokens(order_);
-  std::vector<int32_t> rows(tokens.size()), row_of_slot = order_.token_of_slot;
+  std::vector<int32_t> rows(tokens.size());
   for (size_t r = 0; r < tokens.size(); ++r) rows[size_t(tokens[r])] = int32_t(r);
-  int32_t next = 0;
-  for (int32_t& r : row_of_slot)
-    if (r >= 0) r = next++;
+  const TokenOrder by_row = tile_major_order(order_);
   auto d = std::make_unique<DeviceOrder>();
   d->device = device;
   d->model = maps(order_.token_of_slot, order_.slot_of_token);
-  d->tile_major = maps(row_of_slot, tile_major_slots(order_));
+  d->tile_major = maps(by_row.token_of_slot, by_row.slot_of_token);
   d->tile_major_tokens = to_tensor(tokens, torch::kLong, device);
   d->tile_major_rows = to_tensor(rows, torch::kLong, device);
   const bool padded = std::any_of(order_.block_valid.begin(), order_.block_valid.end(),

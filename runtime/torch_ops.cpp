@@ -253,13 +253,8 @@ struct VideoOrder {
 };
 
 VideoOrder video_order(const TileGeometry& g, bool tile_major, const at::Device& device) {
-  TokenOrder order = make_token_order(g);
-  if (tile_major) {
-    order.slot_of_token = tile_major_slots(order);
-    int32_t row = 0;
-    for (int32_t& r : order.token_of_slot)
-      if (r >= 0) r = row++;
-  }
+  const TokenOrder order =
+      tile_major ? tile_major_order(make_token_order(g)) : make_token_order(g);
   const auto to_tensor = [&](const std::vector<int32_t>& x) {
     return at::tensor(c10::ArrayRef<int32_t>(x), at::kInt).to(device);
   };

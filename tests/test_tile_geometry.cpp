@@ -46,13 +46,19 @@ TEST_CASE("token order is a permutation and its two directions are inverse") {
 TEST_CASE("the tile-major order is the tile order's slots without the padding") {
   const TileGeometry g = make_tile_geometry({5, 7, 9}, {2, 4, 4}, 32, {TextPosition::After, 20});
   const TokenOrder o = make_token_order(g);
-  const std::vector<int32_t> tokens = tile_major_tokens(o), slots = tile_major_slots(o);
+  const std::vector<int32_t> tokens = tile_major_tokens(o);
+  const TokenOrder by_row = tile_major_order(o);
+  const std::vector<int32_t>& slots = by_row.slot_of_token;
   REQUIRE(tokens.size() == size_t(g.sequence_tokens()));
   REQUIRE(slots.size() == tokens.size());
   for (size_t r = 0; r < tokens.size(); ++r) {
     CHECK(o.slot_of_token[size_t(tokens[r])] == slots[r]);
+    CHECK(by_row.token_of_slot[size_t(slots[r])] == int32_t(r));
     if (r > 0) CHECK(slots[r] > slots[r - 1]);
   }
+  CHECK(std::count(by_row.token_of_slot.begin(), by_row.token_of_slot.end(), -1) ==
+        g.padded_tokens() - g.sequence_tokens());
+  CHECK(by_row.block_valid == o.block_valid);
   // The second tile (w = 4..7 of frames 0-1, rows 0-3) follows the first's 32 tokens directly.
   CHECK(tokens[32] == 4);
   CHECK(slots[32] == 32);
