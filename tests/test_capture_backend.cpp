@@ -103,6 +103,17 @@ TEST_CASE("capture backend: a call on another grid is refused naming both grids"
   CHECK_THROWS_AS(backend.set_prompt(2), std::invalid_argument);
 }
 
+TEST_CASE("capture backend: a captured call in another token order than the model's is refused") {
+  const ScratchDir scratch("backend");
+  CaptureWriter writer((scratch.path() / "order.h5").string(), toy_info());
+  CaptureBackend backend(writer);
+  const torch::Tensor x = random_heads(5);
+  AttentionCall call = call_at(1, 0, 0);
+  call.token_order = torch::arange(255, -1, -1, torch::kLong);
+  CHECK_THROWS_WITH(backend(call, x, x, x), Catch::Contains("model token order"));
+  CHECK(backend.captured_calls() == 0);
+}
+
 TEST_CASE("capture backend: a wan-mini sample records rows that sum to 1") {
   const std::string model_dir = std::string(SPARSEPLAN_FIXTURES_DIR) + "/wan-mini";
   if (!fs::exists(model_dir + "/config.json")) {
