@@ -20,6 +20,8 @@ For Wan2.1-1.3B 480p 81 frames (grid 21x30x52, partial tiles at the edges) and H
      - tile_major: the same op on tensors in the tile-major order (tile order without its
        padding), the order the runner keeps its whole token stream in where each block is one
        tile and there is no text (Wan), so that no call reorders; checked against `whole`;
+     - ours_pairs, tile_major_pairs (64-token blocks): the same with the layout's pair order
+       (`q_pair_order`, plan/query_pairs.h: which query blocks share a 128-row tile);
      - stream: what that costs the runner per forward (its hidden state [1, N, H*D] float32 and
        RoPE angles moved into the order, the output moved back), which amortised over the
        model's layers is the reorder share of one call (`stream_share_of_kernel`).
@@ -134,7 +136,9 @@ def load_mask(path, heads):
     row_offsets = np.empty((heads, nb + 1), dtype=np.int64)
     row_offsets[:, :nb] = offsets[:-1].reshape(heads, nb)
     row_offsets[:, nb] = offsets[nb::nb]
+    pairs = t["q_pair_order"]
     return dict(row_offsets=row_offsets, col_indices=np.concatenate(cols),
+                q_pair_order=np.stack([pairs[h % hp] for h in range(heads)]),
                 token_of_slot=t["token_of_slot"], slot_of_token=t["slot_of_token"],
                 block_valid=t["block_valid"], density=t["density"], nb=nb,
                 block=int(meta["block_size"]), tokens=int(meta["tokens"]), meta=meta)
@@ -154,6 +158,8 @@ def check_mask(m):
     valid = (tos.reshape(nb, m["block"]) >= 0).sum(1)
     assert np.array_equal(valid, m["block_valid"]), "block_valid disagrees with the token order"
     hp = len(m["density"])
+    for h, order in enumerate(m["q_pair_order"]):
+        assert np.array_equal(np.sort(order), np.arange(nb)), f"head {h}: pair order is no permutation"
     per_head = np.diff(ro[:hp, [0, -1]], axis=1).reshape(-1) / float(nb * nb)
     assert np.allclose(per_head, m["density"], atol=1e-6), "densities disagree with the export"
     return dict(blocks=nb, density=float(np.diff(ro[:, [0, -1]], axis=1).sum() / (ro.shape[0] * nb * nb)),
@@ -188,8 +194,13 @@ def bench_mask(name, m, shape, args, out):
     density = nnz / (H * float(nb) * nb)
     flops_dense = 4.0 * H * N * N * D
 
+    pair_order = i32(m["q_pair_order"]).unsqueeze(0).contiguous()
+
     def ours():
         return ops.block_sparse_attention(qt, kt, vt, ro, ci, B, B, kv_valid)
+
+    def ours_pairs():
+        return ops.block_sparse_attention(qt, kt, vt, ro, ci, B, B, kv_valid, None, pair_order)
 
     def reorder():
         a, b, c = (ops.reorder_tokens(x, gather) for x in (q, k, v))
@@ -210,6 +221,10 @@ def bench_mask(name, m, shape, args, out):
         return ops.dense_attention(q, k, v)
 
     fns = dict(ours=ours, whole=whole, reorder=reorder, cudnn=cudnn, ours_dense=ours_dense)
+    pairs_err = tile_major_pairs_err = None
+    if B == 64:  # the pair order only matters to 64-token query blocks
+        fns["ours_pairs"] = ours_pairs
+        pairs_err = rel_l2(ours_pairs()[0], ours()[0])
     meta = m["meta"]
     fused_err = tile_major_err = None
     if int(meta["text_tokens"]) == 0 and np.prod([int(x) for x in meta["tile"].split("x")]) <= B:
@@ -224,6 +239,10 @@ def bench_mask(name, m, shape, args, out):
 
         def tile_major():
             return ops.video_block_sparse_attention(qm, km, vm, ro, ci, grid, tile, B, True)
+
+        def tile_major_pairs():
+            return ops.video_block_sparse_attention(qm, km, vm, ro, ci, grid, tile, B, True, None,
+                                                    pair_order)
 
         hidden = torch.randn(1, N, H * D, device=dev)
         angles = torch.randn(N, D // 2, device=dev, dtype=torch.float64)
@@ -240,6 +259,9 @@ def bench_mask(name, m, shape, args, out):
         fns["fused"] = fused
         fns["tile_major"] = tile_major
         fns["stream"] = stream
+        if B == 64:
+            fns["tile_major_pairs"] = tile_major_pairs
+            tile_major_pairs_err = rel_l2(tile_major_pairs()[0], wo[:, tokens])
     flex_err = None
     if not args.no_flex:
         try:
@@ -290,6 +312,14 @@ def bench_mask(name, m, shape, args, out):
                whole_over_kernel=med["whole"] / med["ours"])
     if "flex" in med:
         rec["flex_over_ours"] = med["flex"] / med["ours"]
+    if "ours_pairs" in med:
+        rec["pairs_over_ours"] = med["ours_pairs"] / med["ours"]
+        rec["ours_pairs_tflops"] = 4.0 * D * B * B * nnz / med["ours_pairs"] / 1e9
+        rec["pairs_sparse_over_work_x_dense"] = med["ours_pairs"] / (work * med["cudnn"])
+        rec["pairs_vs_ours_rel_l2"] = pairs_err
+    if "tile_major_pairs" in med:
+        rec["tile_major_pairs_over_kernel"] = med["tile_major_pairs"] / med["ours"]
+        rec["tile_major_pairs_vs_whole_rel_l2"] = tile_major_pairs_err
     if "fused" in med:
         rec["fused_over_kernel"] = med["fused"] / med["ours"]
         rec["fused_over_whole"] = med["fused"] / med["whole"]
@@ -343,7 +373,7 @@ def main():
         print(f"\n{'shape':12} {'plan':17} {'blk':>3} {'dens':>6} {'work':>6} {'ours ms':>8} "
               f"{'flex ms':>8} {'cudnn ms':>8} {'ours/(w*dense)':>14} {'TFLOP/s':>8} "
               f"{'reorder':>8} {'fused/kern':>10} {'fused/whole':>11} {'tmajor/kern':>11} "
-              f"{'stream':>7}")
+              f"{'stream':>7} {'pairs/ours':>10} {'tm pairs/kern':>13}")
         for r in rows:
             flex = r["ms"].get("flex")
             print(f"{r['shape']:12} {r['plan']:17} {r['block']:>3} {r['density']:6.3f} {r['work']:6.3f} "
@@ -353,7 +383,9 @@ def main():
                   f"{r.get('fused_over_kernel', float('nan')):10.3f} "
                   f"{r.get('fused_over_whole', float('nan')):11.3f} "
                   f"{r.get('tile_major_over_kernel', float('nan')):11.3f} "
-                  f"{100 * r.get('stream_share_of_kernel', float('nan')):6.2f}%")
+                  f"{100 * r.get('stream_share_of_kernel', float('nan')):6.2f}% "
+                  f"{r.get('pairs_over_ours', float('nan')):10.3f} "
+                  f"{r.get('tile_major_pairs_over_kernel', float('nan')):13.3f}")
 
 
 if __name__ == "__main__":

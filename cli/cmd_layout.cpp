@@ -10,6 +10,7 @@
 #include "plan/model_preset.h"
 #include "plan/padding_cost.h"
 #include "plan/plan_loader.h"
+#include "plan/query_pairs.h"
 
 namespace sparseplan::cli {
 namespace {
@@ -22,19 +23,21 @@ torch::Tensor int64_tensor(const std::vector<int32_t>& values) {
 }
 
 // One layer's layouts as the kernels take them (row_offsets [H, nb + 1], global offsets into one
-// col_indices), the token order to gather into tile order and back, and the valid tokens per
+// col_indices; q_pair_order [H, nb] for 64-token blocks, plan/query_pairs.h), the token order to gather into tile order and back, and the valid tokens per
 // block. Stored as I64 (the project's safetensors writer has no I32); readers cast to int32.
 // Online heads are compiled dense, as they run until their first selection.
 void export_layouts(const std::string& path, const Plan& plan, const TileGeometry& g, int layer,
                     const std::vector<BlockLayout>& heads) {
   const TokenOrder order = make_token_order(g);
-  std::vector<int32_t> ro, ci;
+  std::vector<int32_t> ro, ci, pairs;
   std::vector<double> density;
   for (const BlockLayout& b : heads) {
     const int32_t base = int32_t(ci.size());
     for (int32_t r : b.row_offsets) ro.push_back(base + r);
     ci.insert(ci.end(), b.col_indices.begin(), b.col_indices.end());
     density.push_back(b.density());
+    const std::vector<int32_t> order = pair_query_blocks(b, g);
+    pairs.insert(pairs.end(), order.begin(), order.end());
   }
   const std::string grid = std::to_string(g.grid.frames) + "," + std::to_string(g.grid.height) +
                            "," + std::to_string(g.grid.width);
@@ -47,6 +50,7 @@ void export_layouts(const std::string& path, const Plan& plan, const TileGeometr
        {"block_valid", int64_tensor(order.block_valid)},
        {"row_offsets", int64_tensor(ro).view({int64_t(heads.size()), g.total_blocks + 1})},
        {"col_indices", int64_tensor(ci)},
+       {"q_pair_order", int64_tensor(pairs).view({int64_t(heads.size()), g.total_blocks})},
        {"density", torch::tensor(density, torch::kFloat64).to(torch::kFloat32)}},
       {{"model", plan.model.id},
        {"layer", std::to_string(layer)},
@@ -86,8 +90,9 @@ Command add_layout(CLI::App& app) {
   sub->add_option("--png", o->png, "Write the head's block mask in tile order to this PNG");
   sub->add_option("--svg", o->svg, "Write it as an SVG figure with labelled axes and a legend");
   sub->add_option("--export-csr", o->export_csr,
-                  "Write the block layouts (CSR) of --layer's heads, the token order and the valid "
-                  "tokens per block to this safetensors file (for bench/plan_masks.py)");
+                  "Write the block layouts (CSR) and pair orders of --layer's heads, the token "
+                  "order and the valid tokens per block to this safetensors file (for "
+                  "bench/plan_masks.py)");
   return {sub, [o]() {
             const Plan plan = load_plan(o->plan);
             if (!o->grid.empty()) {

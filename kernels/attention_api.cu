@@ -111,11 +111,11 @@ Pairing pairing(const AttentionParams& p, int nkb) {
   return Pairing::kTwoPerStage;
 }
 
-// The paired path's part of the workspace, after the work list and counter: the pair counts,
+// The paired path's part of the workspace, after the work list and counter: the pairs' rows,
 // the unions (num_cols entries), then the sort's scratch.
 size_t pair_workspace_bytes(const AttentionParams& p, int nqb, int nkb) {
   const size_t pairs = size_t(p.batch) * p.heads * ((nqb + 1) / 2);
-  return align256(sizeof(int32_t) * pairs) + align256(sizeof(int32_t) * size_t(p.num_cols)) +
+  return align256(sizeof(PairRows) * pairs) + align256(sizeof(int32_t) * size_t(p.num_cols)) +
          detail::pair_work_scratch_bytes(int(pairs), nkb);
 }
 
@@ -229,15 +229,15 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   if (pair_mode != Pairing::kOff) {
     AttentionParams pp = p;
     const int pairs = p.batch * p.heads * ((nqb + 1) / 2);
-    int32_t* counts = reinterpret_cast<int32_t*>(scratch);
-    int32_t* unions = reinterpret_cast<int32_t*>(scratch + align256(sizeof(int32_t) * size_t(pairs)));
+    PairRows* rows = reinterpret_cast<PairRows*>(scratch);
+    int32_t* unions = reinterpret_cast<int32_t*>(scratch + align256(sizeof(PairRows) * size_t(pairs)));
     uint8_t* sort_scratch = reinterpret_cast<uint8_t*>(unions) + align256(sizeof(int32_t) * size_t(p.num_cols));
     pp.num_work = pairs;
     pp.work_list = ws;
-    pp.pair_count = counts;
+    pp.pair_rows = rows;
     pp.pair_chunks = unions;
     const bool two_per_stage = pair_mode == Pairing::kTwoPerStage;
-    detail::build_pair_work_list(p, nqb, nkb, ws, counts, unions, sort_scratch, stream);
+    detail::build_pair_work_list(p, nqb, nkb, ws, rows, unions, sort_scratch, stream);
     bool launched = false;
     dispatch(dtype, p.head_dim, [&](auto e, auto d) {
       launched = detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(

@@ -25,6 +25,13 @@ struct VideoTiles {
   bool tile_major = false;
 };
 
+// A pair of 64-row query blocks (AttentionParams::pair_rows): blocks block[0] and block[1]
+// (-1: none, past an odd count), and the `count` codes of their union at pair_chunks + first.
+struct PairRows {
+  int32_t block[2];
+  int32_t first, count;
+};
+
 struct AttentionParams {
   const void* q = nullptr;
   const void* k = nullptr;
@@ -62,11 +69,18 @@ struct AttentionParams {
   int32_t* work_counter = nullptr;
   int num_work = 0;
 
+  // With block_q 64 on Hopper, which query blocks share a tile: [batch, heads, nqb], may be
+  // null. Each (batch, head)'s entries, if a permutation of its query blocks, pair blocks
+  // order[2 i] and order[2 i + 1] (plan/query_pairs.h chooses pairs whose key blocks overlap
+  // most); null, or a head's entries that are not a permutation, pair blocks 2 i and 2 i + 1.
+  // A hint only: every pairing gives the same result.
+  const int32_t* q_pair_order = nullptr;
+
   // Paired 64-row query blocks (filled in by block_sparse_attention_forward): work items are
-  // (b * heads + h) * ceil(nqb / 2) + pair; pair_count[item] chunks of the union of rows 2 pair
-  // and 2 pair + 1 start at pair_chunks + row_offsets[(b * heads + h) * (nqb + 1) + 2 pair],
-  // each encoded by encode_pair_chunk (tile_scheduler.cuh).
-  const int32_t* pair_count = nullptr;
+  // (b * heads + h) * ceil(nqb / 2) + pair; pair_rows[item] says which query blocks the pair
+  // serves and where the codes (encode_pair_chunk) of the union of their key blocks lie in
+  // pair_chunks.
+  const PairRows* pair_rows = nullptr;
   const int32_t* pair_chunks = nullptr;
 
   // Fused tile order (see VideoTiles); kv_block_valid must then be null (the tiles say it).

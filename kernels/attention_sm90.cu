@@ -141,7 +141,8 @@ bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage,
   const auto launch = [&](auto traits) {
     using Traits = decltype(traits);
     WsParams wp;
-    if (!encode_ws_maps(p, Traits::kBlockM, two ? 64 : Traits::kBlockN, true, &wp)) return false;
+    // Q in 64-row boxes: a pair's blocks load one by one, from wherever the pair order put them.
+    if (!encode_ws_maps(p, 64, two ? 64 : Traits::kBlockN, true, &wp)) return false;
     if (p.video.frames > 0)
       launch_ws_kernel<FusedWs<Traits>>(flash_ws_kernel<FusedWs<Traits>, true, true, true>, wp,
                                         p.num_work, stream,

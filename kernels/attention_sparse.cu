@@ -62,14 +62,69 @@ int work_buckets() {
 constexpr int kPairWarps = 4;
 constexpr int kPairWords = detail::kMaxPairKeyBlocks / 32;
 
-// One warp per pair of query blocks: both rows' key blocks go into a bitmap each (duplicates
-// and columns outside [0, nkb) drop out, as they attend nothing), then the lanes walk 32 words
-// at a time and write the union in key order, one code per key block, a warp scan placing
-// them. Weight (sort_work): the union size, so heavier pairs come first.
+// With q_pair_order: per (batch, head), one CTA, whether the head's order is a permutation of
+// its nqb query blocks (at most kMaxPairKeyBlocks, a bit each in shared memory); then each
+// pair's blocks (the order's, or 2 pair and 2 pair + 1 where it is not one) and where its
+// union goes (first: the head's first CSR entry plus the rows' lengths of the pairs before it,
+// so that the unions lie one after another over the head's CSR range) into pair_rows.
+constexpr int kOrderThreads = 256;
+
+__global__ void pair_order_kernel(const int32_t* row_offsets, const int32_t* order, int nqb,
+                                  PairRows* pair_rows) {
+  __shared__ uint32_t seen[detail::kMaxPairKeyBlocks / 32];
+  __shared__ int64_t sums[kOrderThreads];
+  __shared__ int bad;
+  const int bh = blockIdx.x, tid = threadIdx.x;
+  const int32_t* head = order + int64_t(bh) * nqb;
+  const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1);
+  const int words = (nqb + 31) / 32, npairs = (nqb + 1) / 2;
+  for (int w = tid; w < words; w += kOrderThreads) seen[w] = 0u;
+  if (tid == 0) bad = nqb > detail::kMaxPairKeyBlocks;
+  __syncthreads();
+  if (!bad)
+    for (int i = tid; i < nqb; i += kOrderThreads) {
+      const int b = __ldg(head + i);
+      const bool fresh = b >= 0 && b < nqb &&
+                         !((atomicOr(seen + (b >> 5), 1u << (b & 31)) >> (b & 31)) & 1u);
+      if (!fresh) bad = 1;
+    }
+  __syncthreads();
+  const bool ordered = !bad;
+  const auto block = [&](int i) {
+    return i >= nqb ? -1 : ordered ? __ldg(head + i) : i;
+  };
+  const auto length = [&](int b) { return b < 0 ? int64_t(0) : max(int64_t(o[b + 1]) - o[b], int64_t(0)); };
+  // Each thread a run of pairs: their lengths summed, scanned across threads, then placed.
+  const int per = (npairs + kOrderThreads - 1) / kOrderThreads;
+  const int p0 = min(tid * per, npairs), p1 = min(p0 + per, npairs);
+  int64_t sum = 0;
+  for (int pr = p0; pr < p1; ++pr) sum += length(block(2 * pr)) + length(block(2 * pr + 1));
+  sums[tid] = sum;
+  __syncthreads();
+  for (int d = 1; d < kOrderThreads; d <<= 1) {
+    const int64_t x = tid >= d ? sums[tid - d] : 0;
+    __syncthreads();
+    sums[tid] += x;
+    __syncthreads();
+  }
+  int64_t at = o[0] + sums[tid] - sum;
+  for (int pr = p0; pr < p1; ++pr) {
+    const int qa = block(2 * pr), qb = block(2 * pr + 1);
+    pair_rows[int64_t(bh) * npairs + pr] = PairRows{{qa, qb}, int32_t(at), 0};
+    at += length(qa) + length(qb);
+  }
+}
+
+// One warp per pair of query blocks (blocks 2 pair and 2 pair + 1, written over their own CSR
+// range; or, placed by pair_order_kernel, the blocks and range in pair_rows): both rows' key
+// blocks go into a bitmap each (duplicates and columns outside [0, nkb) drop out, as they
+// attend nothing), then the lanes walk 32 words at a time and write the union in key order,
+// one code per key block, a warp scan placing them. Weight (sort_work): the union size, so
+// heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
-                                  int64_t num_cols, int items, int npairs, int nqb, int nkb,
-                                  int32_t* pair_count, int32_t* pair_chunks, int32_t* keys,
-                                  int32_t* item_ids, int* max_weight) {
+                                  int64_t num_cols, bool ordered, int items, int npairs, int nqb,
+                                  int nkb, PairRows* pair_rows, int32_t* pair_chunks,
+                                  int32_t* keys, int32_t* item_ids, int* max_weight) {
   __shared__ uint32_t bits[kPairWarps][2][kPairWords];
   constexpr unsigned kAll = 0xffffffffu;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -78,18 +133,30 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
   const int words = (nkb + 31) / 32;
   for (int item = blockIdx.x * kPairWarps + warp; item < items; item += gridDim.x * kPairWarps) {
     const int bh = item / npairs, pair = item % npairs;
-    const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1) + 2 * pair;
-    const int64_t a0 = o[0], a1 = o[1];
-    const int64_t b1 = 2 * pair + 1 < nqb ? o[2] : a1;
-    // The union is written over the pair's own CSR range, so it must lie inside col_indices.
-    const bool inside = 0 <= a0 && a0 <= a1 && a1 <= b1 && b1 <= num_cols;
+    const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1);
+    PairRows r{{2 * pair, 2 * pair + 1 < nqb ? 2 * pair + 1 : -1}, 0, 0};
+    if (ordered) r = pair_rows[item];
+    else r.first = o[2 * pair];
+    const int qa = r.block[0], qb = r.block[1];
+    const int64_t a0 = o[qa], a1 = o[qa + 1];
+    const int64_t b0 = qb >= 0 ? o[qb] : 0, b1 = qb >= 0 ? o[qb + 1] : 0;
+    // The union is written over the pair's share of the CSR range, so it must lie inside
+    // col_indices.
+    const bool inside = 0 <= a0 && a0 <= a1 && 0 <= b0 && b0 <= b1 && a1 <= num_cols &&
+                        b1 <= num_cols && 0 <= r.first &&
+                        r.first + (a1 - a0) + (b1 - b0) <= num_cols;
     for (int w = lane; w < words; w += 32) in_a[w] = in_b[w] = 0u;
     __syncwarp();
-    if (inside)
-      for (int64_t c = a0 + lane; c < b1; c += 32) {
+    if (inside) {
+      for (int64_t c = a0 + lane; c < a1; c += 32) {
         const int kb = __ldg(cols + c);
-        if (kb >= 0 && kb < nkb) atomicOr((c < a1 ? in_a : in_b) + (kb >> 5), 1u << (kb & 31));
+        if (kb >= 0 && kb < nkb) atomicOr(in_a + (kb >> 5), 1u << (kb & 31));
       }
+      for (int64_t c = b0 + lane; c < b1; c += 32) {
+        const int kb = __ldg(cols + c);
+        if (kb >= 0 && kb < nkb) atomicOr(in_b + (kb >> 5), 1u << (kb & 31));
+      }
+    }
     __syncwarp();
     int total = 0;
     for (int w0 = 0; w0 < words; w0 += 32) {
@@ -106,12 +173,13 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       for (uint32_t u = a | b; u != 0u; u &= u - 1u) {
         const int bit = __ffs(u) - 1;
         const int members = int((a >> bit) & 1u) | int((b >> bit) & 1u) << 1;
-        pair_chunks[a0 + at++] = encode_pair_chunk(w * 32 + bit, members);
+        pair_chunks[r.first + at++] = encode_pair_chunk(w * 32 + bit, members);
       }
       total += __shfl_sync(kAll, incl, 31);
     }
     if (lane == 0) {
-      pair_count[item] = total;
+      r.count = total;
+      pair_rows[item] = r;
       keys[item] = total;
       atomicMax(max_weight, total);
       item_ids[item] = item;
@@ -210,7 +278,7 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int n
 size_t pair_work_scratch_bytes(int items, int nkb) { return work_list_scratch_bytes(items, nkb); }
 
 void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list,
-                          int32_t* pair_count, int32_t* pair_chunks, void* scratch,
+                          PairRows* pair_rows, int32_t* pair_chunks, void* scratch,
                           cudaStream_t stream) {
   if (nkb > kMaxPairKeyBlocks)
     throw std::invalid_argument("block_sparse_attention: pairing 64-row query blocks needs at most " +
@@ -219,10 +287,16 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
   const int items = p.batch * p.heads * npairs;
   const int blocks = std::min((items + kPairWarps - 1) / kPairWarps, 2048);
   if (blocks == 0) return;
+  const bool ordered = p.q_pair_order != nullptr;
+  if (ordered) {
+    pair_order_kernel<<<p.batch * p.heads, kOrderThreads, 0, stream>>>(
+        p.row_offsets, p.q_pair_order, nqb, pair_rows);
+    check_cuda(cudaGetLastError(), "pair order launch");
+  }
   const WorkScratch w = carve_work_scratch(scratch, items, nkb, stream);
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
-      p.row_offsets, p.col_indices, p.num_cols, items, npairs, nqb, nkb, pair_count, pair_chunks,
-      w.keys_in, w.items_in, w.max_weight);
+      p.row_offsets, p.col_indices, p.num_cols, ordered, items, npairs, nqb, nkb, pair_rows,
+      pair_chunks, w.keys_in, w.items_in, w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
   sort_work(w, items, nkb, work_list, stream);
 }

@@ -158,7 +158,7 @@ struct PingPong {
 // With the fused tile order (kFused) the rows go to their tokens in model order:
 // the warpgroup's 64 rows lie in one block, whose tile's tokens are written (16 bytes a thread,
 // a row's head_dim contiguous) and the rest dropped; the Q stage is free once all have read it.
-template <typename Traits, bool kFused>
+template <typename Traits, bool kPaired, bool kFused>
 __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTile& t, int g,
                                                   uint8_t* sQ, float (&O)[Traits::kDTiles][4],
                                                   const WsSoftmax<Traits>& sm) {
@@ -169,9 +169,11 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
   const int lane = tid % 32, warp = tid / 32;
   const int q0 = t.q_tile * Traits::kBlockM;
   constexpr bool fused = kFused;
-  // This warpgroup's rows: rows [first, first + 64) of tile order, in the fused order tokens
-  // [first % block_q, ...) of the block's tile.
-  const int first = q0 + g * 64;
+  // This warpgroup's rows: rows [first, first + 64) of tile order (a pair's: its own block,
+  // wherever the pair order put it), in the fused order tokens [first % block_q, ...) of the
+  // block's tile.
+  const int block = kPaired ? pair_query_block(p, t, g) : 0;
+  const int first = kPaired ? (block < 0 ? p.q_len : block * 64) : q0 + g * 64;
   const int in_block = first % p.block_q;
   // (A pair's second block past an odd count has no rows; nor, in the fused order, has the
   // second half of a 128-token block whose tile is smaller.)
@@ -217,11 +219,11 @@ __device__ __forceinline__ void consumer_epilogue(const WsParams& wp, const WsTi
   }
   sm90::fence_proxy_async();  // the TMA store reads through the async proxy
   sm90::named_barrier_sync(1 + g, 128);
-  if (tid == 0) {
+  if (tid == 0 && q_valid > 0) {
     const uint32_t rows = sm90::smem_u32(sQ) + g * 64 * 128;
 #pragma unroll
     for (int c = 0; c < Traits::kHeadDim / 64; ++c)
-      sm90::tma_store_4d(&wp.tma_o, rows + c * Traits::kBlockM * 128, c * 64, q0 + g * 64, t.h, t.b);
+      sm90::tma_store_4d(&wp.tma_o, rows + c * Traits::kBlockM * 128, c * 64, first, t.h, t.b);
     sm90::bulk_commit();
   }
 }
@@ -351,7 +353,7 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
       vs.advance();
     }
-    consumer_epilogue<Traits, kFused>(wp, t, g,
+    consumer_epilogue<Traits, kPaired, kFused>(wp, t, g,
                                       smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);
     held_q = qs.stage;
     qs.advance();

@@ -52,6 +52,26 @@ __device__ __forceinline__ void load_chunk_tma(uint32_t smem, const CUtensorMap*
   }
 }
 
+// A pair's two 64-row query blocks into rows 0 and 64 of a Q stage (a map with 64-row boxes),
+// each from its own block, so any two blocks can share a tile (AttentionParams::q_pair_order).
+// Past an odd count the second is none: its rows keep stale data, which its warpgroup's
+// epilogue never writes out.
+template <typename Traits>
+__device__ __forceinline__ void load_query_pair(uint32_t smem, const CUtensorMap* map,
+                                                uint64_t* full, const WsTile& t, int block0,
+                                                int block1) {
+  const int count = block1 < 0 ? 1 : 2;
+  sm90::mbarrier_arrive_expect_tx(full, count * 64 * Traits::kHeadDim * 2);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (i >= count) break;
+#pragma unroll
+    for (int c = 0; c < Traits::kHeadDim / 64; ++c)
+      sm90::tma_load_4d(smem + c * Traits::kBlockM * 128 + i * 64 * 128, map, full, c * 64,
+                        (i == 0 ? block0 : block1) * 64, t.h, t.b);
+  }
+}
+
 // The tiles of blocks block0 and block1 (-1: none) of the fused tile order (pack_tile), looked
 // up before the producer waits for a free stage, so the lookup's latency hides behind the wait
 // instead of delaying the loads (measured: 10-25% of the fused kernels' time when it did not).
@@ -128,17 +148,19 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
     if (k_warp) {
       VideoBlocks q_blocks{};
       if (leader && fused) {
-        // The tile's query blocks: one, or with 64-row blocks in a 128-row tile two (the
-        // second past the last block of an odd count is none).
-        const int per_tile = Traits::kBlockM / p.block_q, first = t.q_tile * per_tile;
-        const int second = per_tile == 2 && (first + 1) * 64 < p.q_len ? first + 1 : -1;
-        q_blocks = video_blocks(wp.video, first, second);
+        // The tile's query blocks: one, or a pair's two (the second none past an odd count).
+        if constexpr (kPaired)
+          q_blocks = video_blocks(wp.video, pair_query_block(p, t, 0), pair_query_block(p, t, 1));
+        else q_blocks = video_blocks(wp.video, t.q_tile, -1);
       }
       sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
       const uint32_t sQ = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes;
       if (leader && fused) {
         load_video_blocks<Traits, Traits::kBlockM>(sQ, wp.video, wp.video.q, &bar.q_full[qs.stage],
                                                    q_blocks, t.h, t.b);
+      } else if (leader && kPaired) {
+        load_query_pair<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], t,
+                                pair_query_block(p, t, 0), pair_query_block(p, t, 1));
       } else if (leader) {
         load_tile_tma<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], Traits::kQBytes,
                               Traits::kBlockM, t.q_tile * Traits::kBlockM, t.h, t.b);

@@ -16,38 +16,45 @@ namespace sparseplan::cuda {
 
 struct WsTile {
   int b, h, q_tile;
-  int item = 0;  // work item (paired tiles look up their chunk count by it)
+  int item = 0;  // work item (paired tiles look up their rows by it)
 };
+
+// Query block `i` of a paired tile (the second -1 past an odd count), read at the tile's Q load
+// and epilogue rather than held in registers through the key loop.
+__device__ __forceinline__ int pair_query_block(const AttentionParams& p, const WsTile& t, int i) {
+  return __ldg(&p.pair_rows[t.item].block[i]);
+}
 
 // The chunks of a paired tile: its union's key blocks in key order, one per stage, or with
 // 64-key blocks in 128-key stages (two_per_stage) any two consecutive ones of the union, the
 // last stage of an odd union holding its block twice with the second copy attended by nobody.
 struct PairChunks {
+  // Block size, lengths and valid counts are read from the kernel's parameters where needed:
+  // copies would hold registers of the producer warp, which has 40.
+  const AttentionParams& p;
   const int32_t* codes;  // this tile's union, encode_pair_chunk
   int n;                 // union size
-  int block_k;
-  int kv_len;
-  const int32_t* kv_block_valid;
   bool two_per_stage;
   __device__ int count() const { return two_per_stage ? (n + 1) / 2 : n; }
+  __device__ int32_t code(int t) const { return __ldg(codes + t); }
   // Which query blocks attend stage t's keys: bits 0-1 its first block's members, bits 2-3
   // the second block's.
   __device__ int members(int t) const {
-    if (!two_per_stage) return pair_chunk_members(__ldg(codes + t));
-    const int first = pair_chunk_members(__ldg(codes + 2 * t));
-    return 2 * t + 1 < n ? first | pair_chunk_members(__ldg(codes + 2 * t + 1)) << 2 : first;
+    if (!two_per_stage) return pair_chunk_members(code(t));
+    const int one = pair_chunk_members(code(2 * t));
+    return 2 * t + 1 < n ? one | pair_chunk_members(code(2 * t + 1)) << 2 : one;
   }
   __device__ int block_valid(int kb) const {
-    int valid = min(block_k, kv_len - kb * block_k);
-    if (kv_block_valid != nullptr) valid = min(valid, __ldg(kv_block_valid + kb));
+    int valid = min(p.block_k, p.kv_len - kb * p.block_k);
+    if (p.kv_block_valid != nullptr) valid = min(valid, __ldg(p.kv_block_valid + kb));
     return max(valid, 0);
   }
   __device__ KeyChunk operator()(int t) const {
-    const int first = pair_chunk_block(__ldg(codes + (two_per_stage ? 2 * t : t)));
-    KeyChunk c{first * block_k, block_valid(first)};
+    const int one = pair_chunk_block(code(two_per_stage ? 2 * t : t));
+    KeyChunk c{one * p.block_k, block_valid(one)};
     if (two_per_stage) {
-      const int second = 2 * t + 1 < n ? pair_chunk_block(__ldg(codes + 2 * t + 1)) : first;
-      c.second_start = second * block_k;
+      const int second = 2 * t + 1 < n ? pair_chunk_block(code(2 * t + 1)) : one;
+      c.second_start = second * p.block_k;
       c.second_valid = block_valid(second);
     }
     return c;
@@ -72,11 +79,9 @@ struct WsSchedule {
   }
   __device__ auto chunks(const WsTile& t) const {
     if constexpr (kPaired) {
-      const int nqb = (p.q_len + 63) / 64;
-      const int begin =
-          __ldg(p.row_offsets + (int64_t(t.b) * p.heads + t.h) * (nqb + 1) + 2 * t.q_tile);
-      return PairChunks{p.pair_chunks + begin, __ldg(p.pair_count + t.item), p.block_k,
-                        p.kv_len,  p.kv_block_valid, 2 * p.block_k == Traits::kBlockN};
+      const PairRows* r = p.pair_rows + t.item;
+      return PairChunks{p, p.pair_chunks + __ldg(&r->first), __ldg(&r->count),
+                        2 * p.block_k == Traits::kBlockN};
     } else if constexpr (kSparse) {
       const int nqb = q_tiles();
       const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;

@@ -52,7 +52,7 @@ template <typename Element, int kHeadDim>
 void run_dense_sm90(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kWarpGroups>
 void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream);
-// Block-sparse over pairs of 64-row query blocks (p.pair_count, p.pair_chunks and the work
+// Block-sparse over pairs of 64-row query blocks (p.pair_rows, p.pair_chunks and the work
 // list of build_pair_work_list; two_per_stage: 64-key blocks go two to a 128-key stage).
 // False (nothing launched) when the tensors cannot be mapped for TMA.
 template <typename Element, int kHeadDim>
@@ -67,17 +67,18 @@ size_t work_list_scratch_bytes(int items, int num_k_blocks);
 void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_blocks,
                      int num_k_blocks, int32_t* work_list, void* scratch, cudaStream_t stream);
 
-// Pairs of 64-row query blocks (items bh * ceil(nqb / 2) + pair) of p: writes each pair's
-// chunks (the union of both rows' key blocks in key order, encode_pair_chunk) into pair_chunks
-// (p.num_cols entries, at the offset of the pair's first row) and their number into
-// pair_count, and sorts the items by union size as build_work_list does, into work_list.
-// scratch holds pair_work_scratch_bytes. Pairs whose CSR rows fall outside [0, num_cols) get
-// no chunks. Needs num_k_blocks <= kMaxPairKeyBlocks (the union is formed in shared-memory
-// bitmaps).
+// Pairs of 64-row query blocks (items bh * ceil(nqb / 2) + pair) of p, which blocks each from
+// p.q_pair_order where that is a permutation of the head's blocks (checked here), else 2 pair
+// and 2 pair + 1: writes each pair's rows (PairRows) and chunks (the union of both rows' key
+// blocks in key order, encode_pair_chunk) into pair_chunks (p.num_cols entries, over the
+// head's CSR range), and sorts the items by union size as build_work_list does, into
+// work_list. scratch holds pair_work_scratch_bytes. Pairs whose CSR rows fall outside
+// [0, num_cols) get no chunks. Needs num_k_blocks <= kMaxPairKeyBlocks (the union is formed in
+// shared-memory bitmaps).
 constexpr int kMaxPairKeyBlocks = 16384;
 size_t pair_work_scratch_bytes(int items, int num_k_blocks);
 void build_pair_work_list(const AttentionParams& p, int num_q_blocks, int num_k_blocks,
-                          int32_t* work_list, int32_t* pair_count, int32_t* pair_chunks,
+                          int32_t* work_list, PairRows* pair_rows, int32_t* pair_chunks,
                           void* scratch, cudaStream_t stream);
 
 }  // namespace sparseplan::cuda::detail

@@ -172,7 +172,8 @@ bool block_sparse_kernel_runs(const Tensor& q, int64_t block_q, int64_t block_k)
 std::tuple<Tensor, Tensor> run_block_sparse_attention(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, int64_t block_q, int64_t block_k,
-    const std::optional<Tensor>& kv_block_valid, std::optional<double> scale) {
+    const std::optional<Tensor>& kv_block_valid, std::optional<double> scale,
+    const std::optional<Tensor>& q_pair_order) {
   if (block_sparse_kernel_runs(q, block_q, block_k)) {
     // The kernels run bfloat16/float16; the runner's attention inputs are bf16-rounded already.
     const auto dtype = q.scalar_type() == at::kHalf ? at::kHalf : at::kBFloat16;
@@ -180,9 +181,11 @@ std::tuple<Tensor, Tensor> run_block_sparse_attention(
     if (kv_block_valid.has_value()) valid = *kv_block_valid;
     c10::optional<double> sc;
     if (scale.has_value()) sc = *scale;
+    c10::optional<Tensor> pairs;
+    if (q_pair_order.has_value()) pairs = *q_pair_order;
     auto [out, lse] = ops::block_sparse_attention(
         q.to(dtype).contiguous(), k.to(dtype).contiguous(), v.to(dtype).contiguous(),
-        row_offsets.contiguous(), col_indices.contiguous(), block_q, block_k, valid, sc);
+        row_offsets.contiguous(), col_indices.contiguous(), block_q, block_k, valid, sc, pairs);
     return {out.to(q.scalar_type()), lse};
   }
   return block_sparse_attention_torch(q, k, v, row_offsets, col_indices, block_q, block_k,

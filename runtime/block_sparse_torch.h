@@ -35,6 +35,7 @@ bool block_sparse_kernel_runs(const at::Tensor& q, int64_t block_q, int64_t bloc
 std::tuple<at::Tensor, at::Tensor> run_block_sparse_attention(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& row_offsets,
     const at::Tensor& col_indices, int64_t block_q, int64_t block_k,
-    const std::optional<at::Tensor>& kv_block_valid, std::optional<double> scale = std::nullopt);
+    const std::optional<at::Tensor>& kv_block_valid, std::optional<double> scale = std::nullopt,
+    const std::optional<at::Tensor>& q_pair_order = std::nullopt);
 
 }  // namespace sparseplan

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 
@@ -10,6 +11,7 @@
 
 #include "kernels/block_select_reference.h"
 #include "plan/plan_loader.h"
+#include "plan/query_pairs.h"
 #include "runtime/attention_profile.h"
 #include "runtime/block_mass_torch.h"
 #include "runtime/block_sparse_torch.h"
@@ -23,6 +25,9 @@ struct PlanBackend::LayerPlan {
   std::vector<int> online;         // online heads, increasing
   std::vector<int> online_pos;     // [heads]: position in `online`, -1 for static heads
   bool all_dense = true;
+  // [heads]: the static heads' pair orders for the kernels' 64-token blocks
+  // (plan/query_pairs.h), made with the layer's first layout on CUDA (the CPU never pairs).
+  mutable std::vector<std::vector<int32_t>> pair_orders;
 };
 
 struct PlanBackend::DeviceLayout {
@@ -34,6 +39,9 @@ struct PlanBackend::DeviceLayout {
   // Refresh layouts of the residual cache only (add_complement): the blocks each head's layout
   // leaves out.
   torch::Tensor complement_row_offsets, complement_col_indices;
+  // int32 [B, H, nqb]: which query blocks the kernels pair (64-token blocks on CUDA only);
+  // online heads in consecutive pairs.
+  std::optional<torch::Tensor> pair_order;
   double density = 0.0;       // blocks run / all blocks; online heads at a selection count 1
 };
 
@@ -308,6 +316,24 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
   DeviceLayout d;
   d.batch = batch;
   d.device = device;
+  if (device.is_cuda() && plan_.block_size == 64) {
+    if (lp.pair_orders.empty()) {
+      lp.pair_orders.resize(size_t(H));
+      for (int64_t h = 0; h < H; ++h)
+        if (lp.online_pos[size_t(h)] < 0)
+          lp.pair_orders[size_t(h)] = pair_query_blocks(lp.heads[size_t(h)], geometry_);
+    }
+    std::vector<int32_t> consecutive(static_cast<size_t>(nqb));
+    std::iota(consecutive.begin(), consecutive.end(), 0);
+    std::vector<int32_t> orders;
+    orders.reserve(size_t(batch * H * nqb));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const auto& o = lp.online_pos[size_t(h)] < 0 ? lp.pair_orders[size_t(h)] : consecutive;
+        orders.insert(orders.end(), o.begin(), o.end());
+      }
+    d.pair_order = to_tensor(orders, torch::kInt, device).view({batch, H, nqb});
+  }
   d.row_offsets = to_tensor(ro, torch::kInt, device).view({batch, H, nqb + 1});
   d.col_indices = to_tensor(ci, torch::kInt, device);
   d.density = run / (double(batch * H) * double(nqb) * double(nkb));
@@ -508,9 +534,12 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     qt = to_tiles(q), kt = to_tiles(k), vt = to_tiles(v);
     return 0;
   });
+  // The layout's pair order goes with its own blocks, not its complement's.
   const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
+    const auto pairs = row_offsets.is_same(layout->row_offsets) ? layout->pair_order : std::nullopt;
     return kernels ? run_block_sparse_attention(qt, kt, vt, row_offsets, col_indices,
-                                                plan_.block_size, plan_.block_size, order.kv_valid)
+                                                plan_.block_size, plan_.block_size, order.kv_valid,
+                                                std::nullopt, pairs)
                    : block_sparse_attention_torch(qt, kt, vt, row_offsets, col_indices,
                                                   plan_.block_size, plan_.block_size,
                                                   order.kv_valid);
@@ -586,8 +615,10 @@ torch::Tensor PlanBackend::sparse_in_video_order(const AttentionCall& call, cons
   const std::vector<int64_t> grid_dims{grid.frames, grid.height, grid.width};
   const std::vector<int64_t> tile(geometry_.tile.begin(), geometry_.tile.end());
   const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
+    const auto pairs = row_offsets.is_same(layout.row_offsets) ? layout.pair_order : std::nullopt;
     return ops::video_block_sparse_attention(qb, kb, vb, row_offsets, col_indices, grid_dims,
-                                             tile, plan_.block_size, tile_major, c10::nullopt);
+                                             tile, plan_.block_size, tile_major, c10::nullopt,
+                                             pairs);
   };
   const auto result = attend(layout.row_offsets, layout.col_indices);
   torch::Tensor out = std::get<0>(result);

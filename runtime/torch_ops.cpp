@@ -126,6 +126,20 @@ void check_valid(const char* op, const char* name, const c10::optional<Tensor>& 
               message(op, ": ", name, " must be [", n, "], got ", t->sizes()));
 }
 
+// q_pair_order: int32 [B, H, nqb] on q's device. Its values are a hint the kernels check
+// themselves (a head whose entries are no permutation keeps consecutive pairs), so the CPU,
+// which does not pair, only checks the shape.
+void check_pair_order(const char* op, const Tensor& q, int64_t nqb,
+                      const c10::optional<Tensor>& order) {
+  if (!order.has_value()) return;
+  check_int32(op, "q_pair_order", *order, q.device());
+  TORCH_CHECK(order->dim() == 3 && order->size(0) == q.size(0) && order->size(1) == q.size(2) &&
+                  order->size(2) == nqb,
+              message(op, ": q_pair_order must be [", q.size(0), ", ", q.size(2), ", ", nqb,
+                      "], got ", order->sizes()));
+  TORCH_CHECK(order->is_contiguous(), message(op, ": q_pair_order must be contiguous"));
+}
+
 // ---- CPU: the float32 references, one (batch, head) at a time -------------------------------
 
 Tensor head_f32(const Tensor& x, int64_t b, int64_t h) {
@@ -202,9 +216,11 @@ std::tuple<Tensor, Tensor> block_sparse_attention_cpu(const Tensor& q, const Ten
                                                       const Tensor& col_indices, int64_t block_q,
                                                       int64_t block_k,
                                                       const c10::optional<Tensor>& kv_block_valid,
-                                                      c10::optional<double> scale) {
+                                                      c10::optional<double> scale,
+                                                      const c10::optional<Tensor>& q_pair_order) {
   const char* op = "sparseplan::block_sparse_attention";
   check_sparse_args(op, q, k, v, row_offsets, col_indices, block_q, block_k, kv_block_valid);
+  check_pair_order(op, q, blocks(q.size(1), block_q), q_pair_order);
   return attention_cpu(op, q, k, v, &row_offsets, &col_indices, block_q, block_k, kv_block_valid,
                        resolve_scale(op, scale, q.size(3)));
 }
@@ -378,10 +394,11 @@ Tensor reorder_tokens_cpu(const Tensor& x, const Tensor& index) {
 std::tuple<Tensor, Tensor> video_block_sparse_attention_cpu(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    bool tile_major, c10::optional<double> scale) {
+    bool tile_major, c10::optional<double> scale, const c10::optional<Tensor>& q_pair_order) {
   const char* op = "sparseplan::video_block_sparse_attention";
   const TileGeometry g =
       check_video_args(op, q, k, v, row_offsets, col_indices, grid, tile, block);
+  check_pair_order(op, q, g.total_blocks, q_pair_order);
   const VideoOrder order = video_order(g, tile_major, q.device());
   const auto tiled = [&](const Tensor& x) {
     return reorder_tokens_cpu(x.contiguous(), order.row_of_slot);
@@ -451,9 +468,11 @@ std::tuple<Tensor, Tensor> block_sparse_attention_cuda(const Tensor& q, const Te
                                                        const Tensor& col_indices, int64_t block_q,
                                                        int64_t block_k,
                                                        const c10::optional<Tensor>& kv_block_valid,
-                                                       c10::optional<double> scale) {
+                                                       c10::optional<double> scale,
+                                                       const c10::optional<Tensor>& q_pair_order) {
   const char* op = "sparseplan::block_sparse_attention";
   check_sparse_args(op, q, k, v, row_offsets, col_indices, block_q, block_k, kv_block_valid);
+  check_pair_order(op, q, blocks(q.size(1), block_q), q_pair_order);
   const auto dtype = kernel_dtype(op, q);
   c10::cuda::CUDAGuard guard(q.device());
   auto out = at::empty(q.sizes(), q.options());
@@ -464,6 +483,7 @@ std::tuple<Tensor, Tensor> block_sparse_attention_cuda(const Tensor& q, const Te
   p.col_indices = col_indices.data_ptr<int32_t>();
   p.num_cols = col_indices.numel();
   p.kv_block_valid = opt_ptr(kv_block_valid);
+  p.q_pair_order = opt_ptr(q_pair_order);
   const size_t bytes = cuda::block_sparse_workspace_bytes(p);
   auto workspace = at::empty({int64_t((bytes + 3) / 4)}, q.options().dtype(at::kInt));
   run_kernel(op, [&] {
@@ -556,10 +576,11 @@ Tensor reorder_tokens_cuda(const Tensor& x, const Tensor& index) {
 std::tuple<Tensor, Tensor> video_block_sparse_attention_cuda(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    bool tile_major, c10::optional<double> scale) {
+    bool tile_major, c10::optional<double> scale, const c10::optional<Tensor>& q_pair_order) {
   const char* op = "sparseplan::video_block_sparse_attention";
   const TileGeometry g =
       check_video_args(op, q, k, v, row_offsets, col_indices, grid, tile, block);
+  check_pair_order(op, q, g.total_blocks, q_pair_order);
   const auto dtype = kernel_dtype(op, q);
   c10::cuda::CUDAGuard guard(q.device());
   if (!cuda::fused_tile_order_supported()) {  // gather, attend, scatter
@@ -569,7 +590,7 @@ std::tuple<Tensor, Tensor> video_block_sparse_attention_cuda(
     };
     const auto [out, lse] =
         block_sparse_attention_cuda(tiled(q), tiled(k), tiled(v), row_offsets, col_indices,
-                                    block, block, order.block_valid, scale);
+                                    block, block, order.block_valid, scale, q_pair_order);
     return {reorder_tokens_cuda(out, order.slot_of_row),
             lse.index_select(2, order.slot_of_row.to(at::kLong))};
   }
@@ -582,6 +603,7 @@ std::tuple<Tensor, Tensor> video_block_sparse_attention_cuda(
   p.num_cols = col_indices.numel();
   p.video = {g.grid.frames, g.grid.height, g.grid.width, g.tile[0], g.tile[1], g.tile[2],
              tile_major};
+  p.q_pair_order = opt_ptr(q_pair_order);
   const size_t bytes = cuda::block_sparse_workspace_bytes(p);
   auto workspace = at::empty({int64_t((bytes + 3) / 4)}, q.options().dtype(at::kInt));
   run_kernel(op, [&] {
@@ -611,28 +633,32 @@ std::tuple<Tensor, Tensor> block_sparse_attention(const Tensor& q, const Tensor&
                                                   const Tensor& col_indices, int64_t block_q,
                                                   int64_t block_k,
                                                   const c10::optional<Tensor>& kv_block_valid,
-                                                  c10::optional<double> scale) {
+                                                  c10::optional<double> scale,
+                                                  const c10::optional<Tensor>& q_pair_order) {
   static auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("sparseplan::block_sparse_attention", "")
           .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
                                             const Tensor&, const Tensor&, int64_t, int64_t,
-                                            const c10::optional<Tensor>&, c10::optional<double>)>();
-  return op.call(q, k, v, row_offsets, col_indices, block_q, block_k, kv_block_valid, scale);
+                                            const c10::optional<Tensor>&, c10::optional<double>,
+                                            const c10::optional<Tensor>&)>();
+  return op.call(q, k, v, row_offsets, col_indices, block_q, block_k, kv_block_valid, scale,
+                 q_pair_order);
 }
 
 std::tuple<Tensor, Tensor> video_block_sparse_attention(
     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& row_offsets,
     const Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    bool tile_major, c10::optional<double> scale) {
+    bool tile_major, c10::optional<double> scale, const c10::optional<Tensor>& q_pair_order) {
   static auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("sparseplan::video_block_sparse_attention", "")
           .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
                                             const Tensor&, const Tensor&, c10::IntArrayRef,
                                             c10::IntArrayRef, int64_t, bool,
-                                            c10::optional<double>)>();
-  return op.call(q, k, v, row_offsets, col_indices, grid, tile, block, tile_major, scale);
+                                            c10::optional<double>, const c10::optional<Tensor>&)>();
+  return op.call(q, k, v, row_offsets, col_indices, grid, tile, block, tile_major, scale,
+                 q_pair_order);
 }
 
 Tensor block_mass(const Tensor& q, const Tensor& k, const Tensor& lse, int64_t block_q,
@@ -670,12 +696,11 @@ TORCH_LIBRARY(sparseplan, m) {
   m.def(
       "block_sparse_attention(Tensor q, Tensor k, Tensor v, Tensor row_offsets, "
       "Tensor col_indices, int block_q, int block_k, Tensor? kv_block_valid=None, "
-      "float? scale=None) -> (Tensor, Tensor)");
+      "float? scale=None, Tensor? q_pair_order=None) -> (Tensor, Tensor)");
   m.def(
       "video_block_sparse_attention(Tensor q, Tensor k, Tensor v, Tensor row_offsets, "
       "Tensor col_indices, int[] grid, int[] tile, int block, bool tile_major=False, "
-      "float? scale=None) "
-      "-> (Tensor, Tensor)");
+      "float? scale=None, Tensor? q_pair_order=None) -> (Tensor, Tensor)");
   m.def(
       "block_mass(Tensor q, Tensor k, Tensor lse, int block_q, int block_k, "
       "Tensor? q_block_valid=None, Tensor? kv_block_valid=None, float? scale=None) -> Tensor");

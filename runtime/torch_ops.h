@@ -19,7 +19,12 @@ std::tuple<at::Tensor, at::Tensor> dense_attention(const at::Tensor& q, const at
 std::tuple<at::Tensor, at::Tensor> block_sparse_attention(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& row_offsets,
     const at::Tensor& col_indices, int64_t block_q, int64_t block_k,
-    const c10::optional<at::Tensor>& kv_block_valid, c10::optional<double> scale);
+    const c10::optional<at::Tensor>& kv_block_valid, c10::optional<double> scale,
+    const c10::optional<at::Tensor>& q_pair_order = c10::nullopt);
+
+// q_pair_order (both block-sparse ops), int32 [B, H, nqb]: with 64-token query blocks on
+// Hopper, which blocks share a 128-row tile (cuda::AttentionParams::q_pair_order,
+// plan/query_pairs.h); a scheduling hint, the result is the same without it.
 
 // The fused tile order: q, k, v hold a video's frame-major tokens (N = frames * height *
 // width, grid = [frames, height, width]); query and key block i of the layout is tile i of
@@ -32,7 +37,8 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_attention(
 std::tuple<at::Tensor, at::Tensor> video_block_sparse_attention(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& row_offsets,
     const at::Tensor& col_indices, c10::IntArrayRef grid, c10::IntArrayRef tile, int64_t block,
-    bool tile_major, c10::optional<double> scale);
+    bool tile_major, c10::optional<double> scale,
+    const c10::optional<at::Tensor>& q_pair_order = c10::nullopt);
 // mass float32 [B, H, nqb, nkb].
 at::Tensor block_mass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse,
                       int64_t block_q, int64_t block_k,

@@ -295,7 +295,22 @@ struct ScopedEnv {
 };
 
 void run_sparse_layout(int B, int N, int H, int D, DType dt, int block_q, int block_k,
-                       const Csr& csr, bool padded, std::mt19937& rng);
+                       const Csr& csr, bool padded, std::mt19937& rng,
+                       const std::vector<int32_t>& pair_order = {});
+
+// A q_pair_order of B * H heads: each a random permutation of its nqb query blocks, but the
+// last head's, which repeats a block (not a permutation: that head keeps consecutive pairs).
+std::vector<int32_t> shuffled_pair_order(int B, int H, int nqb, std::mt19937& rng) {
+  std::vector<int32_t> order;
+  for (int bh = 0; bh < B * H; ++bh) {
+    std::vector<int32_t> head(static_cast<size_t>(nqb));
+    std::iota(head.begin(), head.end(), 0);
+    std::shuffle(head.begin(), head.end(), rng);
+    if (bh == B * H - 1 && nqb > 1) head[0] = head[1];
+    order.insert(order.end(), head.begin(), head.end());
+  }
+  return order;
+}
 
 void run_sparse_case(int B, int N, int H, int D, DType dt, int block_q, int block_k,
                      const std::vector<double>& densities, bool padded) {
@@ -305,15 +320,19 @@ void run_sparse_case(int B, int N, int H, int D, DType dt, int block_q, int bloc
   run_sparse_layout(B, N, H, D, dt, block_q, block_k, csr, padded, rng);
 }
 
-void run_window_case(int N, int H, int D, DType dt, int block_k, int radius, bool padded) {
+void run_window_case(int N, int H, int D, DType dt, int block_k, int radius, bool padded,
+                     bool shuffled_pairs = false) {
   const int nqb = (N + 63) / 64, nkb = (N + block_k - 1) / block_k;
   std::mt19937 rng(11u + N + radius);
   const Csr csr = window_layout(1, H, nqb, nkb, radius, rng);
-  run_sparse_layout(1, N, H, D, dt, 64, block_k, csr, padded, rng);
+  const std::vector<int32_t> order =
+      shuffled_pairs ? shuffled_pair_order(1, H, nqb, rng) : std::vector<int32_t>{};
+  run_sparse_layout(1, N, H, D, dt, 64, block_k, csr, padded, rng, order);
 }
 
 void run_sparse_layout(int B, int N, int H, int D, DType dt, int block_q, int block_k,
-                       const Csr& csr, bool padded, std::mt19937& rng) {
+                       const Csr& csr, bool padded, std::mt19937& rng,
+                       const std::vector<int32_t>& pair_order) {
   Problem pr = make_problem(B, N, H, D, dt, 99u + block_q + block_k + D);
   const int nqb = (N + block_q - 1) / block_q, nkb = (N + block_k - 1) / block_k;
   // Padding: each key block keeps a random number of leading keys; the padded keys hold NaN
@@ -337,6 +356,7 @@ void run_sparse_layout(int B, int N, int H, int D, DType dt, int block_q, int bl
   DeviceBuffer<int32_t> ro(csr.row_offsets), cols(csr.cols.empty() ? std::vector<int32_t>{0}
                                                                     : csr.cols);
   DeviceBuffer<int32_t> kvv(valid.empty() ? std::vector<int32_t>{0} : valid);
+  DeviceBuffer<int32_t> pairs(pair_order.empty() ? std::vector<int32_t>{0} : pair_order);
   out.poison();
   lse.poison();
   auto p = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
@@ -344,6 +364,7 @@ void run_sparse_layout(int B, int N, int H, int D, DType dt, int block_q, int bl
   p.row_offsets = ro.ptr, p.col_indices = cols.ptr;
   p.num_cols = int64_t(csr.cols.size());
   p.kv_block_valid = padded ? kvv.ptr : nullptr;
+  p.q_pair_order = pair_order.empty() ? nullptr : pairs.ptr;
   DeviceBuffer<uint8_t> ws(sparseplan::cuda::block_sparse_workspace_bytes(p));
   sparseplan::cuda::block_sparse_attention_forward(p, dt, ws.ptr, nullptr);
   cuda_ok(cudaDeviceSynchronize(), "block-sparse attention");
@@ -444,6 +465,21 @@ TEST_CASE("paired 64-row query blocks with two key blocks per 128-key stage matc
 #endif
 }
 
+TEST_CASE("paired 64-row query blocks in any pair order match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  for (const char* mode : {"1", "2"}) {
+    ScopedEnv env("SPARSEPLAN_PAIR64", mode);
+    for (int bk : {64, 128})
+      for (int D : {64, 128}) {
+        INFO("SPARSEPLAN_PAIR64=" << mode << " block_k " << bk << " head_dim " << D);
+        run_window_case(1400, 3, D, DType::BF16, bk, 2, false, true);  // 22 blocks
+        run_window_case(700, 3, D, DType::FP16, bk, 1, true, true);    // 11: a pair of one
+      }
+  }
+#endif
+}
+
 TEST_CASE("unpaired 64-row query blocks (pairing turned off) match the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
@@ -482,7 +518,8 @@ std::vector<int32_t> tile_order_tokens(const sparseplan::cuda::VideoTiles& g, in
 // rows with empty ones (pairs meet an empty block) over a grid with partial tiles on every
 // axis, the layout indexing tiles. In the tile-major order (g.tile_major) the inputs' rows are
 // the tile order's slots with the padding left out.
-void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int D, DType dt) {
+void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int D, DType dt,
+                    bool shuffled_pairs = false) {
   const int N = g.frames * g.height * g.width;
   std::vector<int32_t> tile_tokens;
   std::vector<int32_t> token = tile_order_tokens(g, block, tile_tokens);
@@ -494,10 +531,12 @@ void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int
   const int tiles = int(tile_tokens.size()), slots = tiles * block;
   std::mt19937 rng(17u + N + block + D);
   const Csr csr = window_layout(1, H, tiles, tiles, 2, rng);
+  const std::vector<int32_t> order = shuffled_pairs ? shuffled_pair_order(1, H, tiles, rng)
+                                                    : std::vector<int32_t>{0};
   const Problem pr = make_problem(1, N, H, D, dt, 5u + N + D);
   DeviceBuffer<uint16_t> q(pr.q.bits), k(pr.k.bits), v(pr.v.bits), out(pr.q.bits.size());
   DeviceBuffer<float> lse(size_t(H) * N);
-  DeviceBuffer<int32_t> ro(csr.row_offsets), cols(csr.cols);
+  DeviceBuffer<int32_t> ro(csr.row_offsets), cols(csr.cols), pairs(order);
   out.poison();
   lse.poison();
   auto p = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
@@ -505,6 +544,7 @@ void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int
   p.row_offsets = ro.ptr, p.col_indices = cols.ptr;
   p.num_cols = int64_t(csr.cols.size());
   p.video = g;
+  p.q_pair_order = shuffled_pairs ? pairs.ptr : nullptr;
   DeviceBuffer<uint8_t> ws(sparseplan::cuda::block_sparse_workspace_bytes(p));
   sparseplan::cuda::block_sparse_attention_forward(p, dt, ws.ptr, nullptr);
   cuda_ok(cudaDeviceSynchronize(), "block-sparse attention (fused tile order)");
@@ -538,7 +578,8 @@ void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int
 #endif
 
 #ifdef SPARSEPLAN_WITH_CUDA
-// Every pairing mode, head_dim and dtype on grids with partial tiles and one without.
+// Every pairing mode, head_dim and dtype on grids with partial tiles and one without, and in
+// shuffled pair orders.
 void run_fused_cases(bool tile_major) {
   for (const char* mode : {"0", "1", "2"}) {
     ScopedEnv env("SPARSEPLAN_PAIR64", mode);
@@ -550,6 +591,7 @@ void run_fused_cases(bool tile_major) {
         run_fused_case({5, 6, 9, 2, 4, 4, tile_major}, 64, 2, D, dt);    // 32 tokens in 64 rows
         run_fused_case({9, 10, 18, 4, 4, 8, tile_major}, 128, 2, D, dt);  // 27 tiles of <= 128
         run_fused_case({8, 8, 12, 4, 4, 4, tile_major}, 64, 2, D, dt);   // every tile full
+        run_fused_case({9, 10, 18, 4, 4, 4, tile_major}, 64, 3, D, dt, true);  // any pairs
       }
   }
 }

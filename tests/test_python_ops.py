@@ -67,6 +67,23 @@ for device in devices:
     check(f"{device}: block-sparse attention matches masked attention", rel_l2(out, ref) < 1e-2)
     check(f"{device}: block-sparse LSE matches", rel_l2(lse, ref_lse) < 1e-3)
 
+    # A pair order (which 64-token query blocks share a tile on Hopper) changes no result; one
+    # of the wrong shape is refused.
+    pair_order = torch.stack([torch.randperm(nb) for _ in range(h)]).to(torch.int32)
+    pair_order = pair_order.view(1, h, nb).to(device)
+    out_p, lse_p = sparseplan.block_sparse_attention(q.to(dtype), k.to(dtype), v.to(dtype),
+                                                     row_offsets, col_indices, bs, bs,
+                                                     q_pair_order=pair_order)
+    check(f"{device}: a pair order gives the same attention", rel_l2(out_p, out) < 1e-2)
+    check(f"{device}: a pair order gives the same LSE", rel_l2(lse_p, lse) < 1e-3)
+    try:
+        sparseplan.block_sparse_attention(q.to(dtype), k.to(dtype), v.to(dtype), row_offsets,
+                                          col_indices, bs, bs, q_pair_order=pair_order[:, :, 1:])
+        check(f"{device}: a pair order of the wrong shape is rejected", False)
+    except RuntimeError as e:
+        check(f"{device}: the pair order error names it: {str(e).splitlines()[0]}",
+              "q_pair_order" in str(e))
+
     _, full_lse = sparseplan.dense_attention(q, k, v) if device == "cpu" else \
         sparseplan.dense_attention(q.to(dtype), k.to(dtype), v.to(dtype))
     mass = sparseplan.block_mass_op(q.to(dtype), k.to(dtype), full_lse, bs, bs)
@@ -104,6 +121,12 @@ for device in devices:
           rel_l2(out_tm, ref[:, rows]) < 1e-2)
     check(f"{device}: tile-major LSE is in tile-major order",
           rel_l2(lse_tm, ref_lse[:, :, rows]) < 1e-3)
+    tile_pairs = torch.stack([torch.randperm(nt) for _ in range(h)]).to(torch.int32)
+    out_tp, _ = sparseplan.video_block_sparse_attention(
+        qv[:, rows].to(dtype), kv[:, rows].to(dtype), vv[:, rows].to(dtype), v_offsets, v_cols,
+        grid, tile, bs, tile_major=True, q_pair_order=tile_pairs.view(1, h, nt).to(device))
+    check(f"{device}: tile-major video attention in a pair order matches",
+          rel_l2(out_tp, ref[:, rows]) < 1e-2)
     for bad_tile, bad_grid, words in (((4, 4, 8), grid, "must fit one block"),
                                       (tile, (5, 6, 8), "tokens")):
         try:

@@ -106,18 +106,22 @@ def dense_attention(q, k, v, scale=None):
 
 
 def block_sparse_attention(q, k, v, row_offsets, col_indices, block_q, block_k,
-                           kv_block_valid=None, scale=None):
+                           kv_block_valid=None, scale=None, q_pair_order=None):
+    """q_pair_order (int32 [B, H, nqb], optional): with 64-token query blocks on Hopper, which
+    blocks share a 128-row tile (order[2i] with order[2i+1]); a scheduling hint, the result is
+    the same without it."""
     return load().block_sparse_attention(q, k, v, row_offsets, col_indices, block_q, block_k,
-                                         kv_block_valid, scale)
+                                         kv_block_valid, scale, q_pair_order)
 
 
 def video_block_sparse_attention(q, k, v, row_offsets, col_indices, grid, tile, block,
-                                 scale=None, tile_major=False):
+                                 scale=None, tile_major=False, q_pair_order=None):
     """Block-sparse attention with blocks that are the tiles of a video's (frames, height,
     width) grid, q, k, v, out and lse staying in the model's frame-major token order (or with
-    tile_major in the tiles' order without padding, see tile_major_tokens)."""
+    tile_major in the tiles' order without padding, see tile_major_tokens). q_pair_order as
+    for block_sparse_attention."""
     return load().video_block_sparse_attention(q, k, v, row_offsets, col_indices, list(grid),
-                                               list(tile), block, tile_major, scale)
+                                               list(tile), block, tile_major, scale, q_pair_order)
 
 
 def block_mass_op(q, k, lse, block_q, block_k, q_block_valid=None, kv_block_valid=None,
