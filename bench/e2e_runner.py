@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="dense warm-up steps of the plans")
     ap.add_argument("--model-order", action="store_true",
                     help="also run each plan with the token stream in model order")
+    ap.add_argument("--consecutive-pairs", action="store_true",
+                    help="also run each plan with consecutive 64-token query blocks paired")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     grid = f"{args.frames},{args.size // 4},{args.size // 4}"
@@ -63,6 +65,9 @@ def main():
         configs[name] = ["--plan", path]
         if args.model_order:
             configs[name + " (model order)"] = ["--plan", path, "--token-order", "model"]
+        if args.consecutive_pairs:
+            configs[name + " (consecutive pairs)"] = ["--plan", path, "--query-pairs",
+                                                      "consecutive"]
     # One untimed run first: CUDA context, cuBLAS handles and the kernels' first launches.
     generate(args.bin, os.path.join(args.out, "warm"), args, [], False)
     rows = {}

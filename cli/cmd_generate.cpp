@@ -58,6 +58,7 @@ struct Options {
   std::string attention = "kernels";
   std::string sinusoid = "float64";
   std::string token_order = "plan";
+  std::string query_pairs = "plan";
   bool profile = false;
   int fps = 8;
   int scale = 4;
@@ -96,6 +97,7 @@ nlohmann::json generate_json(const Options& o, double sampling_seconds,
                    {"sinusoid", o.sinusoid},
                    {"plan", o.plan.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.plan)},
                    {"token_order", tile_major ? "tile-major" : "model"},
+                   {"query_pairs", o.query_pairs},
                    {"sampling_seconds", sampling_seconds}};
   nlohmann::json p{{"timed", timed},
                    {"cuda_synchronized", profile.synchronizes()},
@@ -185,7 +187,9 @@ int run_generate(const Options& o) {
   AttentionProfile profile = AttentionProfile::for_device(device, o.profile);
   std::unique_ptr<PlanBackend> plan;
   if (!o.plan.empty()) {
-    plan = std::make_unique<PlanBackend>(load_plan(o.plan), PlanRunOptions{impl, &profile});
+    PlanRunOptions run{impl, &profile};
+    run.pair_query_blocks = o.query_pairs == "plan";
+    plan = std::make_unique<PlanBackend>(load_plan(o.plan), run);
     const ModelInfo info{fs::path(o.model).filename().string(), config.num_layers,
                          config.num_heads, config.head_dim()};
     auto problems = check_plan_matches_model(plan->plan(), info);
@@ -308,6 +312,12 @@ Command add_generate(CLI::App& app) {
                   "where the CUDA kernels attend tiles in place, so no call reorders) or model "
                   "(model order, each sparse call reorders; for comparison)")
       ->check(CLI::IsMember({"plan", "model"}))
+      ->capture_default_str();
+  sub->add_option("--query-pairs", o->query_pairs,
+                  "Which 64-token query blocks share a tile of the CUDA kernels under a plan: "
+                  "plan (the pairs whose key blocks overlap most, per head) or consecutive "
+                  "(for comparison)")
+      ->check(CLI::IsMember({"plan", "consecutive"}))
       ->capture_default_str();
   sub->add_flag("--profile", o->profile,
                 "Time every attention call and step (on CUDA: synchronises around each) and "

@@ -316,7 +316,7 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
   DeviceLayout d;
   d.batch = batch;
   d.device = device;
-  if (device.is_cuda() && plan_.block_size == 64) {
+  if (device.is_cuda() && plan_.block_size == 64 && options_.pair_query_blocks) {
     if (lp.pair_orders.empty()) {
       lp.pair_orders.resize(size_t(H));
       for (int64_t h = 0; h < H; ++h)

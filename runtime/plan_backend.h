@@ -47,6 +47,9 @@ struct PlanRunOptions {
   // this fraction of its blocks runs in the fused tile order (no reorder pass; see
   // PlanBackend::sparse); 0 never, 1 wherever the plan allows it.
   double fused_max_density = 0.15;
+  // With 64-token blocks on the kernels, which query blocks share a tile: the static heads'
+  // pair orders (plan/query_pairs.h), or, false, consecutive blocks (for comparison).
+  bool pair_query_blocks = true;
 };
 
 struct PlanRunStats {

@@ -31,9 +31,11 @@ assert len(p['step_seconds']) == 2 and p['timed']
 assert p['dense']['calls'] == 32 and p['dense']['seconds'] > 0 and p['sparse']['calls'] == 0
 assert 0 < p['attention_share'] < 1 and j['attention'] == 'kernels'
 assert j['token_order'] == 'model'  # the tile-major stream is for the CUDA kernels
+assert j['query_pairs'] == 'plan'
 " "$tmp/prof/generate.json"
 expect "an unknown attention implementation is a usage error" 105 "--attention" -- gen --prompt "$prompt" --attention fast --out "$tmp/a"
 expect "an unknown token order is a usage error" 105 "--token-order" -- gen --prompt "$prompt" --token-order tiles --out "$tmp/a"
+expect "an unknown query pairing is a usage error" 105 "--query-pairs" -- gen --prompt "$prompt" --query-pairs any --out "$tmp/a"
 expect "an unknown word is named" 1 "'purple'" -- gen --prompt "bg-solid purple circle" "${small[@]}" --out "$tmp/a"
 expect "a size off the patch grid is rejected" 1 "multiples of the patch size" -- gen --prompt "$prompt" --frames 2 --height 18 --width 16 --out "$tmp/a"
 expect "zero steps are rejected" 1 "--steps must be >= 1" -- gen --prompt "$prompt" --steps 0 --out "$tmp/a"
