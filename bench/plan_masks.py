@@ -2,7 +2,8 @@
 """Block-sparse attention on masks compiled from real plans (GPU machine, torch 2.11).
 
 For Wan2.1-1.3B 480p 81 frames (grid 21x30x52, partial tiles at the edges) and HunyuanVideo 720p
-129 frames (33x45x80 + 256 text tokens), block sizes 64 and 128, this script
+129 frames (33x45x80 + 256 text tokens), and wan-mini at the end-to-end benchmark's 32x32x32
+(`wanmini`), block sizes 64 and 128, this script
   1. writes plans with the CLI: sliding tile, radial and spatial/temporal baselines
      (`sparseplan baseline --kind ...`) and a searched plan (a synthetic capture at the same
      grid, `sparseplan synth-capture` + `sparseplan search`), and compiles one layer of each with
@@ -51,8 +52,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {  # name: model preset, grid name, heads, head_dim
     "wan480p": ("wan2.1-1.3b", "480p-81f", 12, 128),
     "hunyuan720p": ("hunyuanvideo", "720p-129f", 24, 128),
+    "wanmini": ("wan-mini", "32,32,32", 3, 128),  # bench/e2e_runner.py's token grid
 }
-LAYERS = {"wan480p": 30, "hunyuan720p": 60}  # self-attention calls per forward
+LAYERS = {"wan480p": 30, "hunyuan720p": 60, "wanmini": 8}  # self-attention calls per forward
 TILES = {64: "4,4,4", 128: "4,4,8"}  # tile shapes filling one block
 KINDS = ["sliding-tile", "radial", "spatial-temporal"]
 

@@ -73,27 +73,26 @@ __global__ void pair_order_kernel(const int32_t* row_offsets, const int32_t* ord
                                   PairRows* pair_rows) {
   __shared__ uint32_t seen[detail::kMaxPairKeyBlocks / 32];
   __shared__ int64_t sums[kOrderThreads];
-  __shared__ int bad;
   const int bh = blockIdx.x, tid = threadIdx.x;
   const int32_t* head = order + int64_t(bh) * nqb;
   const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1);
   const int words = (nqb + 31) / 32, npairs = (nqb + 1) / 2;
-  for (int w = tid; w < words; w += kOrderThreads) seen[w] = 0u;
-  if (tid == 0) bad = nqb > detail::kMaxPairKeyBlocks;
+  const bool fits = nqb <= detail::kMaxPairKeyBlocks;
+  if (fits)
+    for (int w = tid; w < words; w += kOrderThreads) seen[w] = 0u;
   __syncthreads();
-  if (!bad)
+  bool bad = !fits;
+  if (fits)
     for (int i = tid; i < nqb; i += kOrderThreads) {
       const int b = __ldg(head + i);
-      const bool fresh = b >= 0 && b < nqb &&
-                         !((atomicOr(seen + (b >> 5), 1u << (b & 31)) >> (b & 31)) & 1u);
-      if (!fresh) bad = 1;
+      bad = bad || b < 0 || b >= nqb ||
+            ((atomicOr(seen + (b >> 5), 1u << (b & 31)) >> (b & 31)) & 1u);
     }
-  __syncthreads();
-  const bool ordered = !bad;
-  const auto block = [&](int i) {
-    return i >= nqb ? -1 : ordered ? __ldg(head + i) : i;
+  const bool ordered = !__syncthreads_or(bad);
+  const auto block = [&](int i) { return i >= nqb ? -1 : ordered ? __ldg(head + i) : i; };
+  const auto length = [&](int b) {
+    return b < 0 ? int64_t(0) : max(int64_t(o[b + 1]) - o[b], int64_t(0));
   };
-  const auto length = [&](int b) { return b < 0 ? int64_t(0) : max(int64_t(o[b + 1]) - o[b], int64_t(0)); };
   // Each thread a run of pairs: their lengths summed, scanned across threads, then placed.
   const int per = (npairs + kOrderThreads - 1) / kOrderThreads;
   const int p0 = min(tid * per, npairs), p1 = min(p0 + per, npairs);
