@@ -230,8 +230,10 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     AttentionParams pp = p;
     const int pairs = p.batch * p.heads * ((nqb + 1) / 2);
     PairRows* rows = reinterpret_cast<PairRows*>(scratch);
-    int32_t* unions = reinterpret_cast<int32_t*>(scratch + align256(sizeof(PairRows) * size_t(pairs)));
-    uint8_t* sort_scratch = reinterpret_cast<uint8_t*>(unions) + align256(sizeof(int32_t) * size_t(p.num_cols));
+    int32_t* unions =
+        reinterpret_cast<int32_t*>(scratch + align256(sizeof(PairRows) * size_t(pairs)));
+    uint8_t* sort_scratch =
+        reinterpret_cast<uint8_t*>(unions) + align256(sizeof(int32_t) * size_t(p.num_cols));
     pp.num_work = pairs;
     pp.work_list = ws;
     pp.pair_rows = rows;

@@ -327,12 +327,16 @@ PlanBackend::DeviceLayout PlanBackend::build_layout(const LayerPlan& lp, int64_t
     std::iota(consecutive.begin(), consecutive.end(), 0);
     std::vector<int32_t> orders;
     orders.reserve(size_t(batch * H * nqb));
+    bool paired_otherwise = false;
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t h = 0; h < H; ++h) {
         const auto& o = lp.online_pos[size_t(h)] < 0 ? lp.pair_orders[size_t(h)] : consecutive;
+        paired_otherwise = paired_otherwise || o != consecutive;
         orders.insert(orders.end(), o.begin(), o.end());
       }
-    d.pair_order = to_tensor(orders, torch::kInt, device).view({batch, H, nqb});
+    // Consecutive pairs everywhere need no order (and no check of it on the device).
+    if (paired_otherwise)
+      d.pair_order = to_tensor(orders, torch::kInt, device).view({batch, H, nqb});
   }
   d.row_offsets = to_tensor(ro, torch::kInt, device).view({batch, H, nqb + 1});
   d.col_indices = to_tensor(ci, torch::kInt, device);
@@ -536,7 +540,8 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
   });
   // The layout's pair order goes with its own blocks, not its complement's.
   const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
-    const auto pairs = row_offsets.is_same(layout->row_offsets) ? layout->pair_order : std::nullopt;
+    const auto pairs =
+        row_offsets.is_same(layout->row_offsets) ? layout->pair_order : std::nullopt;
     return kernels ? run_block_sparse_attention(qt, kt, vt, row_offsets, col_indices,
                                                 plan_.block_size, plan_.block_size, order.kv_valid,
                                                 std::nullopt, pairs)
@@ -615,7 +620,8 @@ torch::Tensor PlanBackend::sparse_in_video_order(const AttentionCall& call, cons
   const std::vector<int64_t> grid_dims{grid.frames, grid.height, grid.width};
   const std::vector<int64_t> tile(geometry_.tile.begin(), geometry_.tile.end());
   const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
-    const auto pairs = row_offsets.is_same(layout.row_offsets) ? layout.pair_order : std::nullopt;
+    const auto pairs =
+        row_offsets.is_same(layout.row_offsets) ? layout.pair_order : std::nullopt;
     return ops::video_block_sparse_attention(qb, kb, vb, row_offsets, col_indices, grid_dims,
                                              tile, plan_.block_size, tile_major, c10::nullopt,
                                              pairs);
