@@ -90,29 +90,40 @@ std::vector<std::pair<int, int>> neighbours(const TileGeometry& g) {
   return out;
 }
 
+// An order made pair by pair; the blocks no pair took follow in increasing order.
+struct PairBuilder {
+  std::vector<uint8_t> taken;
+  std::vector<int32_t> order;
+
+  explicit PairBuilder(int n) : taken(static_cast<size_t>(n), 0) { order.reserve(taken.size()); }
+  bool free(int a, int b) const { return !taken[size_t(a)] && !taken[size_t(b)]; }
+  void pair(int a, int b) {
+    taken[size_t(a)] = taken[size_t(b)] = 1;
+    order.push_back(a);
+    order.push_back(b);
+  }
+  std::vector<int32_t> finish() {
+    for (size_t i = 0; i < taken.size(); ++i)
+      if (!taken[i]) order.push_back(int32_t(i));
+    return std::move(order);
+  }
+};
+
 // Tiles paired with their neighbour along one axis (coordinates 2i and 2i + 1; the block of
 // one tile with the same block of the other), then what is left in increasing order.
 std::vector<int32_t> axis_pairs(const TileGeometry& g, int axis) {
-  const int n = g.total_blocks, bpt = g.blocks_per_tile, first = g.video_block_offset();
-  std::vector<uint8_t> taken(size_t(n), 0);
-  std::vector<int32_t> order;
-  order.reserve(size_t(n));
+  const int bpt = g.blocks_per_tile, first = g.video_block_offset();
+  PairBuilder pairs(g.total_blocks);
   for (int t = 0; t < g.num_tiles(); ++t) {
     TileCoord c = g.tile_coord(t);
     int* along = axis == 0 ? &c.f : axis == 1 ? &c.h : &c.w;
     const int extent = axis == 0 ? g.tiles_f : axis == 1 ? g.tiles_h : g.tiles_w;
     if (*along % 2 != 0 || *along + 1 >= extent) continue;
     ++*along;
-    for (int k = 0; k < bpt; ++k) {
-      const int a = first + t * bpt + k, b = first + g.tile_index(c) * bpt + k;
-      taken[size_t(a)] = taken[size_t(b)] = 1;
-      order.push_back(a);
-      order.push_back(b);
-    }
+    for (int k = 0; k < bpt; ++k)
+      pairs.pair(first + t * bpt + k, first + g.tile_index(c) * bpt + k);
   }
-  for (int i = 0; i < n; ++i)
-    if (!taken[size_t(i)]) order.push_back(i);
-  return order;
+  return pairs.finish();
 }
 
 // Blocks matched greedily with a candidate neighbour by the fewest stages the pair adds over
@@ -125,19 +136,10 @@ std::vector<int32_t> greedy_pairs(const KeySets& keys, const TileGeometry& g) {
     ranked.emplace_back(added, -shared, a, b);
   }
   std::sort(ranked.begin(), ranked.end());
-  const int n = g.total_blocks;
-  std::vector<uint8_t> taken(size_t(n), 0);
-  std::vector<int32_t> order;
-  order.reserve(size_t(n));
-  for (const auto& [added, shared, a, b] : ranked) {
-    if (taken[size_t(a)] || taken[size_t(b)]) continue;
-    taken[size_t(a)] = taken[size_t(b)] = 1;
-    order.push_back(a);
-    order.push_back(b);
-  }
-  for (int i = 0; i < n; ++i)
-    if (!taken[size_t(i)]) order.push_back(i);
-  return order;
+  PairBuilder pairs(g.total_blocks);
+  for (const auto& [added, shared, a, b] : ranked)
+    if (pairs.free(a, b)) pairs.pair(a, b);
+  return pairs.finish();
 }
 
 }  // namespace
