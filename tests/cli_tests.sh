@@ -30,6 +30,7 @@ expect "layout draws the mask as an SVG figure" 0 "wrote $tmp/mask.svg" -- "$bin
 check "the mask figure is XML with labelled axes" python3 -c 'import sys, xml.etree.ElementTree as E; t = [e.text for e in E.parse(sys.argv[1]).iter() if e.get("class") == "axis-label"]; sys.exit(t != ["key block (tile order)", "query block (tile order)"])' "$tmp/mask.svg"
 # 3x6x4 tiles hold 72 tokens: two 64-token blocks each, the second mostly padding.
 expect "layout counts the padding of partial blocks" 0 "padding: 25480 slots, 77.8% of the tokens" -- "$bin" layout "$good"
+expect "layout counts the stages of paired 64-token query blocks" 0 "with the pair orders" -- "$bin" layout "$good"
 expect "layout exports a layer's layouts for the benchmarks" 0 "layouts of layer 2 (12 heads)" -- "$bin" layout "$good" --layer 2 --export-csr "$tmp/layer2.safetensors"
 check "the exported layouts open as safetensors with the CSR and the token order" python3 -c "
 import json, struct, sys
@@ -38,6 +39,7 @@ n = struct.unpack('<Q', blob[:8])[0]
 h = json.loads(blob[8:8 + n])
 assert h['row_offsets']['shape'] == [12, 911] and h['token_of_slot']['shape'] == [58240]
 assert h['slot_of_token']['shape'] == [32760] and h['__metadata__']['block_size'] == '64'
+assert h['q_pair_order']['shape'] == [12, 910]
 " "$tmp/layer2.safetensors"
 expect "layout rejects a grid that does not match" 1 "plan is for a 21x30x52 token grid, the video has 21x45x80" -- "$bin" layout "$good" --grid 21,45,80
 expect "layout rejects a malformed grid" 1 "expected F,H,W" -- "$bin" layout "$good" --grid 21,45
