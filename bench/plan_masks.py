@@ -161,7 +161,8 @@ def check_mask(m):
     assert np.array_equal(valid, m["block_valid"]), "block_valid disagrees with the token order"
     hp = len(m["density"])
     for h, order in enumerate(m["q_pair_order"]):
-        assert np.array_equal(np.sort(order), np.arange(nb)), f"head {h}: pair order is no permutation"
+        assert np.array_equal(np.sort(order), np.arange(nb)), \
+            f"head {h}: pair order is no permutation"
     per_head = np.diff(ro[:hp, [0, -1]], axis=1).reshape(-1) / float(nb * nb)
     assert np.allclose(per_head, m["density"], atol=1e-6), "densities disagree with the export"
     return dict(blocks=nb, density=float(np.diff(ro[:, [0, -1]], axis=1).sum() / (ro.shape[0] * nb * nb)),

@@ -24,8 +24,8 @@ torch::Tensor int64_tensor(const std::vector<int32_t>& values) {
 }
 
 // One layer's layouts as the kernels take them (row_offsets [H, nb + 1], global offsets into one
-// col_indices; q_pair_order [H, nb] for 64-token blocks, plan/query_pairs.h), the token order to gather into tile order and back, and the valid tokens per
-// block. Stored as I64 (the project's safetensors writer has no I32); readers cast to int32.
+// col_indices; q_pair_order [H, nb] for 64-token blocks, plan/query_pairs.h), the token order
+// to gather into tile order and back, and the valid tokens per block. Stored as I64 (the project's safetensors writer has no I32); readers cast to int32.
 // Online heads are compiled dense, as they run until their first selection.
 void export_layouts(const std::string& path, const Plan& plan, const TileGeometry& g, int layer,
                     const std::vector<BlockLayout>& heads) {
