@@ -539,9 +539,8 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     return 0;
   });
   // The layout's pair order goes with its own blocks, not its complement's.
-  const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
-    const auto pairs =
-        row_offsets.is_same(layout->row_offsets) ? layout->pair_order : std::nullopt;
+  const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices,
+                          const std::optional<torch::Tensor>& pairs) {
     return kernels ? run_block_sparse_attention(qt, kt, vt, row_offsets, col_indices,
                                                 plan_.block_size, plan_.block_size, order.kv_valid,
                                                 std::nullopt, pairs)
@@ -549,7 +548,7 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
                                                   plan_.block_size, plan_.block_size,
                                                   order.kv_valid);
   };
-  const auto result = attend(layout->row_offsets, layout->col_indices);
+  const auto result = attend(layout->row_offsets, layout->col_indices, layout->pair_order);
   torch::Tensor tiles = std::get<0>(result);
   if (plan_.compensation == Compensation::PooledKV) {
     tiles = timed(AttentionProfile::Part::Compensation, [&] {
@@ -563,7 +562,8 @@ torch::Tensor PlanBackend::sparse(const AttentionCall& call, const LayerPlan& lp
     tiles = timed(AttentionProfile::Part::Compensation, [&] {
       torch::Tensor mixed;
       if (refresh) {
-        const auto rest = attend(layout->complement_row_offsets, layout->complement_col_indices);
+        const auto rest = attend(layout->complement_row_offsets, layout->complement_col_indices,
+                                 std::nullopt);
         CachedShare share{std::get<0>(rest),
                           dropped_weight(std::get<1>(result), std::get<1>(rest))};
         mixed = mix_in(tiles, share.out, share.weight);
@@ -619,19 +619,19 @@ torch::Tensor PlanBackend::sparse_in_video_order(const AttentionCall& call, cons
   const Grid& grid = geometry_.grid;
   const std::vector<int64_t> grid_dims{grid.frames, grid.height, grid.width};
   const std::vector<int64_t> tile(geometry_.tile.begin(), geometry_.tile.end());
-  const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices) {
-    const auto pairs =
-        row_offsets.is_same(layout.row_offsets) ? layout.pair_order : std::nullopt;
+  const auto attend = [&](const torch::Tensor& row_offsets, const torch::Tensor& col_indices,
+                          const std::optional<torch::Tensor>& pairs) {
     return ops::video_block_sparse_attention(qb, kb, vb, row_offsets, col_indices, grid_dims,
                                              tile, plan_.block_size, tile_major, c10::nullopt,
                                              pairs);
   };
-  const auto result = attend(layout.row_offsets, layout.col_indices);
+  const auto result = attend(layout.row_offsets, layout.col_indices, layout.pair_order);
   torch::Tensor out = std::get<0>(result);
   if (plan_.compensation == Compensation::ResidualCache) {
     const auto mix = [&] {
       if (refresh) {
-        const auto rest = attend(layout.complement_row_offsets, layout.complement_col_indices);
+        const auto rest =
+            attend(layout.complement_row_offsets, layout.complement_col_indices, std::nullopt);
         CachedShare share{std::get<0>(rest),
                           dropped_weight(std::get<1>(result), std::get<1>(rest))};
         torch::Tensor mixed = mix_in(out, share.out, share.weight);
