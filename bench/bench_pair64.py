@@ -4,9 +4,10 @@ window masks in tile order (tile 4x4x4 = one 64-token block, 4x4x8 = one 128-tok
 on random masks, with 64-token query blocks in each SPARSEPLAN_PAIR64 mode, timed in one
 process: 0 unpaired (one 64-row tile per block), 1 paired (two blocks per 128-row tile over the
 union of their key blocks) with one key block per stage, 2 paired with two key blocks of the
-union per 128-key stage. B=1, bf16, forward.
+union per 128-key stage, and 2 with the pair order the runner uses (sparseplan.query_pair_order:
+which blocks share a tile). B=1, bf16, forward.
 
-  PYTHONPATH=python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64] [--out DIR]
+  PYTHONPATH=build-gpu/python:python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64] [--out DIR]
 
 TFLOP/s = 4 * H * D * (attended block pairs) * block_q * block_k / time (padded tokens of partial
 tiles count as work, as the kernel does it); over_dense = time / (density * our dense time at the
@@ -22,8 +23,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Before bench_attention puts python/ first: the built package (PYTHONPATH) has _core.
+import sparseplan  # noqa: E402
 from bench_attention import bench, mask_to_csr, random_mask, rel_l2  # noqa: E402
-import sparseplan  # noqa: E402  (bench_attention put python/ on the path)
 
 GRIDS = {"cube32": (32, 32, 32), "wan480p": (21, 30, 52)}
 TILES = {64: (4, 4, 4), 128: (4, 4, 8)}
@@ -78,19 +80,26 @@ def with_pairing(mode, fn):
         os.environ.pop("SPARSEPLAN_PAIR64", None)
 
 
-def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows):
+def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows, grid):
     H, nqb, nkb = mask.shape
     D = q.shape[-1]
     density = mask.float().mean().item()
     work = 4.0 * D * mask.sum().item() * block * block  # mask.sum() already counts every head
     ro, ci = mask_to_csr(mask)
+    order = None
+    if block == 64:  # the runner's pair order (plan/query_pairs.h) for these layouts
+        order = sparseplan.query_pair_order(ro[0].cpu(), ci.cpu(), grid, TILES[64], 64)
+        order = order.unsqueeze(0).contiguous().cuda()
     call = lambda: ops.block_sparse_attention(q, k, v, ro, ci, block, block, kv_valid)
-    variants = ([("b128", "2")] if block == 128 else
-                [("b64_unpaired", "0"), ("b64_pair_blocks", "1"), ("b64_pair_two", "2")])
+    ordered = lambda: ops.block_sparse_attention(q, k, v, ro, ci, block, block, kv_valid, None,
+                                                 order)
+    variants = ([("b128", "2", call)] if block == 128 else
+                [("b64_unpaired", "0", call), ("b64_pair_blocks", "1", call),
+                 ("b64_pair_two", "2", call), ("b64_pair_order", "2", ordered)])
     ref = None
-    for label, pair in variants:
-        ms = with_pairing(pair, lambda: bench(call, warmup_ms=25, rep_ms=150))
-        o, _ = with_pairing(pair, call)
+    for label, pair, fn in variants:
+        ms = with_pairing(pair, lambda: bench(fn, warmup_ms=25, rep_ms=150))
+        o, _ = with_pairing(pair, fn)
         r = dict(rec, kernel=label, block=block, density=density, ms=ms,
                  tflops=work / ms / 1e9, over_dense=ms / (density * dense_ms))
         if ref is None:
@@ -126,13 +135,13 @@ def main():
                 for radius in WINDOWS:
                     mask, _ = window_mask(grid, tile, radius, H)
                     run_mask(ops, dict(base, mask="window", window=list(radius)), q, k, v, mask,
-                             block, kv_valid, dense_ms, args.out, rows)
+                             block, kv_valid, dense_ms, args.out, rows, grid)
                 if gname == "cube32":
                     nb = N // block
                     for d in RANDOM_DENSITIES:
                         mask = random_mask(H, nb, nb, [d], gen)
                         run_mask(ops, dict(base, mask=f"random {d:.4g}"), q, k, v, mask, block,
-                                 None, dense_ms, args.out, rows)
+                                 None, dense_ms, args.out, rows, grid)
                 del q, k, v
                 torch.cuda.empty_cache()
 

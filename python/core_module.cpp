@@ -18,6 +18,7 @@
 #include "io/capture_file.h"
 #include "plan/block_layout.h"
 #include "plan/plan_loader.h"
+#include "plan/query_pairs.h"
 #include "plan/tile_geometry.h"
 #include "runtime/block_mass_torch.h"
 #include "runtime/capture_backend.h"
@@ -81,7 +82,57 @@ struct LayerLayouts {
   torch::Tensor col_indices;     // int32, head after head
   torch::Tensor kv_block_valid;  // [nb] int32
   torch::Tensor token_of_slot;   // [padded] int64, model token or -1
+  torch::Tensor q_pair_order;    // [H, nqb] int32, plan/query_pairs.h
 };
+
+// Per head, the pair order of fewest stages (plan/query_pairs.h) as int32 [H, nqb].
+torch::Tensor pair_orders(const std::vector<BlockLayout>& layouts, const TileGeometry& geometry) {
+  std::vector<int32_t> orders;
+  for (const BlockLayout& l : layouts) {
+    const std::vector<int32_t> order = pair_query_blocks(l, geometry);
+    orders.insert(orders.end(), order.begin(), order.end());
+  }
+  return torch::tensor(orders, torch::TensorOptions().dtype(torch::kInt32))
+      .view({int64_t(layouts.size()), geometry.total_blocks});
+}
+
+std::vector<int32_t> int32_values(const torch::Tensor& t, const char* name) {
+  if (t.scalar_type() != torch::kInt32)
+    throw std::invalid_argument(std::string(name) + " must be int32, got " +
+                                std::string(c10::toString(t.scalar_type())));
+  const torch::Tensor c = t.to(torch::kCPU).contiguous();
+  return std::vector<int32_t>(c.data_ptr<int32_t>(), c.data_ptr<int32_t>() + c.numel());
+}
+
+// The pair orders of CSR layouts over a video's padded tile order (no text): row_offsets
+// [H, nqb + 1] into col_indices, head after head, as the torch ops take them.
+torch::Tensor query_pair_order(const torch::Tensor& row_offsets, const torch::Tensor& col_indices,
+                               const Triple& grid, const Triple& tile, int block_size) {
+  const TileGeometry geometry =
+      make_tile_geometry(to_grid(grid), to_tile(tile), block_size, TextLayout{});
+  const int nb = geometry.total_blocks;
+  if (row_offsets.dim() != 2 || row_offsets.size(1) != nb + 1)
+    throw std::invalid_argument("row_offsets must be [heads, " + std::to_string(nb + 1) +
+                                "] for grid " + grid_text(to_grid(grid)) + ", got " +
+                                c10::str(row_offsets.sizes()));
+  const std::vector<int32_t> offsets = int32_values(row_offsets, "row_offsets");
+  const std::vector<int32_t> cols = int32_values(col_indices, "col_indices");
+  std::vector<BlockLayout> layouts(size_t(row_offsets.size(0)));
+  for (size_t h = 0; h < layouts.size(); ++h) {
+    BlockLayout& l = layouts[h];
+    l.num_q_blocks = l.num_k_blocks = nb;
+    const int32_t* o = offsets.data() + h * size_t(nb + 1);
+    for (int i = 0; i <= nb; ++i) {
+      if (o[i] < (i == 0 ? 0 : o[i - 1]) || size_t(o[i]) > cols.size())
+        throw std::invalid_argument("row_offsets of head " + std::to_string(h) +
+                                    " must rise within col_indices' " +
+                                    std::to_string(cols.size()) + " entries");
+      l.row_offsets.push_back(o[i] - o[0]);
+    }
+    l.col_indices.assign(cols.begin() + o[0], cols.begin() + o[nb]);
+  }
+  return pair_orders(layouts, geometry);
+}
 
 LayerLayouts compile_layouts(const Plan& plan, int layer, const std::optional<Triple>& grid,
                              const std::string& device) {
@@ -116,6 +167,7 @@ LayerLayouts compile_layouts(const Plan& plan, int layer, const std::optional<Tr
   out.col_indices = torch::tensor(cols, i32).to(dev);
   out.kv_block_valid = torch::tensor(order.block_valid, i32).to(dev);
   out.token_of_slot = torch::tensor(order.token_of_slot, i32).to(torch::kInt64).to(dev);
+  out.q_pair_order = pair_orders(layouts, geometry).to(dev);
   return out;
 }
 
@@ -199,8 +251,9 @@ PYBIND11_MODULE(_core, m) {
   py::class_<LayerLayouts>(m, "LayerLayouts",
       "One layer's block layouts in the torch ops' CSR format over the padded tile-order "
       "sequence: row_offsets [heads, blocks + 1] (offsets into col_indices, head after head), "
-      "col_indices, kv_block_valid [blocks] and token_of_slot [blocks * block_size] (model "
-      "token of each slot, -1 for padding).")
+      "col_indices, kv_block_valid [blocks], token_of_slot [blocks * block_size] (model "
+      "token of each slot, -1 for padding) and q_pair_order [heads, blocks] (which 64-token "
+      "query blocks share a tile: the ops' q_pair_order).")
       .def_readonly("layer", &LayerLayouts::layer)
       .def_readonly("kinds", &LayerLayouts::kinds)
       .def_readonly("densities", &LayerLayouts::densities)
@@ -210,6 +263,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("col_indices", &LayerLayouts::col_indices)
       .def_readonly("kv_block_valid", &LayerLayouts::kv_block_valid)
       .def_readonly("token_of_slot", &LayerLayouts::token_of_slot)
+      .def_readonly("q_pair_order", &LayerLayouts::q_pair_order)
       .def("__repr__", [](const LayerLayouts& l) {
         std::string d;
         for (size_t h = 0; h < l.densities.size(); ++h) {
@@ -227,6 +281,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grid") = py::none(), py::arg("device") = "cpu",
         "Compiles one layer's layouts for the plan's grid onto `device`; a `grid` other than the "
         "plan's raises ValueError naming both.");
+
+  m.def("query_pair_order", &query_pair_order, py::arg("row_offsets"), py::arg("col_indices"),
+        py::arg("grid"), py::arg("tile"), py::arg("block_size") = 64,
+        "Per head, the order of 64-token query blocks whose pairs share the fewest 128-row "
+        "tiles' key stages (the ops' q_pair_order, int32 [heads, blocks]), for CSR layouts "
+        "over a video grid's padded tile order; ValueError on layouts of another shape.");
 
   py::class_<PlanBackend>(m, "PlanAttention",
       "Runs a plan's attention for (layer, step, branch) on q, k, v [B, N, H, D] in model token "

@@ -83,6 +83,29 @@ check("row offsets are global over the heads' col_indices",
       layouts.row_offsets[1, 0].item() == 4 and layouts.row_offsets[1, -1].item() == 20)
 check("the token order is a permutation of the 128 tokens",
       sorted(layouts.token_of_slot.tolist()) == list(range(128)))
+check("each head's pair order is a permutation of its query blocks",
+      all(sorted(row) == [0, 1, 2, 3] for row in layouts.q_pair_order.tolist()))
+check("the layouts' pair order is query_pair_order of their CSR",
+      torch.equal(layouts.q_pair_order,
+                  sparseplan.query_pair_order(layouts.row_offsets, layouts.col_indices,
+                                              (2, 8, 8), (2, 4, 4), 32)))
+# Tiles 0, 1 on the first row of tiles, 2, 3 on the second; 0 and 2 attend keys {0, 2}, 1 and 3
+# keys {1, 3}: pairs along h walk one stage each, consecutive pairs two.
+column_ro = torch.tensor([[0, 2, 4, 6, 8]], dtype=torch.int32)
+column_ci = torch.tensor([0, 2, 1, 3, 0, 2, 1, 3], dtype=torch.int32)
+order = sparseplan.query_pair_order(column_ro, column_ci, (2, 8, 8), (2, 4, 4), 32)[0].tolist()
+check(f"blocks sharing their keys are paired ({order})",
+      {frozenset(order[:2]), frozenset(order[2:])} == {frozenset({0, 2}), frozenset({1, 3})})
+try:
+    sparseplan.query_pair_order(column_ro[:, :4], column_ci, (2, 8, 8), (2, 4, 4), 32)
+    check("row_offsets of another block count are refused", False)
+except ValueError as e:
+    check(f"the shape error names row_offsets: {e}", "row_offsets" in str(e) and "[heads, 5]" in str(e))
+try:
+    sparseplan.query_pair_order(column_ro, column_ci + 4, (2, 8, 8), (2, 4, 4), 32)
+    check("a key block past the grid is refused", False)
+except ValueError as e:
+    check(f"the range error names the key block: {e}", "key block" in str(e))
 try:
     sparseplan.compile_layouts(plan, 0, grid=(2, 8, 12))
     check("another grid is refused", False)

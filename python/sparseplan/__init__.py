@@ -5,7 +5,7 @@ The C++ core (``sparseplan._core``, built with the package by ``pip install .``)
 - :class:`Plan` -- load and validate a sparsity plan; :class:`PlanError` lists every problem
   with its JSON path;
 - :func:`compile_layouts` -- one layer's block layouts (CSR over the tile-order blocks) on a
-  device;
+  device; :func:`query_pair_order` -- the ops' ``q_pair_order`` for such layouts;
 - :class:`PlanAttention` -- a plan's attention for (layer, step, branch) on q, k, v;
 - :func:`block_mass` -- dense attention with its exact block attention mass;
 - :class:`CaptureSession` -- writes a capture file (docs/capture-format.md).
@@ -36,13 +36,14 @@ try:
         __version__,
         block_mass,
         compile_layouts,
+        query_pair_order,
     )
     _core_error = None
 except ImportError as e:  # only the ops library was built
     _core_error = e
 
 _API = ("BlockMass", "CaptureSession", "LayerLayouts", "Plan", "PlanAttention", "PlanError",
-        "block_mass", "compile_layouts")
+        "block_mass", "compile_layouts", "query_pair_order")
 
 
 def __getattr__(name):

@@ -38,9 +38,13 @@ class LayerLayouts:
     col_indices: torch.Tensor
     kv_block_valid: torch.Tensor
     token_of_slot: torch.Tensor
+    q_pair_order: torch.Tensor
 
 def compile_layouts(plan: Plan, layer: int, grid: Optional[Triple] = None,
                     device: str = "cpu") -> LayerLayouts: ...
+
+def query_pair_order(row_offsets: torch.Tensor, col_indices: torch.Tensor, grid: Triple,
+                     tile: Triple, block_size: int = 64) -> torch.Tensor: ...
 
 class PlanAttention:
     def __init__(self, plan: Plan) -> None: ...
