@@ -113,7 +113,11 @@ __device__ __forceinline__ void load_video_blocks(uint32_t smem, const WsVideo& 
 // each chunk's valid-key count over with its K. Who loads V was measured per kind: for dense
 // attention warp 1 does, so that a V stage, freed a chunk later than a K stage (after P V),
 // never holds back the next K load (dense 2-5% faster); block-sparse rows ran 2-5% slower that
-// way, so there warp 0 loads each chunk's K and then its V. A chunk whose key block is padded
+// way, so there warp 0 loads each chunk's K and then its V. Paired tiles in the fused tile
+// order look up two tiles a stage and issue a TMA per tile: with one warp doing K and V the
+// walk fell behind (Nsight Compute: the consumers waited on K 3x as long as on gathered
+// tensors, the producer never on a free stage), so there warp 1 loads V (3-4% faster; 128-row
+// tiles of one block measured 1-2% slower that way). A chunk whose key block is padded
 // inside the sequence (kv_block_valid; a bad block then reads block 0, padding included)
 // arrives whole (in the fused tile order only its tokens arrive, and the rows past them keep
 // what the stage held before): its K needs nothing more (the consumers mask those scores),
@@ -125,7 +129,7 @@ template <typename Traits, bool kSparse, bool kLoadV = true, bool kPaired = fals
           bool kFused = false>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar) {
-  constexpr bool kVWarp = !kSparse;  // warp 1 loads V
+  constexpr bool kVWarp = !kSparse || (kFused && kPaired);  // warp 1 loads V
   const AttentionParams& p = wp.a;
   const WsSchedule<Traits, kSparse, kPaired> schedule{p};
   const bool k_warp = threadIdx.x / 32 == 0;

@@ -23,6 +23,7 @@
 #include "runtime/block_mass_torch.h"
 #include "runtime/capture_backend.h"
 #include "runtime/plan_backend.h"
+#include "runtime/tensor_text.h"
 
 namespace py = pybind11;
 using namespace sparseplan;
@@ -114,7 +115,7 @@ torch::Tensor query_pair_order(const torch::Tensor& row_offsets, const torch::Te
   if (row_offsets.dim() != 2 || row_offsets.size(1) != nb + 1)
     throw std::invalid_argument("row_offsets must be [heads, " + std::to_string(nb + 1) +
                                 "] for grid " + grid_text(to_grid(grid)) + ", got " +
-                                c10::str(row_offsets.sizes()));
+                                shape_text(row_offsets));
   const std::vector<int32_t> offsets = int32_values(row_offsets, "row_offsets");
   const std::vector<int32_t> cols = int32_values(col_indices, "col_indices");
   std::vector<BlockLayout> layouts(size_t(row_offsets.size(0)));
