@@ -115,8 +115,9 @@ Pairing pairing(const AttentionParams& p, int nkb) {
 // the unions (num_cols entries), then the sort's scratch.
 size_t pair_workspace_bytes(const AttentionParams& p, int nqb, int nkb) {
   const size_t pairs = size_t(p.batch) * p.heads * ((nqb + 1) / 2);
+  const size_t tiles = p.video.frames > 0 ? align256(2 * sizeof(int32_t) * size_t(p.num_cols)) : 0;
   return align256(sizeof(PairRows) * pairs) + align256(sizeof(int32_t) * size_t(p.num_cols)) +
-         detail::pair_work_scratch_bytes(int(pairs), nkb);
+         tiles + detail::pair_work_scratch_bytes(int(pairs), nkb);
 }
 
 // The fused tile order (VideoTiles): its tiles, and the call as the kernels run it, over the
@@ -234,12 +235,18 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
         reinterpret_cast<int32_t*>(scratch + align256(sizeof(PairRows) * size_t(pairs)));
     uint8_t* sort_scratch =
         reinterpret_cast<uint8_t*>(unions) + align256(sizeof(int32_t) * size_t(p.num_cols));
+    int32_t* tiles = nullptr;
+    if (p.video.frames > 0) {
+      tiles = reinterpret_cast<int32_t*>(sort_scratch);
+      sort_scratch += align256(2 * sizeof(int32_t) * size_t(p.num_cols));
+    }
     pp.num_work = pairs;
     pp.work_list = ws;
     pp.pair_rows = rows;
     pp.pair_chunks = unions;
+    pp.pair_tiles = tiles;
     const bool two_per_stage = pair_mode == Pairing::kTwoPerStage;
-    detail::build_pair_work_list(p, nqb, nkb, ws, rows, unions, sort_scratch, stream);
+    detail::build_pair_work_list(p, nqb, nkb, ws, rows, unions, tiles, sort_scratch, stream);
     bool launched = false;
     dispatch(dtype, p.head_dim, [&](auto e, auto d) {
       launched = detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(

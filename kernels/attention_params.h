@@ -82,6 +82,9 @@ struct AttentionParams {
   // pair_chunks.
   const PairRows* pair_rows = nullptr;
   const int32_t* pair_chunks = nullptr;
+  // In the fused tile order, beside each chunk code its key block's tile (two ints, pack_tile),
+  // so the producer reads a stage's tiles without first reading its codes.
+  const int32_t* pair_tiles = nullptr;
 
   // Fused tile order (see VideoTiles); kv_block_valid must then be null (the tiles say it).
   VideoTiles video;

@@ -118,12 +118,13 @@ __global__ void pair_order_kernel(const int32_t* row_offsets, const int32_t* ord
 // range; or, placed by pair_order_kernel, the blocks and range in pair_rows): both rows' key
 // blocks go into a bitmap each (duplicates and columns outside [0, nkb) drop out, as they
 // attend nothing), then the lanes walk 32 words at a time and write the union in key order,
-// one code per key block, a warp scan placing them. Weight (sort_work): the union size, so
-// heavier pairs come first.
+// one code per key block (and, given the fused order's tile table, its tile), a warp scan
+// placing them. Weight (sort_work): the union size, so heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, bool ordered, int items, int npairs, int nqb,
                                   int nkb, PairRows* pair_rows, int32_t* pair_chunks,
-                                  int32_t* keys, int32_t* item_ids, int* max_weight) {
+                                  const int2* spans, int2* pair_tiles, int32_t* keys,
+                                  int32_t* item_ids, int* max_weight) {
   __shared__ uint32_t bits[kPairWarps][2][kPairWords];
   constexpr unsigned kAll = 0xffffffffu;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -172,6 +173,7 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       for (uint32_t u = a | b; u != 0u; u &= u - 1u) {
         const int bit = __ffs(u) - 1;
         const int members = int((a >> bit) & 1u) | int((b >> bit) & 1u) << 1;
+        if (spans != nullptr) pair_tiles[r.first + at] = spans[w * 32 + bit];
         pair_chunks[r.first + at++] = encode_pair_chunk(w * 32 + bit, members);
       }
       total += __shfl_sync(kAll, incl, 31);
@@ -277,8 +279,8 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int n
 size_t pair_work_scratch_bytes(int items, int nkb) { return work_list_scratch_bytes(items, nkb); }
 
 void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list,
-                          PairRows* pair_rows, int32_t* pair_chunks, void* scratch,
-                          cudaStream_t stream) {
+                          PairRows* pair_rows, int32_t* pair_chunks, int32_t* pair_tiles,
+                          void* scratch, cudaStream_t stream) {
   if (nkb > kMaxPairKeyBlocks)
     throw std::invalid_argument("block_sparse_attention: pairing 64-row query blocks needs at most " +
                                 std::to_string(kMaxPairKeyBlocks) + " key blocks");
@@ -295,7 +297,8 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
   const WorkScratch w = carve_work_scratch(scratch, items, nkb, stream);
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
       p.row_offsets, p.col_indices, p.num_cols, ordered, items, npairs, nqb, nkb, pair_rows,
-      pair_chunks, w.keys_in, w.items_in, w.max_weight);
+      pair_chunks, pair_tiles ? reinterpret_cast<const int2*>(p.video_spans) : nullptr,
+      reinterpret_cast<int2*>(pair_tiles), w.keys_in, w.items_in, w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
   sort_work(w, items, nkb, work_list, stream);
 }

@@ -75,11 +75,6 @@ __device__ __forceinline__ void load_query_pair(uint32_t smem, const CUtensorMap
 // The tiles of blocks block0 and block1 (-1: none) of the fused tile order (pack_tile), looked
 // up before the producer waits for a free stage, so the lookup's latency hides behind the wait
 // instead of delaying the loads (measured: 10-25% of the fused kernels' time when it did not).
-struct VideoBlocks {
-  int2 tile[2];
-  int count;
-};
-
 __device__ __forceinline__ VideoBlocks video_blocks(const WsVideo& v, int block0, int block1) {
   VideoBlocks r;
   r.count = block0 < 0 ? 0 : block1 < 0 ? 1 : 2;
@@ -177,11 +172,15 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
     if constexpr (kPaired && Traits::kBlockN == 128) two_blocks = chunks.two_per_stage;
     const int rows = two_blocks ? 64 : Traits::kBlockN;  // of one block in a stage
     for (int j = 0; j < n; ++j) {
-      const KeyChunk c = chunks(j);
       VideoBlocks kv_blocks{};
-      if (fused && leader)
-        kv_blocks = video_blocks(wp.video, c.key_start / p.block_k,
-                                 two_blocks ? c.second_start / 64 : -1);
+      KeyChunk c;
+      if constexpr (kFused && kPaired) {
+        // key_start stays 0: the fused order's blocks all lie whole inside kv_len.
+        c = chunks.video_chunk(j, wp.video.grid, kv_blocks);
+      } else {
+        c = chunks(j);
+        if (fused && leader) kv_blocks = video_blocks(wp.video, c.key_start / p.block_k, -1);
+      }
       if (k_warp) {
         sm90::mbarrier_wait(&bar.k_empty[ks.stage], ks.phase ^ 1);
         if (leader) {

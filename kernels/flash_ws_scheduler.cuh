@@ -35,6 +35,7 @@ struct PairChunks {
   const int32_t* codes;  // this tile's union, encode_pair_chunk
   int n;                 // union size
   bool two_per_stage;
+  const int2* tiles;     // beside the codes in the fused tile order (AttentionParams::pair_tiles)
   __device__ int count() const { return two_per_stage ? (n + 1) / 2 : n; }
   __device__ int32_t code(int t) const { return __ldg(codes + t); }
   // Which query blocks attend stage t's keys: bits 0-1 its first block's members, bits 2-3
@@ -59,6 +60,17 @@ struct PairChunks {
     }
     return c;
   }
+  // Stage t in the fused tile order from its tiles alone (no code read first): the stage's
+  // tiles into `blocks`, and each block's valid keys, its tile's tokens.
+  __device__ KeyChunk video_chunk(int t, const VideoTiles& g, VideoBlocks& blocks) const {
+    const int i = two_per_stage ? 2 * t : t;
+    blocks.count = two_per_stage ? 2 : 1;
+    blocks.tile[0] = __ldg(tiles + i);
+    blocks.tile[1] = two_per_stage ? __ldg(tiles + min(i + 1, n - 1)) : int2{0, 0};
+    KeyChunk c{0, unpack_tile(g, blocks.tile[0]).tokens()};
+    if (two_per_stage) c.second_valid = unpack_tile(g, blocks.tile[1]).tokens();
+    return c;
+  }
 };
 
 // kPaired: block-sparse with 64-row query blocks, two per 128-row tile (kBlockM == 128).
@@ -80,8 +92,11 @@ struct WsSchedule {
   __device__ auto chunks(const WsTile& t) const {
     if constexpr (kPaired) {
       const PairRows* r = p.pair_rows + t.item;
-      return PairChunks{p, p.pair_chunks + __ldg(&r->first), __ldg(&r->count),
-                        2 * p.block_k == Traits::kBlockN};
+      const int first = __ldg(&r->first);
+      return PairChunks{p, p.pair_chunks + first, __ldg(&r->count),
+                        2 * p.block_k == Traits::kBlockN,
+                        p.pair_tiles ? reinterpret_cast<const int2*>(p.pair_tiles) + first
+                                     : nullptr};
     } else if constexpr (kSparse) {
       const int nqb = q_tiles();
       const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;

@@ -86,6 +86,12 @@ __host__ __device__ inline TileSpan unpack_tile(const VideoTiles& g, int2 packed
   return s;
 }
 
+// The tiles (pack_tile) of a stage's key blocks or a pair's query blocks: `count` of them.
+struct VideoBlocks {
+  int2 tile[2];
+  int count;
+};
+
 // Bound of a grid extent for pack_tile.
 constexpr int kMaxVideoExtent = 1 << 15;
 
