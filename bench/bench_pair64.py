@@ -7,7 +7,8 @@ union of their key blocks) with one key block per stage, 2 paired with two key b
 union per 128-key stage, and 2 with the pair order the runner uses (sparseplan.query_pair_order:
 which blocks share a tile). B=1, bf16, forward.
 
-  PYTHONPATH=build-gpu/python:python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64] [--out DIR]
+  PYTHONPATH=build-gpu/python:python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64]
+      [--out DIR]
 
 TFLOP/s = 4 * H * D * (attended block pairs) * block_q * block_k / time (padded tokens of partial
 tiles count as work, as the kernel does it); over_dense = time / (density * our dense time at the

@@ -115,7 +115,8 @@ Pairing pairing(const AttentionParams& p, int nkb) {
 // the unions (num_cols entries), then the sort's scratch.
 size_t pair_workspace_bytes(const AttentionParams& p, int nqb, int nkb) {
   const size_t pairs = size_t(p.batch) * p.heads * ((nqb + 1) / 2);
-  const size_t tiles = p.video.frames > 0 ? align256(2 * sizeof(int32_t) * size_t(p.num_cols)) : 0;
+  const size_t tiles =
+      p.video.frames > 0 ? align256(2 * sizeof(int32_t) * size_t(p.num_cols)) : 0;
   return align256(sizeof(PairRows) * pairs) + align256(sizeof(int32_t) * size_t(p.num_cols)) +
          tiles + detail::pair_work_scratch_bytes(int(pairs), nkb);
 }

@@ -35,7 +35,7 @@ struct PairChunks {
   const int32_t* codes;  // this tile's union, encode_pair_chunk
   int n;                 // union size
   bool two_per_stage;
-  const int2* tiles;     // beside the codes in the fused tile order (AttentionParams::pair_tiles)
+  const int2* tiles;     // beside the codes in the fused order (AttentionParams::pair_tiles)
   __device__ int count() const { return two_per_stage ? (n + 1) / 2 : n; }
   __device__ int32_t code(int t) const { return __ldg(codes + t); }
   // Which query blocks attend stage t's keys: bits 0-1 its first block's members, bits 2-3

@@ -87,7 +87,8 @@ struct LayerLayouts {
 };
 
 // Per head, the pair order of fewest stages (plan/query_pairs.h) as int32 [H, nqb].
-torch::Tensor pair_orders(const std::vector<BlockLayout>& layouts, const TileGeometry& geometry) {
+torch::Tensor pair_orders(const std::vector<BlockLayout>& layouts,
+                          const TileGeometry& geometry) {
   std::vector<int32_t> orders;
   for (const BlockLayout& l : layouts) {
     const std::vector<int32_t> order = pair_query_blocks(l, geometry);
@@ -107,8 +108,9 @@ std::vector<int32_t> int32_values(const torch::Tensor& t, const char* name) {
 
 // The pair orders of CSR layouts over a video's padded tile order (no text): row_offsets
 // [H, nqb + 1] into col_indices, head after head, as the torch ops take them.
-torch::Tensor query_pair_order(const torch::Tensor& row_offsets, const torch::Tensor& col_indices,
-                               const Triple& grid, const Triple& tile, int block_size) {
+torch::Tensor query_pair_order(const torch::Tensor& row_offsets,
+                               const torch::Tensor& col_indices, const Triple& grid,
+                               const Triple& tile, int block_size) {
   const TileGeometry geometry =
       make_tile_geometry(to_grid(grid), to_tile(tile), block_size, TextLayout{});
   const int nb = geometry.total_blocks;
