@@ -6,6 +6,7 @@
 #include <set>
 
 #include "plan/block_layout.h"
+#include "plan/query_pairs.h"
 
 namespace sparseplan {
 namespace {
@@ -53,6 +54,14 @@ double AttentionCostModel::sparse_head_density_ms(const TileGeometry& g, int hea
   return sparse_head_ms(g, head_dim, density * double(g.total_blocks) * g.total_blocks);
 }
 
+double AttentionCostModel::paired_head_ms(const TileGeometry& g, int head_dim,
+                                          int64_t stages) const {
+  const double all = double(g.total_blocks) * g.total_blocks;
+  const double pairs = 4.0 * double(stages);  // 64 x 64 block pairs a 128 x 128 stage computes
+  const double flops = 4.0 * pairs * double(g.block_size) * g.block_size * head_dim;
+  return flops / (dense_tflops * 1e12) * 1e3 * sparse_factor(128, all > 0 ? pairs / all : 0.0);
+}
+
 double AttentionCostModel::selecting_head_ms(int64_t tokens, int head_dim) const {
   return dense_ms(tokens, 1, head_dim) * (1.0 + mass_over_dense + selection_over_dense);
 }
@@ -71,6 +80,21 @@ double head_price_density(const TileGeometry& geometry, const HeadRule& rule) {
   return compile_head_layout(geometry, rule).density();
 }
 
+double sparse_step_head_ms(const TileGeometry& g, int head_dim, const HeadRule& rule,
+                           double pooled, const AttentionCostModel& model) {
+  const bool static_layout = rule.kind == RuleKind::Window || rule.kind == RuleKind::Blocks;
+  if (g.block_size != 64 || !static_layout)
+    return model.sparse_head_density_ms(
+        g, head_dim, rule.kind == RuleKind::Dense ? 1.0 : head_price_density(g, rule) + pooled);
+  const BlockLayout layout = compile_head_layout(g, rule);
+  const double kept = layout.density();
+  const double paired =
+      model.paired_head_ms(g, head_dim, paired_stages(layout, pair_query_blocks(layout, g)));
+  // Pooled keys add to every row alike, priced in proportion to the kept work.
+  return kept > 0 ? paired * (kept + pooled) / kept
+                  : model.sparse_head_density_ms(g, head_dim, pooled);
+}
+
 LayerCallCost layer_call_cost(const TileGeometry& g, int head_dim,
                               const std::vector<HeadRule>& heads, Compensation compensation,
                               const AttentionCostModel& model) {
@@ -87,12 +111,11 @@ LayerCallCost layer_call_cost(const TileGeometry& g, int head_dim,
       compensation == Compensation::PooledKV ? 1.0 / double(g.block_size) : 0.0;
   for (const HeadRule& r : heads) {
     const double kept = head_price_density(g, r);
-    const double head = model.sparse_head_density_ms(
-        g, head_dim, r.kind == RuleKind::Dense ? 1.0 : kept + pooled);
+    const double head = sparse_step_head_ms(g, head_dim, r, pooled, model);
     c.sparse_ms += head;
     if (r.kind == RuleKind::Online)
       c.select_extra_ms += model.selecting_head_ms(g.sequence_tokens(), head_dim) - head;
-    c.refresh_ms += model.sparse_head_density_ms(g, head_dim, kept) +
+    c.refresh_ms += sparse_step_head_ms(g, head_dim, r, 0.0, model) +
                     model.sparse_head_density_ms(g, head_dim, std::max(0.0, 1.0 - kept));
   }
   return c;

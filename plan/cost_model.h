@@ -5,8 +5,11 @@
 //  - dense: 4 N^2 D FLOPs per head at dense_tflops (our dense kernel: 607-628 TFLOP/s);
 //  - block-sparse: 4 bs^2 D FLOPs per kept block pair (padding included) at dense_tflops divided
 //    by the measured slow-down of 128-token blocks at that density (1.00 at d = 1 to 1.22 at
-//    d = 1/16), times block64_factor for 64-token blocks (smaller blocks, which only the CPU path
-//    runs, are priced as 64-token ones);
+//    d = 1/16); 64-token static layouts by the 128 x 128 stages their paired query tiles walk
+//    in the runner's pair order (plan/query_pairs.h), each at the 128-token price, since the
+//    paired kernels' time follows their stages (bench/RESULTS.md, "the fill"); 64-token layouts
+//    not known ahead (online heads) at block64_factor x the 128-token price (smaller blocks,
+//    which only the CPU path runs, are priced as 64-token ones);
 //  - online selection: block mass from the cached LSE costs mass_over_dense of a dense head.
 #pragma once
 
@@ -20,8 +23,9 @@ namespace sparseplan {
 
 struct AttentionCostModel {
   double dense_tflops = 620.0;
-  // 64-token blocks over 128-token ones at equal density: the paired kernel reaches 65-80% of the
-  // 128-token TFLOP/s on window masks (bench/RESULTS.md, "64-token blocks: paired query tiles").
+  // 64-token blocks over 128-token ones at equal density where the layout is not known ahead:
+  // the paired kernels reach 0.78-0.92 of the 128-token TFLOP/s on windows and 0.52-0.60
+  // (unpaired) on random masks (bench/RESULTS.md, tenth session); online selections lie between.
   double block64_factor = 1.4;
   double mass_over_dense = 0.6;   // block mass from the LSE / dense attention
   double selection_over_dense = 0.02;
@@ -35,6 +39,8 @@ struct AttentionCostModel {
   double sparse_head_ms(const TileGeometry& geometry, int head_dim, double kept_pairs) const;
   // One head at `density` of the padded blocks.
   double sparse_head_density_ms(const TileGeometry& geometry, int head_dim, double density) const;
+  // One head with 64-token blocks whose paired tiles walk `stages` 128 x 128 stages.
+  double paired_head_ms(const TileGeometry& geometry, int head_dim, int64_t stages) const;
   // Extra time of an online head at a call that selects: dense attention + block mass +
   // selection, instead of its sparse attention.
   double selecting_head_ms(int64_t tokens, int head_dim) const;
@@ -43,6 +49,11 @@ struct AttentionCostModel {
 // Density a head is priced at on sparse steps: compiled layouts for static rules, the
 // captured mean (stats.density) for online ones (max_density when unknown), 1 for dense.
 double head_price_density(const TileGeometry& geometry, const HeadRule& rule);
+
+// One head's attention on a sparse step (batch 1): a 64-token static layout by its paired
+// stages, any other head at its price density; `pooled` the density pooled compensation adds.
+double sparse_step_head_ms(const TileGeometry& geometry, int head_dim, const HeadRule& rule,
+                           double pooled, const AttentionCostModel& model = {});
 
 struct PlanCost {
   double dense_ms = 0.0;      // the same run with dense attention everywhere

@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "base/video_metrics.h"
+#include "plan/block_layout.h"
 #include "plan/cost_model.h"
+#include "plan/query_pairs.h"
 #include "plan/tile_geometry.h"
 
 using namespace sparseplan;
@@ -158,7 +160,7 @@ TEST_CASE("residual_cache refreshes are priced as a layout plus its complement")
   const AttentionCostModel m;
   const TileGeometry g = make_tile_geometry(p);
   const double kept = head_price_density(g, p.layers[0][0]);
-  const double sparse_call = m.sparse_head_density_ms(g, 64, kept);
+  const double sparse_call = sparse_step_head_ms(g, 64, p.layers[0][0], 0.0, m);
   const double refresh_call = sparse_call + m.sparse_head_density_ms(g, 64, 1.0 - kept);
   const PlanCost plain = predict_plan_cost(p, 10, 1, m);
   CHECK(plain.plan_ms == Approx(10 * sparse_call));
@@ -169,6 +171,33 @@ TEST_CASE("residual_cache refreshes are priced as a layout plus its complement")
   // Step 0 dense, step 1 (the last warm-up step) and step 6 refresh, 7 sparse steps.
   CHECK(cached.plan_ms == Approx(m.dense_ms(g.sequence_tokens(), 1, 64) + 2 * refresh_call +
                                  7 * sparse_call));
+}
+
+TEST_CASE("a 64-token static head is priced by the stages its paired tiles walk") {
+  const Plan p = window_plan(1, 1);
+  const AttentionCostModel m;
+  const TileGeometry g = make_tile_geometry(p);
+  const BlockLayout layout = compile_head_layout(g, p.layers[0][0]);
+  const int64_t stages = paired_stages(layout, pair_query_blocks(layout, g));
+  CHECK(sparse_step_head_ms(g, 64, p.layers[0][0], 0.0, m) ==
+        Approx(m.paired_head_ms(g, 64, stages)));
+  // Each block attends its own tile only: a pair's stage holds two query blocks x two key
+  // blocks, of which the layout keeps two, so the head walks twice its work, each stage at
+  // the 128-token price.
+  CHECK(4 * stages == 2 * layout.nnz());
+  const double stage_density = 4.0 * double(stages) / (double(g.total_blocks) * g.total_blocks);
+  CHECK(m.paired_head_ms(g, 64, stages) ==
+        Approx(m.sparse_head_density_ms(g, 64, stage_density) / m.block64_factor));
+}
+
+TEST_CASE("a paired head's price grows with the stages it walks, whatever they hold") {
+  const AttentionCostModel m;
+  const TileGeometry g = make_tile_geometry({8, 8, 8}, {4, 4, 4}, 64, {});  // 8 x 8 blocks
+  // Twice the stages: twice the time, times the 128-token slow-down at each stage density.
+  const double one = m.paired_head_ms(g, 64, 8), two = m.paired_head_ms(g, 64, 16);
+  CHECK(two / one ==
+        Approx(2.0 * m.sparse_factor(128, 64.0 / 64) / m.sparse_factor(128, 32.0 / 64)));
+  CHECK(m.paired_head_ms(g, 64, 0) == 0.0);
 }
 
 TEST_CASE("a plan's steps are counted as dense, refresh, sparse and selecting") {
