@@ -112,7 +112,8 @@ Pairing pairing(const AttentionParams& p, int nkb) {
 }
 
 // The paired path's part of the workspace, after the work list and counter: the pairs' rows,
-// the unions (num_cols entries), then the sort's scratch.
+// the unions (num_cols entries), in the fused tile order their tiles (num_cols int pairs),
+// then the sort's scratch.
 size_t pair_workspace_bytes(const AttentionParams& p, int nqb, int nkb) {
   const size_t pairs = size_t(p.batch) * p.heads * ((nqb + 1) / 2);
   const size_t tiles =
