@@ -80,19 +80,40 @@ double head_price_density(const TileGeometry& geometry, const HeadRule& rule) {
   return compile_head_layout(geometry, rule).density();
 }
 
-double sparse_step_head_ms(const TileGeometry& g, int head_dim, const HeadRule& rule,
-                           double pooled, const AttentionCostModel& model) {
+namespace {
+
+// One head on a sparse step: the density it is priced at, its layout's time alone and with
+// `pooled` added (one compile and one pair order per head: calibration prices many plans).
+struct HeadPrice {
+  double kept = 0.0, layout_ms = 0.0, step_ms = 0.0;
+};
+
+HeadPrice head_price(const TileGeometry& g, int head_dim, const HeadRule& rule, double pooled,
+                     const AttentionCostModel& model) {
+  HeadPrice h;
   const bool static_layout = rule.kind == RuleKind::Window || rule.kind == RuleKind::Blocks;
-  if (g.block_size != 64 || !static_layout)
-    return model.sparse_head_density_ms(
-        g, head_dim, rule.kind == RuleKind::Dense ? 1.0 : head_price_density(g, rule) + pooled);
+  if (g.block_size != 64 || !static_layout) {
+    h.kept = head_price_density(g, rule);
+    h.layout_ms = model.sparse_head_density_ms(g, head_dim, h.kept);
+    h.step_ms = model.sparse_head_density_ms(
+        g, head_dim, rule.kind == RuleKind::Dense ? 1.0 : h.kept + pooled);
+    return h;
+  }
   const BlockLayout layout = compile_head_layout(g, rule);
-  const double kept = layout.density();
-  const double paired =
+  h.kept = layout.density();
+  h.layout_ms =
       model.paired_head_ms(g, head_dim, paired_stages(layout, pair_query_blocks(layout, g)));
   // Pooled keys add to every row alike, priced in proportion to the kept work.
-  return kept > 0 ? paired * (kept + pooled) / kept
-                  : model.sparse_head_density_ms(g, head_dim, pooled);
+  h.step_ms = h.kept > 0 ? h.layout_ms * (h.kept + pooled) / h.kept
+                         : model.sparse_head_density_ms(g, head_dim, pooled);
+  return h;
+}
+
+}  // namespace
+
+double sparse_step_head_ms(const TileGeometry& g, int head_dim, const HeadRule& rule,
+                           double pooled, const AttentionCostModel& model) {
+  return head_price(g, head_dim, rule, pooled, model).step_ms;
 }
 
 LayerCallCost layer_call_cost(const TileGeometry& g, int head_dim,
@@ -110,13 +131,12 @@ LayerCallCost layer_call_cost(const TileGeometry& g, int head_dim,
   const double pooled =
       compensation == Compensation::PooledKV ? 1.0 / double(g.block_size) : 0.0;
   for (const HeadRule& r : heads) {
-    const double kept = head_price_density(g, r);
-    const double head = sparse_step_head_ms(g, head_dim, r, pooled, model);
-    c.sparse_ms += head;
+    const HeadPrice h = head_price(g, head_dim, r, pooled, model);
+    c.sparse_ms += h.step_ms;
     if (r.kind == RuleKind::Online)
-      c.select_extra_ms += model.selecting_head_ms(g.sequence_tokens(), head_dim) - head;
-    c.refresh_ms += sparse_step_head_ms(g, head_dim, r, 0.0, model) +
-                    model.sparse_head_density_ms(g, head_dim, std::max(0.0, 1.0 - kept));
+      c.select_extra_ms += model.selecting_head_ms(g.sequence_tokens(), head_dim) - h.step_ms;
+    c.refresh_ms += h.layout_ms +
+                    model.sparse_head_density_ms(g, head_dim, std::max(0.0, 1.0 - h.kept));
   }
   return c;
 }
