@@ -9,6 +9,7 @@ which blocks share a tile). B=1, bf16, forward.
 
   PYTHONPATH=build-gpu/python:python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64]
       [--out DIR]
+  PYTHONPATH=build/python:python python3 bench/bench_pair64.py --fill-only   (no GPU)
 
 TFLOP/s = 4 * H * D * (attended block pairs) * block_q * block_k / time (padded tokens of partial
 tiles count as work, as the kernel does it); over_dense = time / (density * our dense time at the
@@ -46,11 +47,33 @@ def tile_centres(grid, tile):
     return (lo + hi - 1).float() / 2, (hi - lo).prod(-1).to(torch.int32)
 
 
-def window_mask(grid, tile, radius, H):
+def window_mask(grid, tile, radius, H, device="cuda"):
     centres, valid = tile_centres(grid, tile)
     dist = (centres[:, None, :] - centres[None, :, :]).abs()
     mask = (dist <= torch.tensor(radius, dtype=torch.float32)).all(-1)
-    return mask.cuda().unsqueeze(0).expand(H, -1, -1).contiguous(), valid
+    return mask.to(device).unsqueeze(0).expand(H, -1, -1).contiguous(), valid
+
+
+def fill(mask, order):
+    """Kept (query, key) block pairs over the 4 a stage holds, for one head's [nqb, nkb] mask
+    whose query blocks pair as order[2i], order[2i + 1]: each pair walks ceil(|union| / 2)."""
+    stages = 0
+    for i in range(0, len(order), 2):
+        union = mask[order[i]] | (mask[order[i + 1]] if i + 1 < len(order) else False)
+        stages += (int(union.sum()) + 1) // 2
+    return float(mask.sum()) / (4 * stages)
+
+
+def print_fills():
+    """The fill of every window mask with consecutive pairs and with the pair order (CPU)."""
+    for gname, grid in GRIDS.items():
+        for radius in WINDOWS:
+            mask, _ = window_mask(grid, TILES[64], radius, 1, "cpu")
+            ro, ci = mask_to_csr(mask)
+            order = sparseplan.query_pair_order(ro[0], ci, grid, TILES[64], 64)[0].tolist()
+            print(json.dumps(dict(grid=gname, window=list(radius),
+                                  fill_consecutive=fill(mask[0], list(range(mask.shape[1]))),
+                                  fill_pair_order=fill(mask[0], order))), flush=True)
 
 
 def tile_inputs(grid, block, H, D):
@@ -118,7 +141,11 @@ def main():
     ap.add_argument("--dims", default="128,64")
     ap.add_argument("--grids", default="cube32,wan480p")
     ap.add_argument("--out", default=os.environ.get("OUT", ""))
+    ap.add_argument("--fill-only", action="store_true",
+                    help="print the window masks' fill of paired stages (CPU) and stop")
     args = ap.parse_args()
+    if args.fill_only:
+        return print_fills()
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} "
           f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
     ops = sparseplan.load()
