@@ -107,6 +107,18 @@ try:
 except ValueError as e:
     check(f"the range error names the key block: {e}", "key block" in str(e))
 try:
+    sparseplan.query_pair_order(column_ro.long(), column_ci, (2, 8, 8), (2, 4, 4), 32)
+    check("int64 row_offsets are refused", False)
+except ValueError as e:
+    check(f"the dtype error names row_offsets and int32: {e}",
+          "row_offsets" in str(e) and "int32" in str(e))
+try:
+    sparseplan.query_pair_order(torch.tensor([[0, 4, 2, 6, 8]], dtype=torch.int32), column_ci,
+                                (2, 8, 8), (2, 4, 4), 32)
+    check("falling row_offsets are refused", False)
+except ValueError as e:
+    check(f"the offsets error names the head: {e}", "head 0" in str(e) and "rise" in str(e))
+try:
     sparseplan.compile_layouts(plan, 0, grid=(2, 8, 12))
     check("another grid is refused", False)
 except ValueError as e:
