@@ -165,6 +165,7 @@ void check_video(const char* op, const AttentionParams& p) {
               p.v_head_stride == p.head_dim,
           pre + "tile order needs q, k and v with adjacent heads (head stride = head_dim)");
   require(p.kv_block_valid == nullptr, pre + "tile order sets kv_block_valid itself: pass null");
+  require(p.num_cols >= 0, pre + "tile order needs num_cols (the length of col_indices)");
   require(detail::use_sm90_path(), pre + "tile order runs on Hopper (sm_90) only");
 }
 
@@ -179,9 +180,14 @@ size_t workspace_bytes(const AttentionParams& p) {
   return align256(sizeof(int32_t) * (items + 1)) + scratch;
 }
 
-// The fused order's tables (video_tile_table) lead the workspace.
-size_t video_table_bytes(const AttentionParams& p) {
+// The fused order's tables lead the workspace: each tile's span and valid tokens
+// (video_tile_table), then each column's tile (video_column_tiles).
+size_t video_tile_bytes(const AttentionParams& p) {
   return align256(sizeof(int32_t) * 3 * size_t(video_tiles(p.video)));
+}
+size_t video_table_bytes(const AttentionParams& p) {
+  return video_tile_bytes(p) +
+         align256(2 * sizeof(int32_t) * size_t(std::max<int64_t>(p.num_cols, 0)));
 }
 
 }  // namespace
@@ -207,11 +213,13 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   require(workspace != nullptr, std::string(op) + ": workspace is null");
   if (p.video.frames != 0) check_video(op, p);
   if (p.batch == 0 || p.q_len == 0) return;
+  int32_t* col_tiles = nullptr;  // the fused order's, filled in for the unpaired kernels only
   if (p.video.frames > 0) {
     const int tiles = int(video_tiles(p.video));
     int32_t* spans = static_cast<int32_t*>(workspace);  // 8-byte aligned for int2 reads
     int32_t* valid = spans + 2 * tiles;
     detail::video_tile_table(p.video, tiles, valid, spans, stream);
+    col_tiles = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(workspace) + video_tile_bytes(p));
     workspace = static_cast<uint8_t*>(workspace) + video_table_bytes(p);
     // Where every tile fills its block, no key needs masking, and the producer's second warp
     // (which clears V rows past a block's keys) can stay out of the way (see produce).
@@ -244,6 +252,9 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     }
     pp.num_work = pairs;
     pp.work_list = ws;
+    pp.work_counter = ws + pairs;
+    detail::check_cuda(cudaMemsetAsync(pp.work_counter, 0, sizeof(int32_t), stream),
+                       "clearing the work counter");
     pp.pair_rows = rows;
     pp.pair_chunks = unions;
     pp.pair_tiles = tiles;
@@ -255,6 +266,10 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
           pp, two_per_stage, stream);
     });
     if (launched) return;
+  }
+  if (col_tiles != nullptr) {
+    detail::video_column_tiles(p.col_indices, p.num_cols, nkb, p.video_spans, col_tiles, stream);
+    p.col_tiles = col_tiles;
   }
   p.num_work = items;
   p.work_list = ws;

@@ -63,8 +63,8 @@ struct AttentionParams {
   const int32_t* kv_block_valid = nullptr;
 
   // Persistent scheduling for block-sparse launches: work items (b * heads + h) * nqb + qb in
-  // the order to run them (heaviest weight class first), and a zeroed counter the CTAs draw
-  // from.
+  // the order to run them (head-major; attention_sparse.cu, work_buckets), and a zeroed counter
+  // the CTAs draw them from (flash_ws_scheduler.cuh, WsItems).
   const int32_t* work_list = nullptr;
   int32_t* work_counter = nullptr;
   int num_work = 0;
@@ -86,10 +86,14 @@ struct AttentionParams {
   // so the producer reads a stage's tiles without first reading its codes.
   const int32_t* pair_tiles = nullptr;
 
-  // Fused tile order (see VideoTiles); kv_block_valid must then be null (the tiles say it).
+  // Fused tile order (see VideoTiles); kv_block_valid must then be null (the tiles say it), and
+  // num_cols set.
   VideoTiles video;
-  // Set by the launcher for the fused order: per tile two ints (pack_tile, video_tiles.cuh).
+  // Set by the launcher for the fused order: per tile two ints (pack_tile, video_tiles.cuh),
+  // and beside each col_indices entry its key block's tile (kNoKeys: out of range), so the
+  // producer reads a stage's tile without first reading its column.
   const int32_t* video_spans = nullptr;
+  const int32_t* col_tiles = nullptr;
 };
 
 // Exact block attention mass from a cached LSE (see ref::block_mass).

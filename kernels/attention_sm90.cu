@@ -4,7 +4,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include "kernels/flash_ws_kernel.cuh"
 #include "kernels/launch.h"
@@ -20,11 +22,19 @@ template <typename Traits>
 using FusedWs = WsTraits<typename Traits::Element, Traits::kHeadDim, Traits::kConsumers,
                          Traits::kBlockN, Traits::kKStages, Traits::kVStages + 1>;
 
+// SPARSEPLAN_WORK_DRAW=0 (read at every call, so one process can time both) has block-sparse
+// CTAs take the static deal instead of drawing items from the work counter (WsItems).
+void deal_if_asked(WsParams* wp) {
+  const char* e = std::getenv("SPARSEPLAN_WORK_DRAW");
+  if (e != nullptr && std::string(e) == "0") wp->a.work_counter = nullptr;
+}
+
 // Returns false (nothing launched) when the tensors cannot be mapped for TMA.
 template <typename Traits, bool kSparse>
 bool launch_ws(const AttentionParams& a, cudaStream_t stream) {
   WsParams wp;
   if (!encode_ws_maps(a, Traits::kBlockM, Traits::kBlockN, true, &wp)) return false;
+  deal_if_asked(&wp);
   const int q_tiles = (a.q_len + Traits::kBlockM - 1) / Traits::kBlockM;
   const int items = kSparse ? a.num_work : a.batch * a.heads * q_tiles;
   if constexpr (kSparse) {
@@ -143,6 +153,7 @@ bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage,
     WsParams wp;
     // Q in 64-row boxes: a pair's blocks load one by one, from wherever the pair order put them.
     if (!encode_ws_maps(p, 64, two ? 64 : Traits::kBlockN, true, &wp)) return false;
+    deal_if_asked(&wp);
     if (p.video.frames > 0)
       launch_ws_kernel<FusedWs<Traits>>(flash_ws_kernel<FusedWs<Traits>, true, true, true>, wp,
                                         p.num_work, stream,

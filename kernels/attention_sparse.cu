@@ -40,9 +40,8 @@ __global__ void work_weights_kernel(const int32_t* row_offsets, int num_items, i
 }
 
 // Sort keys from weights: heavier items get smaller keys. With `buckets` > 0 the weights go
-// into that many classes of equal width below the largest, so that the stable radix sort
-// keeps long head-major runs (concurrent CTAs share a head's K/V in L2) while each round of the
-// static round-robin still deals items of about one weight; 0 sorts by exact weight.
+// into that many classes of equal width below the largest, the stable radix sort keeping
+// head-major runs within a class; 0 sorts by exact weight.
 __global__ void bucket_keys_kernel(int32_t* keys, int num_items, const int* max_weight,
                                    int buckets, int nkb) {
   const int mx = *max_weight;
@@ -51,12 +50,12 @@ __global__ void bucket_keys_kernel(int32_t* keys, int num_items, const int* max_
 }
 
 // SPARSEPLAN_WORK_BUCKETS (read at every call, so one process can time each) overrides the
-// default of 8, which measured best over window and random masks on the H200 (bench/RESULTS.md,
-// "Work order"): exact weights scatter Wan 480p's many edge classes across heads, one class
-// (pure head-major) lets the static deal meet heavy and light rows unevenly on 32^3.
+// default of 1, pure head-major order: since the CTAs draw their items (WsItems) no deal needs
+// items of one weight per round, and CTAs running at once share a head's K/V. Exact weights
+// (0) scatter Wan 480p's many edge classes across heads (bench/RESULTS.md, "Work order").
 int work_buckets() {
   const char* e = std::getenv("SPARSEPLAN_WORK_BUCKETS");
-  return e != nullptr ? std::max(0, std::atoi(e)) : 8;
+  return e != nullptr ? std::max(0, std::atoi(e)) : 1;
 }
 
 constexpr int kPairWarps = 4;
@@ -236,6 +235,12 @@ WorkScratch carve_work_scratch(void* scratch, int items, int nkb, cudaStream_t s
 // them, stably, into work_list.
 void sort_work(const WorkScratch& w, int items, int nkb, int32_t* work_list, cudaStream_t stream) {
   const int buckets = std::min(work_buckets(), nkb);
+  if (buckets == 1) {  // one class: the stable sort would keep the order
+    check_cuda_call(cudaMemcpyAsync(work_list, w.items_in, sizeof(int32_t) * size_t(items),
+                                    cudaMemcpyDeviceToDevice, stream),
+                    "copying the work list");
+    return;
+  }
   const int blocks = std::min((items + 255) / 256, 1024);
   bucket_keys_kernel<<<blocks, 256, 0, stream>>>(w.keys_in, items, w.max_weight, buckets, nkb);
   check_cuda_call(cudaGetLastError(), "work key launch");

@@ -106,7 +106,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     block_mass_ws_kernel(const __grid_constant__ WsMassParams p) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   run_warp_specialized<Traits>(
-      smem_raw, [&](uint8_t* smem, auto& bar) { produce<Traits, false, false>(p.w, smem, bar); },
+      smem_raw, WsItems<Traits, false>::takers(false),
+      [&](uint8_t* smem, auto& bar) { produce<Traits, false, false>(p.w, smem, bar); },
       [&](uint8_t* smem, auto& bar, int g) { consume_mass<Traits>(p, smem, bar, g); });
 }
 

@@ -275,7 +275,7 @@ template <typename Traits, bool kSparse, bool kPaired = false, bool kFused = fal
 __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar, int g) {
   const AttentionParams& p = wp.a;
-  const WsSchedule<Traits, kSparse, kPaired> schedule{p};
+  const WsSchedule<Traits, kSparse, kPaired, kFused> schedule{p};
   constexpr float kLog2e = 1.4426950408889634f;
   const float scale_log2 = p.scale * kLog2e;
   const bool leader = threadIdx.x % 128 == 0;
@@ -288,7 +288,8 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   sm90::PipelineState<Traits::kVStages> vs;  // the V stage of the chunk whose P V comes next
   int held_q = -1;  // Q stage the previous tile's O store may still be reading
   turn.start();
-  for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
+  WsItems<Traits, kSparse> items{p, bar, schedule.num_items()};
+  for (int i = items.take(); i >= 0; i = items.take()) {
     const WsTile t = schedule.tile(i);
     const auto chunks = schedule.chunks(t);
     const int n = chunks.count();

@@ -15,9 +15,11 @@ namespace sparseplan::cuda {
 
 // The common frame of the warp-specialized kernels: aligns shared memory, sets up the ring
 // barriers, and splits the CTA into the producer warps and the consumer warpgroups, moving
-// registers from the one to the others.
+// registers from the one to the others. `item_takers`: the arrivals that free a slot of the
+// drawn items' ring (WsItems).
 template <typename Traits, typename Produce, typename Consume>
-__device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&& produce_role,
+__device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, int item_takers,
+                                                     Produce&& produce_role,
                                                      Consume&& consume_role) {
   // TMA's 128-byte swizzle is a function of address bits: tiles start 1024-byte aligned.
   uint8_t* smem = smem_raw + ((1024 - (sm90::smem_u32(smem_raw) & 1023)) & 1023);
@@ -35,6 +37,10 @@ __device__ __forceinline__ void run_warp_specialized(uint8_t* smem_raw, Produce&
       sm90::mbarrier_init(&bar.v_full[s], 1);
       sm90::mbarrier_init(&bar.v_empty[s], Traits::kConsumers);
       sm90::mbarrier_init(&bar.v_landed[s], 1);
+    }
+    for (int s = 0; s < Traits::kItemStages; ++s) {
+      sm90::mbarrier_init(&bar.item_full[s], 1);
+      sm90::mbarrier_init(&bar.item_empty[s], item_takers);
     }
     sm90::fence_barrier_init();
   }
@@ -59,6 +65,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   run_warp_specialized<Traits>(
       smem_raw,
+      WsItems<Traits, kSparse>::takers(
+          second_producer_walks<kSparse, true, kPaired, kFused>(p.a)),
       [&](uint8_t* smem, auto& bar) {
         produce<Traits, kSparse, true, kPaired, kFused>(p, smem, bar);
       },

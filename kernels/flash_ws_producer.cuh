@@ -104,6 +104,20 @@ __device__ __forceinline__ void load_video_blocks(uint32_t smem, const WsVideo& 
   sm90::mbarrier_arrive(full);
 }
 
+// Whether producer warp 1 loads V (see produce).
+template <bool kSparse, bool kPaired, bool kFused>
+constexpr bool v_warp() {
+  return !kSparse || (kFused && kPaired);
+}
+
+// Whether producer warp 1 walks the tiles: without V to load or padding to clear it stays out
+// of the way (walking the chunk list alongside for nothing measured 5-8% slower dense
+// attention).
+template <bool kSparse, bool kLoadV, bool kPaired, bool kFused>
+__device__ __forceinline__ bool second_producer_walks(const AttentionParams& p) {
+  return kLoadV && (v_warp<kSparse, kPaired, kFused>() || p.kv_block_valid != nullptr);
+}
+
 // Two producer warps walk the same tiles and chunks. Warp 0 loads Q and K by TMA and hands
 // each chunk's valid-key count over with its K. Who loads V was measured per kind: for dense
 // attention warp 1 does, so that a V stage, freed a chunk later than a K stage (after P V),
@@ -118,20 +132,18 @@ __device__ __forceinline__ void load_video_blocks(uint32_t smem, const WsVideo& 
 // what the stage held before): its K needs nothing more (the consumers mask those scores),
 // but its V rows past the valid keys may hold anything (the caller's padding, NaN in the
 // tests), and P x V must not meet them, so that V lands on v_landed and warp 1 zeroes the rows
-// before releasing it on v_full. kLoadV = false feeds block mass (Q and K only). kPaired: pairs of 64-row query
-// blocks (WsSchedule).
+// before releasing it on v_full. kLoadV = false feeds block mass (Q and K only). kPaired:
+// pairs of 64-row query blocks (WsSchedule).
 template <typename Traits, bool kSparse, bool kLoadV = true, bool kPaired = false,
           bool kFused = false>
 __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
                                         WsBarriers<Traits>& bar) {
-  constexpr bool kVWarp = !kSparse || (kFused && kPaired);  // warp 1 loads V
+  constexpr bool kVWarp = v_warp<kSparse, kPaired, kFused>();  // warp 1 loads V
   const AttentionParams& p = wp.a;
-  const WsSchedule<Traits, kSparse, kPaired> schedule{p};
+  const WsSchedule<Traits, kSparse, kPaired, kFused> schedule{p};
   const bool k_warp = threadIdx.x / 32 == 0;
   const bool leader = threadIdx.x % 32 == 0;
-  // Without V to load or padding to clear warp 1 stays out of the way (walking the chunk list
-  // alongside for nothing measured 5-8% slower dense attention).
-  if (!k_warp && (!kLoadV || (!kVWarp && p.kv_block_valid == nullptr))) return;
+  if (!k_warp && !second_producer_walks<kSparse, kLoadV, kPaired, kFused>(p)) return;
   const bool v_loader = kVWarp != k_warp;
   const uint32_t s_base = sm90::smem_u32(smem);
   constexpr bool fused = kFused;
@@ -141,7 +153,9 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
   // Parity of v_landed per V stage: it completes once per padded use of a stage, and warp 1
   // waits for each in order, so the parity is exact.
   uint32_t landed_phase = 0;
-  for (int i = blockIdx.x; i < schedule.num_items(); i += gridDim.x) {
+  WsItems<Traits, kSparse> items{p, bar, schedule.num_items()};
+  for (int i = k_warp ? items.draw() : items.take(); i >= 0;
+       i = k_warp ? items.draw() : items.take()) {
     const WsTile t = schedule.tile(i);
     const int kvh = t.h / (p.heads / p.kv_heads);
     if (k_warp) {
@@ -174,12 +188,11 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
     for (int j = 0; j < n; ++j) {
       VideoBlocks kv_blocks{};
       KeyChunk c;
-      if constexpr (kFused && kPaired) {
+      if constexpr (kFused) {
         // key_start stays 0: the fused order's blocks all lie whole inside kv_len.
         c = chunks.video_chunk(j, wp.video.grid, kv_blocks);
       } else {
         c = chunks(j);
-        if (fused && leader) kv_blocks = video_blocks(wp.video, c.key_start / p.block_k, -1);
       }
       if (k_warp) {
         sm90::mbarrier_wait(&bar.k_empty[ks.stage], ks.phase ^ 1);

@@ -1,15 +1,12 @@
-// Which query tiles a persistent CTA of the warp-specialized kernel runs, and the key chunks of
-// each. The producer warp and the consumer warpgroups walk the same static sequence (items
-// blockIdx.x, blockIdx.x + gridDim.x, ...), so they agree without talking. Block-sparse items
-// come from the work list sorted heaviest weight class first (tile_scheduler.cuh), which makes
-// the round-robin deal close to balanced; dense items are head-major so concurrent CTAs share
-// K/V in L2.
+// Which query tiles a persistent CTA of the warp-specialized kernel runs (WsItems), and the
+// key chunks of each (WsSchedule).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/flash_mainloop.cuh"
 #include "kernels/flash_ws_traits.cuh"
+#include "kernels/sm90_sync.cuh"
 #include "kernels/tile_scheduler.cuh"
 
 namespace sparseplan::cuda {
@@ -73,8 +70,84 @@ struct PairChunks {
   }
 };
 
+// The work items a persistent CTA runs, in order. Dense tiles all cost the same: every walker
+// of the CTA computes the round-robin deal (blockIdx.x, + gridDim.x, ...) alone, and CTAs
+// running at once share a head's K/V. Block-sparse tiles do not, and any static deal of the
+// work list lost: in head-major order some CTAs were dealt more heavy rows than others,
+// sorted by weight the CTAs running at once read different heads' K/V ("Work order" in
+// bench/RESULTS.md). So block-sparse CTAs draw: producer warp 0 takes the next item from the
+// work counter as it starts a tile and hands it to the CTA's other walkers (every consumer
+// warp, and producer warp 1 where it walks) through a ring in shared memory; whichever CTA
+// is free first takes the next item, and the list's order is left to locality. Without a
+// counter (SPARSEPLAN_WORK_DRAW=0, to time the two) block-sparse CTAs take the deal too.
+template <typename Traits, bool kDrawn>
+struct WsItems {
+  const AttentionParams& p;
+  WsBarriers<Traits>& bar;
+  int count;  // work items
+  int dealt = blockIdx.x;
+  sm90::PipelineState<Traits::kItemStages> ring;
+
+  // The walkers that take each drawn item: one arrival per consumer warp, and producer warp 1.
+  __device__ static int takers(bool second_producer_walks) {
+    return Traits::kConsumers * 4 + (second_producer_walks ? 1 : 0);
+  }
+  // Producer warp 0, all lanes: its next item, -1 past the last.
+  __device__ int draw() {
+    if (!kDrawn || p.work_counter == nullptr) return deal();
+    sm90::mbarrier_wait(&bar.item_empty[ring.stage], ring.phase ^ 1);
+    int item = 0;
+    if (threadIdx.x % 32 == 0) {
+      item = atomicAdd(p.work_counter, 1);
+      if (item >= count) item = -1;
+      atomicExch(&bar.item[ring.stage], item);
+      sm90::mbarrier_arrive(&bar.item_full[ring.stage]);
+    }
+    ring.advance();
+    return __shfl_sync(0xffffffffu, item, 0);
+  }
+  // Any other walking warp, all lanes: the item warp 0 drew, in the same order.
+  __device__ int take() {
+    if (!kDrawn || p.work_counter == nullptr) return deal();
+    sm90::mbarrier_wait(&bar.item_full[ring.stage], ring.phase);
+    int item = 0;
+    if (threadIdx.x % 32 == 0) {
+      item = atomicAdd(&bar.item[ring.stage], 0);
+      sm90::mbarrier_arrive(&bar.item_empty[ring.stage]);
+    }
+    ring.advance();
+    return __shfl_sync(0xffffffffu, item, 0);
+  }
+  __device__ int deal() {
+    const int item = dealt;
+    dealt += gridDim.x;
+    return item < count ? item : -1;
+  }
+};
+
+// The chunks of a query tile's CSR row in the fused tile order (one key block a chunk), read
+// from the key tiles beside its columns (AttentionParams::col_tiles): the producer's walk of
+// the runner's calls loads a stage's tile without first reading its column (a tile lookup
+// waiting on a column load was the critical path of the paired kernels, PairChunks::tiles).
+struct VideoCsrChunks {
+  const int2* tiles;  // this row's
+  int nnz;
+  __device__ int count() const { return nnz; }
+  // Chunk t's tile into `blocks`, and its valid keys, the tile's tokens (none where flagged).
+  __device__ KeyChunk video_chunk(int t, const VideoTiles& g, VideoBlocks& blocks) const {
+    int2 tile = __ldg(tiles + t);
+    const bool none = (tile.y & kNoKeys) != 0;
+    tile.y &= ~kNoKeys;
+    blocks.count = 1;
+    blocks.tile[0] = tile;
+    blocks.tile[1] = int2{0, 0};
+    return KeyChunk{0, none ? 0 : unpack_tile(g, tile).tokens()};
+  }
+};
+
 // kPaired: block-sparse with 64-row query blocks, two per 128-row tile (kBlockM == 128).
-template <typename Traits, bool kSparse, bool kPaired = false>
+// kFused: in the fused tile order (its unpaired rows come as VideoCsrChunks).
+template <typename Traits, bool kSparse, bool kPaired = false, bool kFused = false>
 struct WsSchedule {
   static_assert(!kPaired || (kSparse && Traits::kBlockM == 128), "pairs are block-sparse tiles of 128 rows");
   const AttentionParams& p;
@@ -97,6 +170,12 @@ struct WsSchedule {
                         2 * p.block_k == Traits::kBlockN,
                         p.pair_tiles ? reinterpret_cast<const int2*>(p.pair_tiles) + first
                                      : nullptr};
+    } else if constexpr (kFused) {
+      const int32_t* offsets =
+          p.row_offsets + (int64_t(t.b) * p.heads + t.h) * (q_tiles() + 1) + t.q_tile;
+      const int begin = __ldg(offsets);
+      return VideoCsrChunks{reinterpret_cast<const int2*>(p.col_tiles) + begin,
+                            __ldg(offsets + 1) - begin};
     } else if constexpr (kSparse) {
       const int nqb = q_tiles();
       const int nkb = (p.kv_len + p.block_k - 1) / p.block_k;

@@ -25,6 +25,7 @@ struct WsTraits {
   static constexpr int kKStages = kKStages_;  // K ring depth
   static constexpr int kVStages = kVStages_;  // V ring depth
   static constexpr int kQStages = 2;          // the next tile's Q loads during this tile
+  static constexpr int kItemStages = 4;       // work items drawn ahead (WsItems)
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kNTiles = kBlockN / 8;   // n8 tiles of a score row block
@@ -66,7 +67,9 @@ struct WsBarriers {
   uint64_t k_full[Traits::kKStages], k_empty[Traits::kKStages];
   uint64_t v_full[Traits::kVStages], v_empty[Traits::kVStages];
   uint64_t v_landed[Traits::kVStages];  // a padded chunk's V arrived, padding not yet zeroed
+  uint64_t item_full[Traits::kItemStages], item_empty[Traits::kItemStages];
   int valid[Traits::kKStages];
+  int item[Traits::kItemStages];  // drawn work items, written and read with atomics like valid
 };
 
 template <typename Traits>

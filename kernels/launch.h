@@ -42,6 +42,10 @@ void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
 
 // The fused tile order's tables (video_tiles.cuh): each tile's token count into valid[0, tiles)
 // (its kv_block_valid) and pack_tile into spans[0, 2 * tiles).
+// col_tiles[i] = spans[cols[i]] (two ints an entry), or tile 0 | kNoKeys where cols[i] is not
+// in [0, tiles).
+void video_column_tiles(const int32_t* cols, int64_t num_cols, int tiles, const int32_t* spans,
+                        int32_t* col_tiles, cudaStream_t stream);
 void video_tile_table(const VideoTiles& grid, int tiles, int32_t* valid, int32_t* spans,
                       cudaStream_t stream);
 
@@ -61,8 +65,9 @@ bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage, c
 // path (tests and benchmarks run both).
 bool use_sm90_path();
 
-// Sorts work items (bh * nqb + qb) by row nnz in weight classes, heaviest first and stable
-// (head-major within a class; attention_sparse.cu, work_buckets), into work_list, using `scratch` of work_list_scratch_bytes.
+// Work items (bh * nqb + qb) into work_list in head-major order, or sorted by row nnz in weight
+// classes, heaviest first and stable (SPARSEPLAN_WORK_BUCKETS; attention_sparse.cu,
+// work_buckets), using `scratch` of work_list_scratch_bytes.
 size_t work_list_scratch_bytes(int items, int num_k_blocks);
 void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_blocks,
                      int num_k_blocks, int32_t* work_list, void* scratch, cudaStream_t stream);

@@ -1,9 +1,7 @@
 // Work scheduling for block-sparse attention. Heads of very different density share one
-// launch: every (batch, head, query block) is one work item; a stable device radix sort
-// (build_work_list) orders the items by row nnz in weight classes, heaviest first, head-major
-// within a class, and a persistent grid of CTAs takes them from an atomic counter
-// (longest-processing-time-first greedy), so no SM idles while another works through a long
-// tail.
+// launch: every (batch, head, query block) is one work item, listed head-major
+// (build_work_list), and a persistent grid of CTAs takes them from an atomic counter, so no SM
+// idles while another works through a long tail.
 #pragma once
 
 #include <cstdint>

@@ -41,9 +41,30 @@ __global__ void video_tile_table_kernel(VideoTiles grid, int tiles_h, int tiles_
   }
 }
 
+__global__ void video_column_tiles_kernel(const int32_t* cols, int64_t num_cols, int tiles,
+                                          const int2* spans, int2* col_tiles) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < num_cols;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int c = cols[i];
+    int2 tile = spans[c >= 0 && c < tiles ? c : 0];
+    if (c < 0 || c >= tiles) tile.y |= kNoKeys;
+    col_tiles[i] = tile;
+  }
+}
+
 }  // namespace
 
 namespace detail {
+void video_column_tiles(const int32_t* cols, int64_t num_cols, int tiles, const int32_t* spans,
+                        int32_t* col_tiles, cudaStream_t stream) {
+  if (num_cols == 0) return;
+  const int blocks = int(std::min<int64_t>((num_cols + 255) / 256, 1024));
+  video_column_tiles_kernel<<<blocks, 256, 0, stream>>>(
+      cols, num_cols, tiles, reinterpret_cast<const int2*>(spans),
+      reinterpret_cast<int2*>(col_tiles));
+  check_cuda(cudaGetLastError(), "video column tiles launch");
+}
+
 void video_tile_table(const VideoTiles& grid, int tiles, int32_t* valid, int32_t* spans,
                       cudaStream_t stream) {
   if (tiles == 0) return;

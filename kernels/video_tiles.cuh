@@ -86,6 +86,10 @@ __host__ __device__ inline TileSpan unpack_tile(const VideoTiles& g, int2 packed
   return s;
 }
 
+// In a table of key tiles beside col_indices (AttentionParams::col_tiles), a column out of
+// range: block 0's tile flagged to attend nothing (a bit above pack_tile's edge class).
+constexpr int kNoKeys = 1 << 30;
+
 // The tiles (pack_tile) of a stage's key blocks or a pair's query blocks: `count` of them.
 struct VideoBlocks {
   int2 tile[2];

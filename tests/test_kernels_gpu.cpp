@@ -417,6 +417,19 @@ TEST_CASE("block-sparse attention balances heads of very different density", "[g
 #endif
 }
 
+TEST_CASE("block-sparse CTAs running many tiles each draw them in turn or take the static deal", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  // 640 tiles, more than 4 per CTA on GPUs of up to 160 SMs: the ring of drawn items wraps.
+  for (const char* draw : {"1", "0"}) {
+    ScopedEnv env("SPARSEPLAN_WORK_DRAW", draw);
+    INFO("SPARSEPLAN_WORK_DRAW=" << draw);
+    run_sparse_case(4, 2048, 10, 64, DType::BF16, 128, 128, {1.0 / 8, 1.0 / 16, 0.25}, false);
+    run_sparse_case(4, 2048, 10, 64, DType::BF16, 64, 64, {1.0 / 16, 1.0 / 8, 0.0}, true);
+  }
+#endif
+}
+
 TEST_CASE("block-sparse attention gives empty rows zeros and LSE -inf", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
@@ -623,6 +636,7 @@ TEST_CASE("the fused tile order refuses grids and blocks it cannot run", "[gpu]"
     auto p = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
     p.block_q = p.block_k = 64;
     p.row_offsets = ro.ptr, p.col_indices = cols.ptr;
+    p.num_cols = 1;
     p.video = {5, 6, 9, 4, 4, 4};
     edit(p);
     sparseplan::cuda::block_sparse_attention_forward(p, DType::BF16, ws.ptr, nullptr);
@@ -640,6 +654,8 @@ TEST_CASE("the fused tile order refuses grids and blocks it cannot run", "[gpu]"
                     Catch::Contains("kv_block_valid"));
   CHECK_THROWS_WITH(fused([](AttentionParams& p) { p.q_head_stride = 128; }),
                     Catch::Contains("head stride"));
+  CHECK_THROWS_WITH(fused([](AttentionParams& p) { p.num_cols = -1; }),
+                    Catch::Contains("tile order needs num_cols"));
   auto dense = params_for(pr, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
   dense.video = {5, 6, 9, 4, 4, 4};
   CHECK_THROWS_WITH(sparseplan::cuda::dense_attention_forward(dense, DType::BF16, nullptr),
