@@ -45,8 +45,10 @@ struct PlanRunOptions {
   AttentionProfile* profile = nullptr;
   // On the kernels, a layer whose first sparse call comes in model order and attends at most
   // this fraction of its blocks runs in the fused tile order (no reorder pass; see
-  // PlanBackend::sparse); 0 never, 1 wherever the plan allows it.
-  double fused_max_density = 0.15;
+  // PlanBackend::sparse); 0 never, 1 wherever the plan allows it. At Wan 480p the fused call
+  // beat gather + kernel + scatter on every plan mask of density <= 0.25 at both block sizes
+  // and lost 4% on the 64-token radial one at 0.54 (bench/RESULTS.md, "Drawn work items").
+  double fused_max_density = 0.3;
   // With 64-token blocks on the kernels, which query blocks share a tile: the static heads'
   // pair orders (plan/query_pairs.h), or, false, consecutive blocks (for comparison).
   bool pair_query_blocks = true;
