@@ -231,16 +231,17 @@ WorkScratch carve_work_scratch(void* scratch, int items, int nkb, cudaStream_t s
   return w;
 }
 
+// Where the item ids go: with one weight class the stable sort would keep their order, so
+// they go straight into work_list and sort_work has nothing to do.
+int32_t* item_ids(const WorkScratch& w, int buckets, int32_t* work_list) {
+  return buckets == 1 ? work_list : w.items_in;
+}
+
 // Turns the weights in keys_in into sort keys (bucket_keys_kernel) and sorts the item ids by
 // them, stably, into work_list.
-void sort_work(const WorkScratch& w, int items, int nkb, int32_t* work_list, cudaStream_t stream) {
-  const int buckets = std::min(work_buckets(), nkb);
-  if (buckets == 1) {  // one class: the stable sort would keep the order
-    check_cuda_call(cudaMemcpyAsync(work_list, w.items_in, sizeof(int32_t) * size_t(items),
-                                    cudaMemcpyDeviceToDevice, stream),
-                    "copying the work list");
-    return;
-  }
+void sort_work(const WorkScratch& w, int items, int nkb, int buckets, int32_t* work_list,
+               cudaStream_t stream) {
+  if (buckets == 1) return;
   const int blocks = std::min((items + 255) / 256, 1024);
   bucket_keys_kernel<<<blocks, 256, 0, stream>>>(w.keys_in, items, w.max_weight, buckets, nkb);
   check_cuda_call(cudaGetLastError(), "work key launch");
@@ -273,12 +274,13 @@ size_t work_list_scratch_bytes(int items, int nkb) {
 void build_work_list(const int32_t* row_offsets, int batch_heads, int nqb, int nkb,
                      int32_t* work_list, void* scratch, cudaStream_t stream) {
   const int items = batch_heads * nqb;
+  const int buckets = std::min(work_buckets(), nkb);
   const WorkScratch w = carve_work_scratch(scratch, items, nkb, stream);
   const int blocks = std::min((items + 255) / 256, 1024);
   work_weights_kernel<<<blocks, 256, 0, stream>>>(row_offsets, items, nqb, nkb, w.keys_in,
-                                                  w.items_in, w.max_weight);
+                                                  item_ids(w, buckets, work_list), w.max_weight);
   check_cuda(cudaGetLastError(), "work list launch");
-  sort_work(w, items, nkb, work_list, stream);
+  sort_work(w, items, nkb, buckets, work_list, stream);
 }
 
 size_t pair_work_scratch_bytes(int items, int nkb) { return work_list_scratch_bytes(items, nkb); }
@@ -299,13 +301,15 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
         p.row_offsets, p.q_pair_order, nqb, pair_rows);
     check_cuda(cudaGetLastError(), "pair order launch");
   }
+  const int buckets = std::min(work_buckets(), nkb);
   const WorkScratch w = carve_work_scratch(scratch, items, nkb, stream);
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
       p.row_offsets, p.col_indices, p.num_cols, ordered, items, npairs, nqb, nkb, pair_rows,
       pair_chunks, pair_tiles ? reinterpret_cast<const int2*>(p.video_spans) : nullptr,
-      reinterpret_cast<int2*>(pair_tiles), w.keys_in, w.items_in, w.max_weight);
+      reinterpret_cast<int2*>(pair_tiles), w.keys_in, item_ids(w, buckets, work_list),
+      w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
-  sort_work(w, items, nkb, work_list, stream);
+  sort_work(w, items, nkb, buckets, work_list, stream);
 }
 
 template <typename Traits>

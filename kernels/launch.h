@@ -42,12 +42,12 @@ void run_block_mass(const BlockMassParams& p, cudaStream_t stream);
 
 // The fused tile order's tables (video_tiles.cuh): each tile's token count into valid[0, tiles)
 // (its kv_block_valid) and pack_tile into spans[0, 2 * tiles).
+void video_tile_table(const VideoTiles& grid, int tiles, int32_t* valid, int32_t* spans,
+                      cudaStream_t stream);
 // col_tiles[i] = spans[cols[i]] (two ints an entry), or tile 0 | kNoKeys where cols[i] is not
 // in [0, tiles).
 void video_column_tiles(const int32_t* cols, int64_t num_cols, int tiles, const int32_t* spans,
                         int32_t* col_tiles, cudaStream_t stream);
-void video_tile_table(const VideoTiles& grid, int tiles, int32_t* valid, int32_t* spans,
-                      cudaStream_t stream);
 
 // Hopper (wgmma) path.
 template <typename Element, int kHeadDim, int kWarpGroups>
