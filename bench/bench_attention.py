@@ -8,7 +8,6 @@ same block mask. B=1, bf16, forward. TFLOP/s = 4*H*N^2*D*density / time.
 Writes one JSON line per measurement to DIR/bench_attention.jsonl and prints a table.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -20,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import sparseplan  # noqa: E402
+from jsonl_log import log_line  # noqa: E402  (bench/, the script's folder)
 
 SHAPES = {  # name: (H, N video + text, D)
     "wan1.3b": (12, 32760, 128),
@@ -105,10 +105,7 @@ def flex_block_mask(mask, N):
 
 
 def log(out, rec):
-    print(json.dumps(rec), flush=True)
-    if out:
-        with open(os.path.join(out, "bench_attention.jsonl"), "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    log_line(out, "bench_attention.jsonl", rec)
 
 
 def check_ops():

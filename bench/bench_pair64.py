@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Before bench_attention puts python/ first: the built package (PYTHONPATH) has _core.
 import sparseplan  # noqa: E402
 from bench_attention import bench, mask_to_csr, random_mask, rel_l2  # noqa: E402
+from jsonl_log import log_line  # noqa: E402
 
 GRIDS = {"cube32": (32, 32, 32), "wan480p": (21, 30, 52)}
 TILES = {64: (4, 4, 4), 128: (4, 4, 8)}
@@ -90,10 +91,7 @@ def tile_inputs(grid, block, H, D):
 
 
 def log(out, rec):
-    print(json.dumps(rec), flush=True)
-    if out:
-        with open(os.path.join(out, "bench_pair64.jsonl"), "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    log_line(out, "bench_pair64.jsonl", rec)
 
 
 def with_pairing(mode, fn):

@@ -47,6 +47,8 @@ import time
 
 import numpy as np
 
+from jsonl_log import log_line  # bench/, the script's folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHAPES = {  # name: model preset, grid name, heads, head_dim
@@ -335,10 +337,7 @@ def bench_mask(name, m, shape, args, out):
 
 
 def log(out, rec):
-    print(json.dumps(rec), flush=True)
-    if out:
-        with open(os.path.join(out, "plan_masks.jsonl"), "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    log_line(out, "plan_masks.jsonl", rec)
 
 
 def main():

@@ -16,7 +16,6 @@ the tile-order tensors with their padded keys and, at 64-token blocks, their pai
       [--dims 128,64] [--reps 2] [--out DIR] [--plans wan480p [--bin build-gpu/cli/sparseplan]]
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sparseplan  # noqa: E402  (the built package on PYTHONPATH has _core)
 from bench_attention import bench, mask_to_csr, random_mask  # noqa: E402
 from bench_pair64 import GRIDS, TILES, tile_inputs, window_mask  # noqa: E402
+from jsonl_log import log_line  # noqa: E402
 
 WINDOWS = [(4, 4, 8), (4, 8, 8), (8, 8, 8), (8, 12, 16)]
 
@@ -49,10 +49,7 @@ def timed(call, configs, reps):
 
 
 def write(out, rec):
-    print(json.dumps(rec), flush=True)
-    if out:
-        with open(os.path.join(out, "work_order.jsonl"), "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    log_line(out, "work_order.jsonl", rec)
 
 
 def plan_masks(args, ops, configs):
