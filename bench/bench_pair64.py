@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """64-token against 128-token blocks (GPU machine, torch 2.11): block-sparse attention on 3D
 window masks in tile order (tile 4x4x4 = one 64-token block, 4x4x8 = one 128-token block) and
-on random masks, with 64-token query blocks in each SPARSEPLAN_PAIR64 mode, timed in one
-process: 0 unpaired (one 64-row tile per block), 1 paired (two blocks per 128-row tile over the
-union of their key blocks) with one key block per stage, 2 paired with two key blocks of the
-union per 128-key stage, and 2 with the pair order the runner uses (sparseplan.query_pair_order:
-which blocks share a tile). B=1, bf16, forward.
+on random masks, with 64-token query blocks in SPARSEPLAN_PAIR64 modes (--variants), timed in
+one process: unpaired (0, one 64-row tile per block), pair_blocks (1, two blocks per 128-row
+tile over the union of their key blocks, one key block per stage), pair_two (2, two key blocks
+of the union per 128-key stage), pair_order (2 in the pair order the runner uses,
+sparseplan.query_pair_order: which blocks share a tile), rounds_shared (3, the rounds kernel
+with shared rounds only, pair order), rounds (4, each warpgroup two blocks of its own row per
+round where they fit its ring, pair order) and rounds_consecutive (4, consecutive pairs).
+B=1, bf16, forward.
 
   PYTHONPATH=build-gpu/python:python python3 bench/bench_pair64.py [--heads 12] [--dims 128,64]
-      [--out DIR]
+      [--grids cube32,wan480p] [--variants pair_order,rounds] [--out DIR]
   PYTHONPATH=build/python:python python3 bench/bench_pair64.py --fill-only   (no GPU)
 
 TFLOP/s = 4 * H * D * (attended block pairs) * block_q * block_k / time (padded tokens of partial
@@ -36,6 +39,10 @@ TILES = {64: (4, 4, 4), 128: (4, 4, 8)}
 # is within this distance of the query tile's centre in every dimension.
 WINDOWS = [(4, 4, 4), (4, 4, 8), (4, 8, 8), (8, 8, 8), (8, 12, 16)]
 RANDOM_DENSITIES = [1 / 4, 1 / 8, 1 / 16]
+# 64-token variants: SPARSEPLAN_PAIR64 mode, and whether the runner's pair order is passed.
+VARIANTS = {"unpaired": ("0", False), "pair_blocks": ("1", False), "pair_two": ("2", False),
+            "pair_order": ("2", True), "rounds_shared": ("3", True), "rounds": ("4", True),
+            "rounds_consecutive": ("4", False)}
 
 
 def tile_centres(grid, tile):
@@ -102,7 +109,7 @@ def with_pairing(mode, fn):
         os.environ.pop("SPARSEPLAN_PAIR64", None)
 
 
-def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows, grid):
+def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows, grid, names):
     H, nqb, nkb = mask.shape
     D = q.shape[-1]
     density = mask.float().mean().item()
@@ -116,8 +123,8 @@ def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows, grid
     ordered = lambda: ops.block_sparse_attention(q, k, v, ro, ci, block, block, kv_valid, None,
                                                  order)
     variants = ([("b128", "2", call)] if block == 128 else
-                [("b64_unpaired", "0", call), ("b64_pair_blocks", "1", call),
-                 ("b64_pair_two", "2", call), ("b64_pair_order", "2", ordered)])
+                [("b64_" + n, VARIANTS[n][0], ordered if VARIANTS[n][1] else call)
+                 for n in names])
     ref = None
     for label, pair, fn in variants:
         ms = with_pairing(pair, lambda: bench(fn, warmup_ms=25, rep_ms=150))
@@ -125,9 +132,10 @@ def run_mask(ops, rec, q, k, v, mask, block, kv_valid, dense_ms, out, rows, grid
         r = dict(rec, kernel=label, block=block, density=density, ms=ms,
                  tflops=work / ms / 1e9, over_dense=ms / (density * dense_ms))
         if ref is None:
-            ref = o
+            ref = (label, o)
         else:
-            r["rel_l2_vs_unpaired"] = rel_l2(o, ref)
+            r["rel_l2_vs"] = ref[0]
+            r["rel_l2"] = rel_l2(o, ref[1])
         log(out, r)
         rows.append(r)
     del ro, ci
@@ -138,6 +146,8 @@ def main():
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--dims", default="128,64")
     ap.add_argument("--grids", default="cube32,wan480p")
+    ap.add_argument("--variants", default="pair_order,rounds_shared,rounds,rounds_consecutive",
+                    help="64-token variants, comma-separated: " + ",".join(VARIANTS))
     ap.add_argument("--out", default=os.environ.get("OUT", ""))
     ap.add_argument("--fill-only", action="store_true",
                     help="print the window masks' fill of paired stages (CPU) and stop")
@@ -146,6 +156,10 @@ def main():
         return print_fills()
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} "
           f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"bench_pair64.py: unknown variants {unknown}; known: {list(VARIANTS)}")
     ops = sparseplan.load()
     H = args.heads
     rows = []
@@ -161,13 +175,13 @@ def main():
                 for radius in WINDOWS:
                     mask, _ = window_mask(grid, tile, radius, H)
                     run_mask(ops, dict(base, mask="window", window=list(radius)), q, k, v, mask,
-                             block, kv_valid, dense_ms, args.out, rows, grid)
+                             block, kv_valid, dense_ms, args.out, rows, grid, names)
                 if gname == "cube32":
                     nb = N // block
                     for d in RANDOM_DENSITIES:
                         mask = random_mask(H, nb, nb, [d], gen)
                         run_mask(ops, dict(base, mask=f"random {d:.4g}"), q, k, v, mask, block,
-                                 None, dense_ms, args.out, rows, grid)
+                                 None, dense_ms, args.out, rows, grid, names)
                 del q, k, v
                 torch.cuda.empty_cache()
 

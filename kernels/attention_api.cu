@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <limits>
 #include <stdexcept>
@@ -97,10 +98,14 @@ size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
 // How 64-row query blocks run on Hopper (SPARSEPLAN_PAIR64, read at every call so one process
 // can time each): 0 one 64-row tile per block (the path before pairing, kept for comparisons
-// and as a way out); 1 two consecutive blocks as one 128-row tile over the union of their key
+// and as a way out); 1 two query blocks as one 128-row tile over the union of their key
 // blocks, one key block per stage; 2 (the default) the same with two key blocks of the union
-// per 128-key stage. Measured on the H200 (bench/RESULTS.md, "64-token blocks").
-enum class Pairing { kOff, kBlocks, kTwoPerStage };
+// per 128-key stage; with 64-key blocks, 3 the rounds kernel in shared rounds (stage 2's walk
+// on rings of single blocks) and 4 the rounds kernel with each warpgroup computing two blocks
+// of its own row per round where that fits its ring (pair_rounds.h). Measured on the H200
+// (bench/RESULTS.md, "64-token blocks"): 4 walks fewer rounds than 3 but both run 10-15%
+// slower than 2, so they are kept for comparisons.
+enum class Pairing { kOff, kBlocks, kTwoPerStage, kSharedRounds, kOwnRounds };
 
 Pairing pairing(const AttentionParams& p, int nkb) {
   if (p.block_q != 64 || p.num_cols < 0 || nkb > detail::kMaxPairKeyBlocks) return Pairing::kOff;
@@ -108,18 +113,44 @@ Pairing pairing(const AttentionParams& p, int nkb) {
   const std::string mode = env != nullptr ? env : "";
   if (mode == "0") return Pairing::kOff;
   if (mode == "1") return Pairing::kBlocks;
+  if (mode == "3" && p.block_k == 64) return Pairing::kSharedRounds;
+  if (mode == "4" && p.block_k == 64) return Pairing::kOwnRounds;
   return Pairing::kTwoPerStage;
 }
 
 // The paired path's part of the workspace, after the work list and counter: the pairs' rows,
-// the unions (num_cols entries), in the fused tile order their tiles (num_cols int pairs),
-// then the sort's scratch.
+// the unions (num_cols entries), the rounds (num_cols + 2 x pairs), in the fused tile order
+// the unions' tiles (num_cols int pairs), then the sort's scratch.
+struct PairSpace {
+  PairRows* rows;
+  int32_t* unions;
+  int32_t* rounds;
+  int32_t* tiles;  // null outside the fused order
+  uint8_t* sort_scratch;
+};
+
+// Byte offsets of PairSpace's parts; the last is the sort scratch's.
+std::array<size_t, 5> pair_offsets(const AttentionParams& p, size_t pairs) {
+  const size_t cols = size_t(p.num_cols);
+  const size_t unions = align256(sizeof(PairRows) * pairs);
+  const size_t rounds = unions + align256(sizeof(int32_t) * cols);
+  const size_t tiles = rounds + align256(sizeof(int32_t) * (cols + 2 * pairs));
+  const size_t sort =
+      tiles + (p.video.frames > 0 ? align256(2 * sizeof(int32_t) * cols) : size_t(0));
+  return {0, unions, rounds, tiles, sort};
+}
+
+PairSpace carve_pair_space(uint8_t* base, const AttentionParams& p, size_t pairs) {
+  const auto at = pair_offsets(p, pairs);
+  return {reinterpret_cast<PairRows*>(base + at[0]), reinterpret_cast<int32_t*>(base + at[1]),
+          reinterpret_cast<int32_t*>(base + at[2]),
+          p.video.frames > 0 ? reinterpret_cast<int32_t*>(base + at[3]) : nullptr,
+          base + at[4]};
+}
+
 size_t pair_workspace_bytes(const AttentionParams& p, int nqb, int nkb) {
   const size_t pairs = size_t(p.batch) * p.heads * ((nqb + 1) / 2);
-  const size_t tiles =
-      p.video.frames > 0 ? align256(2 * sizeof(int32_t) * size_t(p.num_cols)) : 0;
-  return align256(sizeof(PairRows) * pairs) + align256(sizeof(int32_t) * size_t(p.num_cols)) +
-         tiles + detail::pair_work_scratch_bytes(int(pairs), nkb);
+  return pair_offsets(p, pairs)[4] + detail::pair_work_scratch_bytes(int(pairs), nkb);
 }
 
 // The fused tile order (VideoTiles): its tiles, and the call as the kernels run it, over the
@@ -240,30 +271,29 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
   if (pair_mode != Pairing::kOff) {
     AttentionParams pp = p;
     const int pairs = p.batch * p.heads * ((nqb + 1) / 2);
-    PairRows* rows = reinterpret_cast<PairRows*>(scratch);
-    int32_t* unions =
-        reinterpret_cast<int32_t*>(scratch + align256(sizeof(PairRows) * size_t(pairs)));
-    uint8_t* sort_scratch =
-        reinterpret_cast<uint8_t*>(unions) + align256(sizeof(int32_t) * size_t(p.num_cols));
-    int32_t* tiles = nullptr;
-    if (p.video.frames > 0) {
-      tiles = reinterpret_cast<int32_t*>(sort_scratch);
-      sort_scratch += align256(2 * sizeof(int32_t) * size_t(p.num_cols));
-    }
+    const PairSpace space = carve_pair_space(scratch, p, size_t(pairs));
+    const bool rounds = pair_mode == Pairing::kSharedRounds || pair_mode == Pairing::kOwnRounds;
     pp.num_work = pairs;
     pp.work_list = ws;
     pp.work_counter = ws + pairs;
     detail::check_cuda(cudaMemsetAsync(pp.work_counter, 0, sizeof(int32_t), stream),
                        "clearing the work counter");
-    pp.pair_rows = rows;
-    pp.pair_chunks = unions;
-    pp.pair_tiles = tiles;
-    const bool two_per_stage = pair_mode == Pairing::kTwoPerStage;
-    detail::build_pair_work_list(p, nqb, nkb, ws, rows, unions, tiles, sort_scratch, stream);
+    pp.pair_rows = space.rows;
+    pp.pair_chunks = space.unions;
+    pp.pair_tiles = space.tiles;
+    pp.pair_rounds = rounds ? space.rounds : nullptr;
+    const int slots =
+        pair_mode == Pairing::kOwnRounds ? detail::rounds_ring_slots(p.head_dim) : 0;
+    detail::build_pair_work_list(p, nqb, nkb, ws, space.rows, space.unions, space.tiles,
+                                 rounds ? space.rounds : nullptr, slots, space.sort_scratch,
+                                 stream);
+    const detail::PairKernel kind = rounds                                   ? detail::PairKernel::kRounds
+                                    : pair_mode == Pairing::kTwoPerStage ? detail::PairKernel::kTwoPerStage
+                                                                         : detail::PairKernel::kBlockPerStage;
     bool launched = false;
     dispatch(dtype, p.head_dim, [&](auto e, auto d) {
       launched = detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(
-          pp, two_per_stage, stream);
+          pp, kind, stream);
     });
     if (launched) return;
   }

@@ -27,9 +27,13 @@ struct VideoTiles {
 
 // A pair of 64-row query blocks (AttentionParams::pair_rows): blocks block[0] and block[1]
 // (-1: none, past an odd count), and the `count` codes of their union at pair_chunks + first.
+// For the rounds kernel (pair_rounds.h): each warpgroup's rounds, whether they are its own
+// (else shared), and where they start in pair_rounds (warpgroup g's round r at steps + 2 r + g).
 struct PairRows {
   int32_t block[2];
   int32_t first, count;
+  int32_t rounds[2];
+  int32_t own, steps;
 };
 
 struct AttentionParams {
@@ -85,6 +89,8 @@ struct AttentionParams {
   // In the fused tile order, beside each chunk code its key block's tile (two ints, pack_tile),
   // so the producer reads a stage's tiles without first reading its codes.
   const int32_t* pair_tiles = nullptr;
+  // The rounds kernel's rounds (encode_round), num_cols + 2 x pairs entries.
+  const int32_t* pair_rounds = nullptr;
 
   // Fused tile order (see VideoTiles); kv_block_valid must then be null (the tiles say it), and
   // num_cols set.

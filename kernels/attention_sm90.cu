@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kernels/flash_ws_kernel.cuh"
+#include "kernels/flash_ws_rounds.cuh"
 #include "kernels/launch.h"
 #include "kernels/tma_descriptor.h"
 
@@ -144,10 +145,41 @@ using WsPairs = WsTraits<Element, kHeadDim, 2, kBlockN,
                          k_stages<kHeadDim, true>() * (128 / kBlockN),
                          v_stages<kHeadDim, true>() * (128 / kBlockN)>;
 
+// The rounds kernel's rings of single blocks: at head_dim 128 the four K and six V blocks of
+// the paired kernels' two K and three V stages (224 KB with the Q ring), at 64 eight and eight.
 template <typename Element, int kHeadDim>
-bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage,
-                                 cudaStream_t stream) {
-  const bool two = two_per_stage && p.block_k == 64;
+using WsRounds = WsRoundsTraits<Element, kHeadDim, kHeadDim == 128 ? 4 : 8,
+                                kHeadDim == 128 ? 6 : 8>;
+
+int rounds_ring_slots(int head_dim) {
+  return head_dim == 128 ? WsRounds<__nv_bfloat16, 128>::kRingSlots
+                         : WsRounds<__nv_bfloat16, 64>::kRingSlots;
+}
+
+namespace {
+
+template <typename Element, int kHeadDim>
+bool run_block_sparse_rounds_sm90(const AttentionParams& p, cudaStream_t stream) {
+  using Traits = WsRounds<Element, kHeadDim>;
+  WsParams wp;
+  // Q in 64-row boxes (a pair's blocks load one by one), K and V a block a box.
+  if (!encode_ws_maps(p, 64, 64, true, &wp)) return false;
+  deal_if_asked(&wp);
+  if (p.video.frames > 0)
+    launch_ws_kernel<Traits>(flash_ws_rounds_kernel<Traits, true>, wp, p.num_work, stream,
+                             "attention (sm90, rounds, fused tile order)");
+  else
+    launch_ws_kernel<Traits>(flash_ws_rounds_kernel<Traits, false>, wp, p.num_work, stream,
+                             "attention (sm90, rounds)");
+  return true;
+}
+
+}  // namespace
+
+template <typename Element, int kHeadDim>
+bool run_block_sparse_pairs_sm90(const AttentionParams& p, PairKernel kind, cudaStream_t stream) {
+  if (kind == PairKernel::kRounds) return run_block_sparse_rounds_sm90<Element, kHeadDim>(p, stream);
+  const bool two = kind == PairKernel::kTwoPerStage && p.block_k == 64;
   const auto launch = [&](auto traits) {
     using Traits = decltype(traits);
     WsParams wp;
@@ -169,7 +201,8 @@ bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage,
 
 #define SPARSEPLAN_INSTANTIATE(E, D)                                                    \
   template void run_dense_sm90<E, D>(const AttentionParams&, cudaStream_t);             \
-  template bool run_block_sparse_pairs_sm90<E, D>(const AttentionParams&, bool, cudaStream_t); \
+  template bool run_block_sparse_pairs_sm90<E, D>(const AttentionParams&, PairKernel,     \
+                                                   cudaStream_t);                        \
   template void run_block_sparse_sm90<E, D, 1>(const AttentionParams&, cudaStream_t);   \
   template void run_block_sparse_sm90<E, D, 2>(const AttentionParams&, cudaStream_t);
 SPARSEPLAN_INSTANTIATE(__nv_bfloat16, 64)

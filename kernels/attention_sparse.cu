@@ -10,6 +10,7 @@
 
 #include "kernels/flash_fwd_kernel.cuh"
 #include "kernels/launch.h"
+#include "kernels/pair_rounds.h"
 
 namespace sparseplan::cuda {
 namespace {
@@ -108,42 +109,64 @@ __global__ void pair_order_kernel(const int32_t* row_offsets, const int32_t* ord
   int64_t at = o[0] + sums[tid] - sum;
   for (int pr = p0; pr < p1; ++pr) {
     const int qa = block(2 * pr), qb = block(2 * pr + 1);
-    pair_rows[int64_t(bh) * npairs + pr] = PairRows{{qa, qb}, int32_t(at), 0};
+    pair_rows[int64_t(bh) * npairs + pr] = PairRows{{qa, qb}, int32_t(at), 0, {0, 0}, 0, 0};
     at += length(qa) + length(qb);
   }
 }
+
+// The union's members in key order from a pair's two bitmaps (pair_rounds.h's Members).
+struct BitmapMembers {
+  const uint32_t* a;
+  const uint32_t* b;
+  int word = -1;
+  uint32_t rest = 0u;  // bits of `word` still to visit
+  __device__ int next() {
+    while (rest == 0u) {
+      ++word;
+      rest = a[word] | b[word];
+    }
+    const int bit = __ffs(rest) - 1;
+    rest &= rest - 1u;
+    return int((a[word] >> bit) & 1u) | int((b[word] >> bit) & 1u) << 1;
+  }
+};
 
 // One warp per pair of query blocks (blocks 2 pair and 2 pair + 1, written over their own CSR
 // range; or, placed by pair_order_kernel, the blocks and range in pair_rows): both rows' key
 // blocks go into a bitmap each (duplicates and columns outside [0, nkb) drop out, as they
 // attend nothing), then the lanes walk 32 words at a time and write the union in key order,
 // one code per key block (and, given the fused order's tile table, its tile), a warp scan
-// placing them. Weight (sort_work): the union size, so heavier pairs come first.
+// placing them. Given pair_rounds, lane 0 then plans the pair's rounds (pair_rounds.h) for a
+// ring of `ring_slots` blocks (0: shared rounds only). Weight (sort_work): the union size, so
+// heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, bool ordered, int items, int npairs, int nqb,
                                   int nkb, PairRows* pair_rows, int32_t* pair_chunks,
-                                  const int2* spans, int2* pair_tiles, int32_t* keys,
-                                  int32_t* item_ids, int* max_weight) {
+                                  const int2* spans, int2* pair_tiles, int32_t* pair_rounds,
+                                  int ring_slots, int32_t* keys, int32_t* item_ids,
+                                  int* max_weight) {
   __shared__ uint32_t bits[kPairWarps][2][kPairWords];
   constexpr unsigned kAll = 0xffffffffu;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   uint32_t* in_a = bits[warp][0];
   uint32_t* in_b = bits[warp][1];
   const int words = (nkb + 31) / 32;
+  const int heads = items / npairs;
   for (int item = blockIdx.x * kPairWarps + warp; item < items; item += gridDim.x * kPairWarps) {
     const int bh = item / npairs, pair = item % npairs;
     const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1);
-    PairRows r{{2 * pair, 2 * pair + 1 < nqb ? 2 * pair + 1 : -1}, 0, 0};
+    PairRows r{{2 * pair, 2 * pair + 1 < nqb ? 2 * pair + 1 : -1}, 0, 0, {0, 0}, 0, 0};
     if (ordered) r = pair_rows[item];
     else r.first = o[2 * pair];
     const int qa = r.block[0], qb = r.block[1];
     const int64_t a0 = o[qa], a1 = o[qa + 1];
     const int64_t b0 = qb >= 0 ? o[qb] : 0, b1 = qb >= 0 ? o[qb + 1] : 0;
-    // The union is written over the pair's share of the CSR range, so it must lie inside
-    // col_indices.
+    // The union (and its rounds, two more entries a pair) is written over the pair's share of
+    // its head's CSR range, so it must lie inside col_indices and before the next head's.
+    const int64_t head_end = bh + 1 < heads ? row_offsets[int64_t(bh + 1) * (nqb + 1)] : num_cols;
     const bool inside = 0 <= a0 && a0 <= a1 && 0 <= b0 && b0 <= b1 && a1 <= num_cols &&
-                        b1 <= num_cols && 0 <= r.first &&
-                        r.first + (a1 - a0) + (b1 - b0) <= num_cols;
+                        b1 <= num_cols && o[0] <= r.first &&
+                        r.first + (a1 - a0) + (b1 - b0) <= min(num_cols, head_end);
     for (int w = lane; w < words; w += 32) in_a[w] = in_b[w] = 0u;
     __syncwarp();
     if (inside) {
@@ -157,11 +180,13 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       }
     }
     __syncwarp();
-    int total = 0;
+    int total = 0, len_a = 0, len_b = 0;
     for (int w0 = 0; w0 < words; w0 += 32) {
       const int w = w0 + lane;
       const uint32_t a = w < words ? in_a[w] : 0u, b = w < words ? in_b[w] : 0u;
       const int cnt = __popc(a | b);
+      len_a += __popc(a);
+      len_b += __popc(b);
       int incl = cnt;
 #pragma unroll
       for (int d = 1; d < 32; d <<= 1) {
@@ -177,8 +202,23 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       }
       total += __shfl_sync(kAll, incl, 31);
     }
+    len_a = __reduce_add_sync(kAll, len_a);
+    len_b = __reduce_add_sync(kAll, len_b);
     if (lane == 0) {
       r.count = total;
+      if (pair_rounds != nullptr) {
+        const PairRoundsPlan plan =
+            plan_pair_rounds(BitmapMembers{in_a, in_b}, BitmapMembers{in_a, in_b}, total, len_a,
+                             len_b, ring_slots, ring_slots > 0);
+        r.own = plan.own;
+        r.rounds[0] = plan.rounds[0];
+        r.rounds[1] = plan.rounds[1];
+        r.steps = r.first + 2 * item;
+        write_pair_rounds(BitmapMembers{in_a, in_b}, total, plan.own,
+                          [&](int round, int g, int32_t code) {
+                            pair_rounds[r.steps + 2 * round + g] = code;
+                          });
+      }
       pair_rows[item] = r;
       keys[item] = total;
       atomicMax(max_weight, total);
@@ -287,7 +327,8 @@ size_t pair_work_scratch_bytes(int items, int nkb) { return work_list_scratch_by
 
 void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list,
                           PairRows* pair_rows, int32_t* pair_chunks, int32_t* pair_tiles,
-                          void* scratch, cudaStream_t stream) {
+                          int32_t* pair_rounds, int ring_slots, void* scratch,
+                          cudaStream_t stream) {
   if (nkb > kMaxPairKeyBlocks)
     throw std::invalid_argument("block_sparse_attention: pairing 64-row query blocks needs at most " +
                                 std::to_string(kMaxPairKeyBlocks) + " key blocks");
@@ -306,7 +347,8 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
       p.row_offsets, p.col_indices, p.num_cols, ordered, items, npairs, nqb, nkb, pair_rows,
       pair_chunks, pair_tiles ? reinterpret_cast<const int2*>(p.video_spans) : nullptr,
-      reinterpret_cast<int2*>(pair_tiles), w.keys_in, item_ids(w, buckets, work_list),
+      reinterpret_cast<int2*>(pair_tiles), pair_rounds, ring_slots, w.keys_in,
+      item_ids(w, buckets, work_list),
       w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
   sort_work(w, items, nkb, buckets, work_list, stream);

@@ -10,15 +10,15 @@
 
 namespace sparseplan::cuda {
 
-// The calling warp's 32 lanes zero rows [from, to) of a [kBlockN x kHeadDim] tile.
-template <typename Traits>
-__device__ __forceinline__ void zero_rows(uint32_t smem, int from, int to = Traits::kBlockN) {
+// The calling warp's 32 lanes zero rows [from, to) of a [kRows x kHeadDim] tile.
+template <typename Traits, int kRows = Traits::kBlockN>
+__device__ __forceinline__ void zero_rows(uint32_t smem, int from, int to = kRows) {
   constexpr int kChunksPerRow = Traits::kHeadDim / 8;
   from = max(from, 0);
   for (int idx = threadIdx.x % 32; idx < (to - from) * kChunksPerRow; idx += 32) {
     const int row = from + idx / kChunksPerRow, chunk = idx % kChunksPerRow;
     asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(
-                     smem + Traits::template sw128<Traits::kBlockN>(row, chunk)),
+                     smem + Traits::template sw128<kRows>(row, chunk)),
                  "r"(0)
                  : "memory");
   }

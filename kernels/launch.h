@@ -57,10 +57,14 @@ void run_dense_sm90(const AttentionParams& p, cudaStream_t stream);
 template <typename Element, int kHeadDim, int kWarpGroups>
 void run_block_sparse_sm90(const AttentionParams& p, cudaStream_t stream);
 // Block-sparse over pairs of 64-row query blocks (p.pair_rows, p.pair_chunks and the work
-// list of build_pair_work_list; two_per_stage: 64-key blocks go two to a 128-key stage).
-// False (nothing launched) when the tensors cannot be mapped for TMA.
+// list of build_pair_work_list): stages of one 64-key block or two of the union for both
+// query blocks, or rounds (pair_rounds.h; p.pair_rounds, block_k 64). False (nothing
+// launched) when the tensors cannot be mapped for TMA.
+enum class PairKernel { kBlockPerStage, kTwoPerStage, kRounds };
 template <typename Element, int kHeadDim>
-bool run_block_sparse_pairs_sm90(const AttentionParams& p, bool two_per_stage, cudaStream_t stream);
+bool run_block_sparse_pairs_sm90(const AttentionParams& p, PairKernel kind, cudaStream_t stream);
+// The rounds kernel's ring of single key blocks, in blocks (the smaller of its K and V rings).
+int rounds_ring_slots(int head_dim);
 // True on a compute capability 9.0 device unless SPARSEPLAN_FORCE_SM80=1 asks for the mma.sync
 // path (tests and benchmarks run both).
 bool use_sm90_path();
@@ -78,13 +82,16 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_bloc
 // blocks in key order, encode_pair_chunk) into pair_chunks (p.num_cols entries, over the
 // head's CSR range), and sorts the items by union size as build_work_list does, into
 // work_list; in the fused tile order (p.video_spans) each code's key block's tile beside it
-// in pair_tiles (two ints an entry). scratch holds pair_work_scratch_bytes. Pairs whose CSR
-// rows fall outside [0, num_cols) get no chunks. Needs num_k_blocks <= kMaxPairKeyBlocks (the
-// union is formed in shared-memory bitmaps).
+// in pair_tiles (two ints an entry); given pair_rounds (p.num_cols + 2 x pairs entries),
+// each pair's rounds for a ring of ring_slots blocks (0: shared rounds only). scratch holds
+// pair_work_scratch_bytes. Pairs whose CSR rows fall outside [0, num_cols) or into the next
+// head's range get no chunks. Needs num_k_blocks <= kMaxPairKeyBlocks (the union is formed in
+// shared-memory bitmaps).
 constexpr int kMaxPairKeyBlocks = 16384;
 size_t pair_work_scratch_bytes(int items, int num_k_blocks);
 void build_pair_work_list(const AttentionParams& p, int num_q_blocks, int num_k_blocks,
                           int32_t* work_list, PairRows* pair_rows, int32_t* pair_chunks,
-                          int32_t* pair_tiles, void* scratch, cudaStream_t stream);
+                          int32_t* pair_tiles, int32_t* pair_rounds, int ring_slots,
+                          void* scratch, cudaStream_t stream);
 
 }  // namespace sparseplan::cuda::detail

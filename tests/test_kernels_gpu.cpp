@@ -420,12 +420,17 @@ TEST_CASE("block-sparse attention balances heads of very different density", "[g
 TEST_CASE("block-sparse CTAs running many tiles each draw them in turn or take the static deal", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
-  // 640 tiles, more than 4 per CTA on GPUs of up to 160 SMs: the ring of drawn items wraps.
+  // 640 tiles, more than 4 per CTA on GPUs of up to 160 SMs: the ring of drawn items wraps
+  // (and the rounds kernel's rings of single blocks carry over from tile to tile).
   for (const char* draw : {"1", "0"}) {
     ScopedEnv env("SPARSEPLAN_WORK_DRAW", draw);
     INFO("SPARSEPLAN_WORK_DRAW=" << draw);
     run_sparse_case(4, 2048, 10, 64, DType::BF16, 128, 128, {1.0 / 8, 1.0 / 16, 0.25}, false);
-    run_sparse_case(4, 2048, 10, 64, DType::BF16, 64, 64, {1.0 / 16, 1.0 / 8, 0.0}, true);
+    for (const char* pairs : {"2", "4"}) {
+      ScopedEnv mode("SPARSEPLAN_PAIR64", pairs);
+      INFO("SPARSEPLAN_PAIR64=" << pairs);
+      run_sparse_case(4, 2048, 10, 64, DType::BF16, 64, 64, {1.0 / 16, 1.0 / 8, 0.0}, true);
+    }
   }
 #endif
 }
@@ -478,10 +483,58 @@ TEST_CASE("paired 64-row query blocks with two key blocks per 128-key stage matc
 #endif
 }
 
+TEST_CASE("paired 64-row query blocks in shared rounds match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_pair_cases("3");
+#endif
+}
+
+TEST_CASE("paired 64-row query blocks in rounds of their own key blocks match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_pair_cases("4");
+#endif
+}
+
+#ifdef SPARSEPLAN_WITH_CUDA
+// Per head: pairs (2 i, 2 i + 1) whose rows drift apart by `drift` key blocks, each row a run
+// of `run` blocks from a start of its own, every fourth pair's second row empty.
+Csr drifting_layout(int H, int nqb, int nkb, int run, int drift) {
+  Csr c;
+  for (int h = 0; h < H; ++h) {
+    for (int qb = 0; qb < nqb; ++qb) {
+      c.row_offsets.push_back(int32_t(c.cols.size()));
+      if (qb % 8 == 7) continue;
+      const int start = (qb / 2 * 3 + (qb % 2) * drift + h) % std::max(1, nkb - run);
+      for (int kb = start; kb < std::min(nkb, start + run); ++kb) c.cols.push_back(kb);
+    }
+    c.row_offsets.push_back(int32_t(c.cols.size()));  // the head's end, the next head's start
+  }
+  return c;
+}
+#endif
+
+TEST_CASE("paired rows that drift a ring apart take shared rounds beside own ones and match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  // Drift 1 fits every ring (own rounds), 12 no ring (shared), 5 the head_dim 64 ring only.
+  ScopedEnv env("SPARSEPLAN_PAIR64", "4");
+  for (int drift : {1, 5, 12})
+    for (int D : {64, 128}) {
+      INFO("drift " << drift << " head_dim " << D);
+      const int N = 1500, nqb = (N + 63) / 64;
+      std::mt19937 rng(3u + drift);
+      run_sparse_layout(1, N, 2, D, DType::BF16, 64, 64, drifting_layout(2, nqb, nqb, 9, drift),
+                        drift == 5, rng);
+    }
+#endif
+}
+
 TEST_CASE("paired 64-row query blocks in any pair order match the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
-  for (const char* mode : {"1", "2"}) {
+  for (const char* mode : {"1", "2", "3", "4"}) {
     ScopedEnv env("SPARSEPLAN_PAIR64", mode);
     for (int bk : {64, 128})
       for (int D : {64, 128}) {
@@ -594,7 +647,7 @@ void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int
 // Every pairing mode, head_dim and dtype on grids with partial tiles and one without, and in
 // shuffled pair orders.
 void run_fused_cases(bool tile_major) {
-  for (const char* mode : {"0", "1", "2"}) {
+  for (const char* mode : {"0", "1", "2", "3", "4"}) {
     ScopedEnv env("SPARSEPLAN_PAIR64", mode);
     for (int D : {64, 128})
       for (DType dt : {DType::BF16, DType::FP16}) {
