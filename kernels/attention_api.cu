@@ -119,8 +119,8 @@ Pairing pairing(const AttentionParams& p, int nkb) {
 }
 
 // The paired path's part of the workspace, after the work list and counter: the pairs' rows,
-// the unions (num_cols entries), the rounds (num_cols + 2 x pairs), in the fused tile order
-// the unions' tiles (num_cols int pairs), then the sort's scratch.
+// the unions (num_cols entries), the rounds (num_cols + 2 x pairs entries of two ints), in the
+// fused tile order the unions' tiles (num_cols int pairs), then the sort's scratch.
 struct PairSpace {
   PairRows* rows;
   int32_t* unions;
@@ -134,7 +134,7 @@ std::array<size_t, 5> pair_offsets(const AttentionParams& p, size_t pairs) {
   const size_t cols = size_t(p.num_cols);
   const size_t unions = align256(sizeof(PairRows) * pairs);
   const size_t rounds = unions + align256(sizeof(int32_t) * cols);
-  const size_t tiles = rounds + align256(sizeof(int32_t) * (cols + 2 * pairs));
+  const size_t tiles = rounds + align256(2 * sizeof(int32_t) * (cols + 2 * pairs));
   const size_t sort =
       tiles + (p.video.frames > 0 ? align256(2 * sizeof(int32_t) * cols) : size_t(0));
   return {0, unions, rounds, tiles, sort};

@@ -28,7 +28,8 @@ struct VideoTiles {
 // A pair of 64-row query blocks (AttentionParams::pair_rows): blocks block[0] and block[1]
 // (-1: none, past an odd count), and the `count` codes of their union at pair_chunks + first.
 // For the rounds kernel (pair_rounds.h): each warpgroup's rounds, whether they are its own
-// (else shared), and where they start in pair_rounds (warpgroup g's round r at steps + 2 r + g).
+// (else shared), and where they start in pair_rounds (warpgroup g's round r is entry
+// steps + 2 r + g, an entry two ints).
 struct PairRows {
   int32_t block[2];
   int32_t first, count;
@@ -89,7 +90,8 @@ struct AttentionParams {
   // In the fused tile order, beside each chunk code its key block's tile (two ints, pack_tile),
   // so the producer reads a stage's tiles without first reading its codes.
   const int32_t* pair_tiles = nullptr;
-  // The rounds kernel's rounds (encode_round), num_cols + 2 x pairs entries.
+  // The rounds kernel's rounds, num_cols + 2 x pairs entries of two ints: encode_round and
+  // encode_round_valid.
   const int32_t* pair_rounds = nullptr;
 
   // Fused tile order (see VideoTiles); kv_block_valid must then be null (the tiles say it), and

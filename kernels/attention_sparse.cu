@@ -142,9 +142,10 @@ struct BitmapMembers {
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, bool ordered, int items, int npairs, int nqb,
                                   int nkb, PairRows* pair_rows, int32_t* pair_chunks,
-                                  const int2* spans, int2* pair_tiles, int32_t* pair_rounds,
-                                  int ring_slots, int32_t* keys, int32_t* item_ids,
-                                  int* max_weight) {
+                                  const int2* spans, int2* pair_tiles, int2* pair_rounds,
+                                  int ring_slots, int kv_len, int block_k,
+                                  const int32_t* kv_block_valid, int32_t* keys,
+                                  int32_t* item_ids, int* max_weight) {
   __shared__ uint32_t bits[kPairWarps][2][kPairWords];
   constexpr unsigned kAll = 0xffffffffu;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -204,6 +205,7 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
     }
     len_a = __reduce_add_sync(kAll, len_a);
     len_b = __reduce_add_sync(kAll, len_b);
+    __syncwarp();  // lane 0 reads the union the lanes wrote
     if (lane == 0) {
       r.count = total;
       if (pair_rounds != nullptr) {
@@ -214,9 +216,17 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
         r.rounds[0] = plan.rounds[0];
         r.rounds[1] = plan.rounds[1];
         r.steps = r.first + 2 * item;
+        const auto valid = [&](int pos) {
+          const int kb = pair_chunk_block(pair_chunks[r.first + pos]);
+          int v = min(block_k, kv_len - kb * block_k);
+          if (kv_block_valid != nullptr) v = min(v, __ldg(kv_block_valid + kb));
+          return max(v, 0);
+        };
         write_pair_rounds(BitmapMembers{in_a, in_b}, total, plan.own,
                           [&](int round, int g, int32_t code) {
-                            pair_rounds[r.steps + 2 * round + g] = code;
+                            pair_rounds[r.steps + 2 * round + g] = make_int2(
+                                code, encode_round_valid(valid(round_first(code)),
+                                                         valid(round_second(code))));
                           });
       }
       pair_rows[item] = r;
@@ -347,7 +357,8 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
   pair_union_kernel<<<blocks, 32 * kPairWarps, 0, stream>>>(
       p.row_offsets, p.col_indices, p.num_cols, ordered, items, npairs, nqb, nkb, pair_rows,
       pair_chunks, pair_tiles ? reinterpret_cast<const int2*>(p.video_spans) : nullptr,
-      reinterpret_cast<int2*>(pair_tiles), pair_rounds, ring_slots, w.keys_in,
+      reinterpret_cast<int2*>(pair_tiles), reinterpret_cast<int2*>(pair_rounds), ring_slots,
+      p.kv_len, p.block_k, p.kv_block_valid, w.keys_in,
       item_ids(w, buckets, work_list),
       w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");

@@ -88,20 +88,13 @@ __device__ __forceinline__ void produce_rounds(const WsParams& wp, uint8_t* smem
     for (int u = 0; u < chunks.n; ++u, ++pos) {
       const int readers = own ? pair_chunk_members(chunks.code(u)) : 3;
       int2 tile{0, 0};
-      int start = 0, valid;
-      if constexpr (kFused) {
-        tile = __ldg(chunks.tiles + u);
-        valid = unpack_tile(wp.video.grid, tile).tokens();
-      } else {
-        const int kb = pair_chunk_block(chunks.code(u));
-        start = kb * 64;
-        valid = chunks.block_valid(kb);
-      }
+      int start = 0;
+      if constexpr (kFused) tile = __ldg(chunks.tiles + u);
+      else start = pair_chunk_block(chunks.code(u)) * 64;
       if (k_warp) {
         const RingSlot<Traits::kKStages> s(pos);
         sm90::mbarrier_wait(&bar.k_empty[s.slot], s.phase ^ 1);
         if (leader) {
-          atomicExch(&bar.valid[s.slot], valid);
           load_key_block<Traits, kFused>(
               s_base + Traits::kKOffset + s.slot * Traits::kSlotBytes, wp.video, wp.video.k,
               &wp.tma_k, &bar.k_full[s.slot], tile, start, kvh, t.b);
@@ -112,6 +105,8 @@ __device__ __forceinline__ void produce_rounds(const WsParams& wp, uint8_t* smem
       }
       const RingSlot<Traits::kVStages> s(pos);
       const uint32_t sV = s_base + Traits::kVOffset + s.slot * Traits::kSlotBytes;
+      const int valid = kFused ? unpack_tile(wp.video.grid, tile).tokens()
+                               : chunks.block_valid(start / 64);
       const bool padded = p.kv_block_valid != nullptr && valid < min(64, p.kv_len - start);
       sm90::mbarrier_wait(&bar.v_empty[s.slot], s.phase ^ 1);
       if (leader) {
@@ -168,32 +163,27 @@ __device__ __forceinline__ void issue_round_pv(float (&O)[Traits::kDTiles][4],
   sm90::commit();
 }
 
-// A round's K slots and V slots, from the tile's first ring position.
+// A round's two blocks in the K and V rings (the same block twice where second == first),
+// from the tile's first ring position.
 template <typename Traits>
 struct RoundSlots {
-  int ka, kb, va, vb;
-  uint32_t ka_phase, kb_phase;
-  __device__ __forceinline__ RoundSlots(int base, int32_t round) {
-    const RingSlot<Traits::kKStages> a(base + round_first(round)), b(base + round_second(round));
-    ka = a.slot, kb = b.slot, ka_phase = a.phase, kb_phase = b.phase;
-    va = (base + round_first(round)) % Traits::kVStages;
-    vb = (base + round_second(round)) % Traits::kVStages;
-  }
+  RingSlot<Traits::kKStages> ka, kb;
+  RingSlot<Traits::kVStages> va, vb;
+  bool two;
+  __device__ __forceinline__ RoundSlots(int base, int32_t round)
+      : ka(base + round_first(round)),
+        kb(base + round_second(round)),
+        va(base + round_first(round)),
+        vb(base + round_second(round)),
+        two(round_second(round) != round_first(round)) {}
 };
-
-template <typename Traits>
-__device__ __forceinline__ void wait_v(WsBarriers<Traits>& bar, int base, int32_t round) {
-  const RingSlot<Traits::kVStages> a(base + round_first(round)), b(base + round_second(round));
-  sm90::mbarrier_wait(&bar.v_full[a.slot], a.phase);
-  sm90::mbarrier_wait(&bar.v_full[b.slot], b.phase);
-}
 
 // Consumer warpgroup g: its rounds of each tile in turns with the other warpgroup. With own
 // rounds every K and V wait falls in a turn (the order pair_rounds.h plans by): the last
 // round's P V takes a turn of its own, and the warpgroup with fewer rounds takes empty turns
 // to the other's count. Shared rounds read every block in both warpgroups, so each sees every
 // fill of a slot in order: there, as in the stage kernels, a warpgroup waits for K before its
-// turn and runs the last P V after its turns.
+// turn and runs the last P V after its turns. The blocks' valid keys come with the rounds.
 template <typename Traits, bool kFused>
 __device__ __forceinline__ void consume_rounds(const WsParams& wp, uint8_t* smem,
                                                WsBarriers<Traits>& bar, int g) {
@@ -219,7 +209,7 @@ __device__ __forceinline__ void consume_rounds(const WsParams& wp, uint8_t* smem
     const bool own = __ldg(&r->own) != 0;
     const int longest = max(rounds, __ldg(&r->rounds[g ^ 1]));
     const int turns = own && longest > 0 ? longest + 1 : longest;
-    const int32_t* steps = p.pair_rounds + __ldg(&r->steps) + g;
+    const int2* steps = reinterpret_cast<const int2*>(p.pair_rounds) + __ldg(&r->steps) + g;
     float O[Traits::kDTiles][4];
 #pragma unroll
     for (int dt = 0; dt < Traits::kDTiles; ++dt)
@@ -238,69 +228,62 @@ __device__ __forceinline__ void consume_rounds(const WsParams& wp, uint8_t* smem
       float S[Traits::kNTiles][4];
       uint32_t P[8][4];
       float alpha[2];
-      int32_t round = __ldg(steps);
-      int32_t next = rounds > 1 ? __ldg(steps + 2) : 0;
+      int2 round = __ldg(steps);
+      int2 next = rounds > 1 ? __ldg(steps + 2) : int2{0, 0};
       // Waits for the round's K (before the turn in shared rounds, in it with own ones) and
       // issues its S.
-      const auto scores = [&](int32_t rd) {
-        const RoundSlots<Traits> s(base, rd);
+      const auto scores = [&](const RoundSlots<Traits>& s) {
         if (own) turn.wait_turn();
-        sm90::mbarrier_wait(&bar.k_full[s.ka], s.ka_phase);
-        sm90::mbarrier_wait(&bar.k_full[s.kb], s.kb_phase);
+        sm90::mbarrier_wait(&bar.k_full[s.ka.slot], s.ka.phase);
+        sm90::mbarrier_wait(&bar.k_full[s.kb.slot], s.kb.phase);
         if (!own) turn.wait_turn();
-        issue_round_scores<Traits>(S, sQg, sK(s.ka), sK(s.kb));
+        issue_round_scores<Traits>(S, sQg, sK(s.ka.slot), sK(s.kb.slot));
       };
-      // After the round's S: its valid counts, K released, masked, softmax.
-      const auto finish_scores = [&](int32_t rd, auto wait_s) {
-        const RoundSlots<Traits> s(base, rd);
-        const int valid_a = read_chunk_valid(&bar.valid[s.ka]);
-        const int valid_b = read_chunk_valid(&bar.valid[s.kb]);
+      // After the round's S: K released, masked, softmax.
+      const auto finish_scores = [&](const RoundSlots<Traits>& s, int2 rd, auto wait_s) {
         wait_s();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-        release_k_stage(&bar.k_empty[s.ka]);
-        if (round_second(rd) != round_first(rd)) release_k_stage(&bar.k_empty[s.kb]);
-        const int to0 = round_attends_first(rd) ? valid_a : 0;
-        const int to1 = round_attends_second(rd) ? valid_b : 0;
+        release_k_stage(&bar.k_empty[s.ka.slot]);
+        if (s.two) release_k_stage(&bar.k_empty[s.kb.slot]);
+        const int to0 = round_attends_first(rd.x) ? round_valid_first(rd.y) : 0;
+        const int to1 = round_attends_second(rd.x) ? round_valid_second(rd.y) : 0;
         if (to0 < 64 || to1 < 64) mask_halves<Traits>(S, to0, to1);
         sm.step(S, scale_log2, alpha);
       };
-      const auto release_v = [&](int32_t rd) {
-        const RoundSlots<Traits> s(base, rd);
+      const auto pv = [&](const RoundSlots<Traits>& s) {
+        sm90::mbarrier_wait(&bar.v_full[s.va.slot], s.va.phase);
+        sm90::mbarrier_wait(&bar.v_full[s.vb.slot], s.vb.phase);
+        issue_round_pv<Traits>(O, P, sV(s.va.slot), sV(s.vb.slot));
+      };
+      const auto release_v = [&](const RoundSlots<Traits>& s) {
         if (leader) {
-          sm90::mbarrier_arrive(&bar.v_empty[s.va]);
-          if (round_second(rd) != round_first(rd)) sm90::mbarrier_arrive(&bar.v_empty[s.vb]);
+          sm90::mbarrier_arrive(&bar.v_empty[s.va.slot]);
+          if (s.two) sm90::mbarrier_arrive(&bar.v_empty[s.vb.slot]);
         }
       };
-      scores(round);
+      RoundSlots<Traits> prev(base, round.x);
+      scores(prev);
       turn.pass_turn();
-      finish_scores(round, [] { sm90::wait<0>(); });
+      finish_scores(prev, round, [] { sm90::wait<0>(); });
       pack_probabilities<Traits>(S, P);
-      int32_t prev = round;
       for (int j = 1; j < rounds; ++j) {
         round = next;
         if (j + 1 < rounds) next = __ldg(steps + 2 * (j + 1));
-        scores(round);
+        const RoundSlots<Traits> cur(base, round.x);
+        scores(cur);
         rescale<Traits>(O, alpha);
-        wait_v<Traits>(bar, base, prev);
-        {
-          const RoundSlots<Traits> s(base, prev);
-          issue_round_pv<Traits>(O, P, sV(s.va), sV(s.vb));
-        }
+        pv(prev);
         turn.pass_turn();
-        finish_scores(round, [] { sm90::wait<1>(); });
+        finish_scores(cur, round, [] { sm90::wait<1>(); });
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
         release_v(prev);
         pack_probabilities<Traits>(S, P);
-        prev = round;
+        prev = cur;
       }
       if (own) turn.wait_turn();
       rescale<Traits>(O, alpha);
-      wait_v<Traits>(bar, base, prev);
-      {
-        const RoundSlots<Traits> s(base, prev);
-        issue_round_pv<Traits>(O, P, sV(s.va), sV(s.vb));
-      }
+      pv(prev);
       if (own) turn.pass_turn();
       sm90::wait<0>();
       sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));

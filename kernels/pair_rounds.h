@@ -36,6 +36,13 @@ SPARSEPLAN_HD inline int round_first(int32_t r) { return r & 0x3fff; }
 SPARSEPLAN_HD inline int round_second(int32_t r) { return (r >> 14) & 0x3fff; }
 SPARSEPLAN_HD inline bool round_attends_first(int32_t r) { return (r >> 28) & 1; }
 SPARSEPLAN_HD inline bool round_attends_second(int32_t r) { return (r >> 29) & 1; }
+// Beside each round, its blocks' valid keys (0..64 each), so the consumers mask without
+// reading them from the producer.
+SPARSEPLAN_HD inline int32_t encode_round_valid(int first, int second) {
+  return int32_t(first) | int32_t(second) << 8;
+}
+SPARSEPLAN_HD inline int round_valid_first(int32_t v) { return v & 0xff; }
+SPARSEPLAN_HD inline int round_valid_second(int32_t v) { return (v >> 8) & 0xff; }
 
 // The turn (linear order of the ping-pong) in which warpgroup g waits for the block at index k
 // of its own list.
