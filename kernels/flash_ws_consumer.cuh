@@ -269,6 +269,25 @@ __device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4], 
   if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
 }
 
+// A consumer warpgroup's tile start: O and the softmax cleared, the tile's Q awaited, and the
+// Q stage of the tile before released once its O store has read it (see consumer_epilogue).
+template <typename Traits>
+__device__ __forceinline__ void start_tile(float (&O)[Traits::kDTiles][4], WsSoftmax<Traits>& sm,
+                                           WsBarriers<Traits>& bar,
+                                           const sm90::PipelineState<Traits::kQStages>& qs,
+                                           int held_q, bool leader) {
+#pragma unroll
+  for (int dt = 0; dt < Traits::kDTiles; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
+  sm.init();
+  sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
+  if (held_q >= 0 && leader) {
+    sm90::bulk_wait_read();
+    sm90::mbarrier_arrive(&bar.q_empty[held_q]);
+  }
+}
+
 // kPaired: block-sparse over pairs of 64-row query blocks (WsSchedule), warpgroup g serving
 // query block 2 pair + g.
 template <typename Traits, bool kSparse, bool kPaired = false, bool kFused = false>
@@ -294,18 +313,9 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
     const auto chunks = schedule.chunks(t);
     const int n = chunks.count();
     float O[Traits::kDTiles][4];
-#pragma unroll
-    for (int dt = 0; dt < Traits::kDTiles; ++dt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
     WsSoftmax<Traits> sm;
-    sm.init();
     const uint32_t sQg = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes + g * 64 * 128;
-    sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
-    if (held_q >= 0 && leader) {
-      sm90::bulk_wait_read();
-      sm90::mbarrier_arrive(&bar.q_empty[held_q]);
-    }
+    start_tile<Traits>(O, sm, bar, qs, held_q, leader);
     if (n > 0) {
       float S[Traits::kNTiles][4];
       uint32_t P[Traits::kBlockN / 16][4];

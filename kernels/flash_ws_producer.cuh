@@ -104,6 +104,37 @@ __device__ __forceinline__ void load_video_blocks(uint32_t smem, const WsVideo& 
   sm90::mbarrier_arrive(full);
 }
 
+// Producer warp 0: the tile's Q into the next Q stage, a pair's two 64-row blocks or one tile
+// of kBlockM rows (in the fused order their tiles, looked up before the wait for a free
+// stage).
+template <typename Traits, bool kPaired, bool kFused>
+__device__ __forceinline__ void load_tile_q(const WsParams& wp, const WsTile& t, uint32_t s_base,
+                                            WsBarriers<Traits>& bar,
+                                            sm90::PipelineState<Traits::kQStages>& qs,
+                                            bool leader) {
+  const AttentionParams& p = wp.a;
+  VideoBlocks q_blocks{};
+  if (leader && kFused) {
+    // The tile's query blocks: one, or a pair's two (the second none past an odd count).
+    if constexpr (kPaired)
+      q_blocks = video_blocks(wp.video, pair_query_block(p, t, 0), pair_query_block(p, t, 1));
+    else q_blocks = video_blocks(wp.video, t.q_tile, -1);
+  }
+  sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
+  const uint32_t sQ = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes;
+  if (leader && kFused) {
+    load_video_blocks<Traits, Traits::kBlockM>(sQ, wp.video, wp.video.q, &bar.q_full[qs.stage],
+                                               q_blocks, t.h, t.b);
+  } else if (leader && kPaired) {
+    load_query_pair<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], t, pair_query_block(p, t, 0),
+                            pair_query_block(p, t, 1));
+  } else if (leader) {
+    load_tile_tma<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], Traits::kQBytes,
+                          Traits::kBlockM, t.q_tile * Traits::kBlockM, t.h, t.b);
+  }
+  qs.advance();
+}
+
 // Whether producer warp 1 loads V (see produce).
 template <bool kSparse, bool kPaired, bool kFused>
 constexpr bool v_warp() {
@@ -158,28 +189,7 @@ __device__ __forceinline__ void produce(const WsParams& wp, uint8_t* smem,
        i = k_warp ? items.draw() : items.take()) {
     const WsTile t = schedule.tile(i);
     const int kvh = t.h / (p.heads / p.kv_heads);
-    if (k_warp) {
-      VideoBlocks q_blocks{};
-      if (leader && fused) {
-        // The tile's query blocks: one, or a pair's two (the second none past an odd count).
-        if constexpr (kPaired)
-          q_blocks = video_blocks(wp.video, pair_query_block(p, t, 0), pair_query_block(p, t, 1));
-        else q_blocks = video_blocks(wp.video, t.q_tile, -1);
-      }
-      sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
-      const uint32_t sQ = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes;
-      if (leader && fused) {
-        load_video_blocks<Traits, Traits::kBlockM>(sQ, wp.video, wp.video.q, &bar.q_full[qs.stage],
-                                                   q_blocks, t.h, t.b);
-      } else if (leader && kPaired) {
-        load_query_pair<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], t,
-                                pair_query_block(p, t, 0), pair_query_block(p, t, 1));
-      } else if (leader) {
-        load_tile_tma<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], Traits::kQBytes,
-                              Traits::kBlockM, t.q_tile * Traits::kBlockM, t.h, t.b);
-      }
-      qs.advance();
-    }
+    if (k_warp) load_tile_q<Traits, kPaired, kFused>(wp, t, s_base, bar, qs, leader);
     const auto chunks = schedule.chunks(t);
     const int n = chunks.count();
     bool two_blocks = false;  // stages of two 64-key blocks

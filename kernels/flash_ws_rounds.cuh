@@ -69,20 +69,7 @@ __device__ __forceinline__ void produce_rounds(const WsParams& wp, uint8_t* smem
        i = k_warp ? items.draw() : items.take()) {
     const WsTile t = schedule.tile(i);
     const int kvh = t.h / (p.heads / p.kv_heads);
-    if (k_warp) {
-      VideoBlocks q_blocks{};
-      if (leader && kFused)
-        q_blocks = video_blocks(wp.video, pair_query_block(p, t, 0), pair_query_block(p, t, 1));
-      sm90::mbarrier_wait(&bar.q_empty[qs.stage], qs.phase ^ 1);
-      const uint32_t sQ = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes;
-      if (leader && kFused)
-        load_video_blocks<Traits, Traits::kBlockM>(sQ, wp.video, wp.video.q, &bar.q_full[qs.stage],
-                                                   q_blocks, t.h, t.b);
-      else if (leader)
-        load_query_pair<Traits>(sQ, &wp.tma_q, &bar.q_full[qs.stage], t,
-                                pair_query_block(p, t, 0), pair_query_block(p, t, 1));
-      qs.advance();
-    }
+    if (k_warp) load_tile_q<Traits, true, kFused>(wp, t, s_base, bar, qs, leader);
     const PairChunks chunks = schedule.chunks(t);
     const bool own = __ldg(&p.pair_rows[t.item].own) != 0;
     for (int u = 0; u < chunks.n; ++u, ++pos) {
@@ -211,18 +198,9 @@ __device__ __forceinline__ void consume_rounds(const WsParams& wp, uint8_t* smem
     const int turns = own && longest > 0 ? longest + 1 : longest;
     const int2* steps = reinterpret_cast<const int2*>(p.pair_rounds) + __ldg(&r->steps) + g;
     float O[Traits::kDTiles][4];
-#pragma unroll
-    for (int dt = 0; dt < Traits::kDTiles; ++dt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
     WsSoftmax<Traits> sm;
-    sm.init();
     const uint32_t sQg = s_base + Traits::kQOffset + qs.stage * Traits::kQBytes + g * 64 * 128;
-    sm90::mbarrier_wait(&bar.q_full[qs.stage], qs.phase);
-    if (held_q >= 0 && leader) {
-      sm90::bulk_wait_read();
-      sm90::mbarrier_arrive(&bar.q_empty[held_q]);
-    }
+    start_tile<Traits>(O, sm, bar, qs, held_q, leader);
     int used = 0;  // turns taken
     if (rounds > 0) {
       float S[Traits::kNTiles][4];
