@@ -103,8 +103,8 @@ size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 // per 128-key stage; with 64-key blocks, 3 the rounds kernel in shared rounds (stage 2's walk
 // on rings of single blocks) and 4 the rounds kernel with each warpgroup computing two blocks
 // of its own row per round where that fits its ring (pair_rounds.h). Measured on the H200
-// (bench/RESULTS.md, "64-token blocks"): 4 walks fewer rounds than 3 but both run 10-15%
-// slower than 2, so they are kept for comparisons.
+// (bench/RESULTS.md, "64-token blocks"): the rounds kernel runs a round 8-16% slower than 2
+// runs a stage, so 4 beats 2 only on 3x3x3-tile windows and 3 and 4 are kept for comparisons.
 enum class Pairing { kOff, kBlocks, kTwoPerStage, kSharedRounds, kOwnRounds };
 
 Pairing pairing(const AttentionParams& p, int nkb) {
