@@ -281,15 +281,16 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     pp.pair_rows = space.rows;
     pp.pair_chunks = space.unions;
     pp.pair_tiles = space.tiles;
-    pp.pair_rounds = rounds ? space.rounds : nullptr;
+    int32_t* round_space = rounds ? space.rounds : nullptr;
+    pp.pair_rounds = round_space;
     const int slots =
         pair_mode == Pairing::kOwnRounds ? detail::rounds_ring_slots(p.head_dim) : 0;
     detail::build_pair_work_list(p, nqb, nkb, ws, space.rows, space.unions, space.tiles,
-                                 rounds ? space.rounds : nullptr, slots, space.sort_scratch,
-                                 stream);
-    const detail::PairKernel kind = rounds                                   ? detail::PairKernel::kRounds
-                                    : pair_mode == Pairing::kTwoPerStage ? detail::PairKernel::kTwoPerStage
-                                                                         : detail::PairKernel::kBlockPerStage;
+                                 round_space, slots, space.sort_scratch, stream);
+    using detail::PairKernel;
+    const PairKernel kind = rounds                                 ? PairKernel::kRounds
+                            : pair_mode == Pairing::kTwoPerStage ? PairKernel::kTwoPerStage
+                                                                 : PairKernel::kBlockPerStage;
     bool launched = false;
     dispatch(dtype, p.head_dim, [&](auto e, auto d) {
       launched = detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(

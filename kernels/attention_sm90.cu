@@ -178,7 +178,8 @@ bool run_block_sparse_rounds_sm90(const AttentionParams& p, cudaStream_t stream)
 
 template <typename Element, int kHeadDim>
 bool run_block_sparse_pairs_sm90(const AttentionParams& p, PairKernel kind, cudaStream_t stream) {
-  if (kind == PairKernel::kRounds) return run_block_sparse_rounds_sm90<Element, kHeadDim>(p, stream);
+  if (kind == PairKernel::kRounds)
+    return run_block_sparse_rounds_sm90<Element, kHeadDim>(p, stream);
   const bool two = kind == PairKernel::kTwoPerStage && p.block_k == 64;
   const auto launch = [&](auto traits) {
     using Traits = decltype(traits);

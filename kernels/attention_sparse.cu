@@ -217,10 +217,8 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
         r.rounds[1] = plan.rounds[1];
         r.steps = r.first + 2 * item;
         const auto valid = [&](int pos) {
-          const int kb = pair_chunk_block(pair_chunks[r.first + pos]);
-          int v = min(block_k, kv_len - kb * block_k);
-          if (kv_block_valid != nullptr) v = min(v, __ldg(kv_block_valid + kb));
-          return max(v, 0);
+          return key_block_valid(pair_chunk_block(pair_chunks[r.first + pos]), block_k, kv_len,
+                                 kv_block_valid);
         };
         write_pair_rounds(BitmapMembers{in_a, in_b}, total, plan.own,
                           [&](int round, int g, int32_t code) {
@@ -358,8 +356,7 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
       p.row_offsets, p.col_indices, p.num_cols, ordered, items, npairs, nqb, nkb, pair_rows,
       pair_chunks, pair_tiles ? reinterpret_cast<const int2*>(p.video_spans) : nullptr,
       reinterpret_cast<int2*>(pair_tiles), reinterpret_cast<int2*>(pair_rounds), ring_slots,
-      p.kv_len, p.block_k, p.kv_block_valid, w.keys_in,
-      item_ids(w, buckets, work_list),
+      p.kv_len, p.block_k, p.kv_block_valid, w.keys_in, item_ids(w, buckets, work_list),
       w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
   sort_work(w, items, nkb, buckets, work_list, stream);

@@ -43,9 +43,7 @@ struct PairChunks {
     return 2 * t + 1 < n ? one | pair_chunk_members(code(2 * t + 1)) << 2 : one;
   }
   __device__ int block_valid(int kb) const {
-    int valid = min(p.block_k, p.kv_len - kb * p.block_k);
-    if (p.kv_block_valid != nullptr) valid = min(valid, __ldg(p.kv_block_valid + kb));
-    return max(valid, 0);
+    return key_block_valid(kb, p.block_k, p.kv_len, p.kv_block_valid);
   }
   __device__ KeyChunk operator()(int t) const {
     const int one = pair_chunk_block(code(two_per_stage ? 2 * t : t));

@@ -26,6 +26,14 @@ __host__ __device__ __forceinline__ int32_t encode_pair_chunk(int key_block, int
 __host__ __device__ __forceinline__ int pair_chunk_block(int32_t code) { return code >> 2; }
 __host__ __device__ __forceinline__ int pair_chunk_members(int32_t code) { return code & 3; }
 
+// Real keys of key block kb: those inside kv_len, at most kv_block_valid[kb] where given.
+__device__ __forceinline__ int key_block_valid(int kb, int block_k, int kv_len,
+                                               const int32_t* kv_block_valid) {
+  int valid = min(block_k, kv_len - kb * block_k);
+  if (kv_block_valid != nullptr) valid = min(valid, __ldg(kv_block_valid + kb));
+  return max(valid, 0);
+}
+
 // Draws the next work item for the whole CTA; returns -1 when none is left. The caller
 // __syncthreads() after finishing an item, before drawing again.
 __device__ __forceinline__ int next_work(int32_t* counter, const int32_t* work_list, int num_work,
