@@ -42,7 +42,7 @@ RANDOM_DENSITIES = [1 / 4, 1 / 8, 1 / 16]
 # 64-token variants: SPARSEPLAN_PAIR64 mode, and whether the runner's pair order is passed.
 VARIANTS = {"unpaired": ("0", False), "pair_blocks": ("1", False), "pair_two": ("2", False),
             "pair_order": ("2", True), "rounds_shared": ("3", True), "rounds": ("4", True),
-            "rounds_consecutive": ("4", False)}
+            "rounds_consecutive": ("4", False), "split": ("5", True)}
 
 
 def tile_centres(grid, tile):

@@ -5,7 +5,8 @@ bench_pair64.py (3D windows in tile order on 32^3 and Wan 480p, random on 32^3),
 CTAs take work items: `draw` (from the work counter, the default) or `deal` (the static
 round-robin, SPARSEPLAN_WORK_DRAW=0), over the work list sorted in k weight classes
 (SPARSEPLAN_WORK_BUCKETS: 0 exact row weight, k classes of equal width, head-major within a
-class). Configurations alternate in one process; best of --reps rounds. One JSON line per mask:
+class), and with a third field pM the 64-token blocks' SPARSEPLAN_PAIR64 mode M (draw:1:p5).
+Configurations alternate in one process; best of --reps rounds. One JSON line per mask:
 TFLOP/s and time / (density x dense time) per configuration.
 
 With --plans SHAPES, the masks are instead one layer of each plan of bench/plan_masks.py (sliding
@@ -32,11 +33,16 @@ WINDOWS = [(4, 4, 8), (4, 8, 8), (8, 8, 8), (8, 12, 16)]
 
 
 def configure(config):
-    how, buckets = config.split(":")
-    if how not in ("draw", "deal"):
-        raise SystemExit(f"work_order.py: config {config!r}: expected draw:K or deal:K")
+    how, buckets, *pairing = config.split(":")
+    if how not in ("draw", "deal") or len(pairing) > 1 or (pairing and pairing[0][:1] != "p"):
+        raise SystemExit(f"work_order.py: config {config!r}: expected draw:K or deal:K, "
+                         "optionally :pM")
     os.environ["SPARSEPLAN_WORK_DRAW"] = "1" if how == "draw" else "0"
     os.environ["SPARSEPLAN_WORK_BUCKETS"] = buckets
+    if pairing:
+        os.environ["SPARSEPLAN_PAIR64"] = pairing[0][1:]
+    else:
+        os.environ.pop("SPARSEPLAN_PAIR64", None)
 
 
 def timed(call, configs, reps):

@@ -99,13 +99,17 @@ size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 // How 64-row query blocks run on Hopper (SPARSEPLAN_PAIR64, read at every call so one process
 // can time each): 0 one 64-row tile per block (the path before pairing, kept for comparisons
 // and as a way out); 1 two query blocks as one 128-row tile over the union of their key
-// blocks, one key block per stage; 2 (the default) the same with two key blocks of the union
-// per 128-key stage; with 64-key blocks, 3 the rounds kernel in shared rounds (stage 2's walk
-// on rings of single blocks) and 4 the rounds kernel with each warpgroup computing two blocks
-// of its own row per round where that fits its ring (pair_rounds.h). Measured on the H200
-// (bench/RESULTS.md, "64-token blocks"): the rounds kernel runs a round 8-16% slower than 2
-// runs a stage, so 4 beats 2 only on 3x3x3-tile windows and 3 and 4 are kept for comparisons.
-enum class Pairing { kOff, kBlocks, kTwoPerStage, kSharedRounds, kOwnRounds };
+// blocks, one key block per stage; 2 the same with two key blocks of the union per 128-key
+// stage (the default with 128-key blocks); with 64-key blocks, 3 the rounds kernel in shared
+// rounds (stage 2's walk on rings of single blocks), 4 the rounds kernel with each warpgroup
+// computing two blocks of its own row per round where that fits its ring (pair_rounds.h), and
+// 5 (the default) 2 with split stages first: a block only one query block lists beside one
+// only the other lists, each warpgroup computing its own (PairRows::split). Measured on the
+// H200 (bench/RESULTS.md, "64-token blocks"): the rounds kernel runs a round 8-16% slower than
+// 2 runs a stage, so 4 beats 2 only on 3x3x3-tile windows and 3 and 4 are kept for
+// comparisons; 5 runs a split stage in about 0.75 of a stage's time, within noise of 2 or
+// faster on every mask measured ("split stages").
+enum class Pairing { kOff, kBlocks, kTwoPerStage, kSharedRounds, kOwnRounds, kSplitStages };
 
 Pairing pairing(const AttentionParams& p, int nkb) {
   if (p.block_q != 64 || p.num_cols < 0 || nkb > detail::kMaxPairKeyBlocks) return Pairing::kOff;
@@ -115,7 +119,8 @@ Pairing pairing(const AttentionParams& p, int nkb) {
   if (mode == "1") return Pairing::kBlocks;
   if (mode == "3" && p.block_k == 64) return Pairing::kSharedRounds;
   if (mode == "4" && p.block_k == 64) return Pairing::kOwnRounds;
-  return Pairing::kTwoPerStage;
+  if (mode == "2" || p.block_k != 64) return Pairing::kTwoPerStage;
+  return Pairing::kSplitStages;
 }
 
 // The paired path's part of the workspace, after the work list and counter: the pairs' rows,
@@ -286,11 +291,12 @@ void block_sparse_attention_forward(AttentionParams p, DType dtype, void* worksp
     const int slots =
         pair_mode == Pairing::kOwnRounds ? detail::rounds_ring_slots(p.head_dim) : 0;
     detail::build_pair_work_list(p, nqb, nkb, ws, space.rows, space.unions, space.tiles,
-                                 round_space, slots, space.sort_scratch, stream);
+                                 round_space, slots, pair_mode == Pairing::kSplitStages,
+                                 space.sort_scratch, stream);
     using detail::PairKernel;
-    const PairKernel kind = rounds                                 ? PairKernel::kRounds
-                            : pair_mode == Pairing::kTwoPerStage ? PairKernel::kTwoPerStage
-                                                                 : PairKernel::kBlockPerStage;
+    const PairKernel kind = rounds                          ? PairKernel::kRounds
+                            : pair_mode == Pairing::kBlocks ? PairKernel::kBlockPerStage
+                                                            : PairKernel::kTwoPerStage;
     bool launched = false;
     dispatch(dtype, p.head_dim, [&](auto e, auto d) {
       launched = detail::run_block_sparse_pairs_sm90<decltype(e), decltype(d)::value>(

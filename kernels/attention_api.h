@@ -28,9 +28,10 @@ size_t block_sparse_workspace_bytes(const AttentionParams& p);
 // block_sparse_workspace_bytes), then runs a persistent grid. p.work_list / p.work_counter
 // are filled in from the workspace. On Hopper with block_q 64 and p.num_cols set, two query
 // blocks share a 128-row tile over the union of their key blocks (both consumer warpgroups
-// busy, as with 128-row blocks; SPARSEPLAN_PAIR64 picks the mode, 0 turns pairing off, 3 and
-// 4 run the rounds kernel, see attention_api.cu): consecutive ones, or those p.q_pair_order
-// pairs. With p.video set (VideoTiles) q, k, v, out and lse are in the model's token order and
+// busy, as with 128-row blocks; with 64-key blocks a warpgroup computes alone a key block only
+// its query block lists; SPARSEPLAN_PAIR64 picks the mode, 0 turns pairing off, 3 and 4 run
+// the rounds kernel, see attention_api.cu): consecutive ones, or those p.q_pair_order pairs.
+// With p.video set (VideoTiles) q, k, v, out and lse are in the model's token order and
 // the kernels read and write them there, each block one tile (no gather or scatter pass);
 // Hopper only.
 void block_sparse_attention_forward(AttentionParams p, DType dtype, void* workspace,

@@ -29,12 +29,15 @@ struct VideoTiles {
 // (-1: none, past an odd count), and the `count` codes of their union at pair_chunks + first.
 // For the rounds kernel (pair_rounds.h): each warpgroup's rounds, whether they are its own
 // (else shared), and where they start in pair_rounds (warpgroup g's round r is entry
-// steps + 2 r + g, an entry two ints).
+// steps + 2 r + g, an entry two ints). For the stage kernel with two 64-key blocks a stage:
+// `split`, how many stages at the start of the union are split (each warpgroup computes only
+// the stage's block its query block lists, warpgroup g the g-th; see consume).
 struct PairRows {
   int32_t block[2];
   int32_t first, count;
   int32_t rounds[2];
   int32_t own, steps;
+  int32_t split;
 };
 
 struct AttentionParams {

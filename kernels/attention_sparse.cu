@@ -109,7 +109,7 @@ __global__ void pair_order_kernel(const int32_t* row_offsets, const int32_t* ord
   int64_t at = o[0] + sums[tid] - sum;
   for (int pr = p0; pr < p1; ++pr) {
     const int qa = block(2 * pr), qb = block(2 * pr + 1);
-    pair_rows[int64_t(bh) * npairs + pr] = PairRows{{qa, qb}, int32_t(at), 0, {0, 0}, 0, 0};
+    pair_rows[int64_t(bh) * npairs + pr] = PairRows{{qa, qb}, int32_t(at), 0, {0, 0}, 0, 0, 0};
     at += length(qa) + length(qb);
   }
 }
@@ -131,19 +131,32 @@ struct BitmapMembers {
   }
 };
 
+// The sum of x over the lanes below this one.
+__device__ __forceinline__ int warp_exclusive_sum(int x) {
+  const int lane = threadIdx.x % 32;
+  int incl = x;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, incl, d);
+    if (lane >= d) incl += y;
+  }
+  return incl - x;
+}
+
 // One warp per pair of query blocks (blocks 2 pair and 2 pair + 1, written over their own CSR
 // range; or, placed by pair_order_kernel, the blocks and range in pair_rows): both rows' key
 // blocks go into a bitmap each (duplicates and columns outside [0, nkb) drop out, as they
-// attend nothing), then the lanes walk 32 words at a time and write the union in key order,
-// one code per key block (and, given the fused order's tile table, its tile), a warp scan
-// placing them. Given pair_rounds, lane 0 then plans the pair's rounds (pair_rounds.h) for a
+// attend nothing), then the lanes walk 32 words at a time and write the union, one code per
+// key block (and, given the fused order's tile table, its tile), warp scans placing them: in
+// key order, or with split_stages the stage kernel's split stages first (PairRows::split).
+// Given pair_rounds, lane 0 then plans the pair's rounds (pair_rounds.h) for a
 // ring of `ring_slots` blocks (0: shared rounds only). Weight (sort_work): the union size, so
 // heavier pairs come first.
 __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* cols,
                                   int64_t num_cols, bool ordered, int items, int npairs, int nqb,
                                   int nkb, PairRows* pair_rows, int32_t* pair_chunks,
                                   const int2* spans, int2* pair_tiles, int2* pair_rounds,
-                                  int ring_slots, int kv_len, int block_k,
+                                  int ring_slots, bool split_stages, int kv_len, int block_k,
                                   const int32_t* kv_block_valid, int32_t* keys,
                                   int32_t* item_ids, int* max_weight) {
   __shared__ uint32_t bits[kPairWarps][2][kPairWords];
@@ -156,7 +169,7 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
   for (int item = blockIdx.x * kPairWarps + warp; item < items; item += gridDim.x * kPairWarps) {
     const int bh = item / npairs, pair = item % npairs;
     const int32_t* o = row_offsets + int64_t(bh) * (nqb + 1);
-    PairRows r{{2 * pair, 2 * pair + 1 < nqb ? 2 * pair + 1 : -1}, 0, 0, {0, 0}, 0, 0};
+    PairRows r{{2 * pair, 2 * pair + 1 < nqb ? 2 * pair + 1 : -1}, 0, 0, {0, 0}, 0, 0, 0};
     if (ordered) r = pair_rows[item];
     else r.first = o[2 * pair];
     const int qa = r.block[0], qb = r.block[1];
@@ -181,33 +194,50 @@ __global__ void pair_union_kernel(const int32_t* row_offsets, const int32_t* col
       }
     }
     __syncwarp();
-    int total = 0, len_a = 0, len_b = 0;
-    for (int w0 = 0; w0 < words; w0 += 32) {
-      const int w = w0 + lane;
-      const uint32_t a = w < words ? in_a[w] : 0u, b = w < words ? in_b[w] : 0u;
-      const int cnt = __popc(a | b);
-      len_a += __popc(a);
-      len_b += __popc(b);
-      int incl = cnt;
-#pragma unroll
-      for (int d = 1; d < 32; d <<= 1) {
-        const int x = __shfl_up_sync(kAll, incl, d);
-        if (lane >= d) incl += x;
-      }
-      int at = total + incl - cnt;
-      for (uint32_t u = a | b; u != 0u; u &= u - 1u) {
-        const int bit = __ffs(u) - 1;
-        const int members = int((a >> bit) & 1u) | int((b >> bit) & 1u) << 1;
-        if (spans != nullptr) pair_tiles[r.first + at] = spans[w * 32 + bit];
-        pair_chunks[r.first + at++] = encode_pair_chunk(w * 32 + bit, members);
-      }
-      total += __shfl_sync(kAll, incl, 31);
+    int len_a = 0, len_b = 0, total = 0;
+    for (int w = lane; w < words; w += 32) {
+      len_a += __popc(in_a[w]);
+      len_b += __popc(in_b[w]);
+      total += __popc(in_a[w] | in_b[w]);
     }
     len_a = __reduce_add_sync(kAll, len_a);
     len_b = __reduce_add_sync(kAll, len_b);
+    total = __reduce_add_sync(kAll, total);
+    // Split stages: the first `split` blocks only query block a lists, each followed by one
+    // only b lists, lead the union; the rest follow in key order.
+    const int shared = len_a + len_b - total;
+    const int split = split_stages ? min(len_a, len_b) - shared : 0;
+    int seen_a = 0, seen_b = 0, seen_rest = 0;  // before this lane's word
+    for (int w0 = 0; w0 < words; w0 += 32) {
+      const int w = w0 + lane;
+      const uint32_t a = w < words ? in_a[w] : 0u, b = w < words ? in_b[w] : 0u;
+      const int only_a = __popc(a & ~b), only_b = __popc(b & ~a);
+      int rank_a = seen_a + warp_exclusive_sum(only_a);
+      int rank_b = seen_b + warp_exclusive_sum(only_b);
+      const int rest = __popc(a & b) + only_a - max(0, min(only_a, split - rank_a)) + only_b -
+                       max(0, min(only_b, split - rank_b));
+      int at = 2 * split + seen_rest + warp_exclusive_sum(rest);
+      seen_a = __shfl_sync(kAll, rank_a + only_a, 31);
+      seen_b = __shfl_sync(kAll, rank_b + only_b, 31);
+      const int rest_end = __shfl_sync(kAll, at + rest, 31) - 2 * split;
+      for (uint32_t u = a | b; u != 0u; u &= u - 1u) {
+        const int bit = __ffs(u) - 1;
+        const int members = int((a >> bit) & 1u) | int((b >> bit) & 1u) << 1;
+        int pos = 0;
+        if (members == 1) pos = rank_a < split ? 2 * rank_a : at++;
+        else if (members == 2) pos = rank_b < split ? 2 * rank_b + 1 : at++;
+        else pos = at++;
+        if (members == 1) ++rank_a;
+        if (members == 2) ++rank_b;
+        if (spans != nullptr) pair_tiles[r.first + pos] = spans[w * 32 + bit];
+        pair_chunks[r.first + pos] = encode_pair_chunk(w * 32 + bit, members);
+      }
+      seen_rest = rest_end;
+    }
     __syncwarp();  // lane 0 reads the union the lanes wrote
     if (lane == 0) {
       r.count = total;
+      r.split = split;
       if (pair_rounds != nullptr) {
         const PairRoundsPlan plan =
             plan_pair_rounds(BitmapMembers{in_a, in_b}, BitmapMembers{in_a, in_b}, total, len_a,
@@ -335,8 +365,8 @@ size_t pair_work_scratch_bytes(int items, int nkb) { return work_list_scratch_by
 
 void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* work_list,
                           PairRows* pair_rows, int32_t* pair_chunks, int32_t* pair_tiles,
-                          int32_t* pair_rounds, int ring_slots, void* scratch,
-                          cudaStream_t stream) {
+                          int32_t* pair_rounds, int ring_slots, bool split_stages,
+                          void* scratch, cudaStream_t stream) {
   if (nkb > kMaxPairKeyBlocks)
     throw std::invalid_argument("block_sparse_attention: pairing 64-row query blocks needs at most " +
                                 std::to_string(kMaxPairKeyBlocks) + " key blocks");
@@ -356,8 +386,8 @@ void build_pair_work_list(const AttentionParams& p, int nqb, int nkb, int32_t* w
       p.row_offsets, p.col_indices, p.num_cols, ordered, items, npairs, nqb, nkb, pair_rows,
       pair_chunks, pair_tiles ? reinterpret_cast<const int2*>(p.video_spans) : nullptr,
       reinterpret_cast<int2*>(pair_tiles), reinterpret_cast<int2*>(pair_rounds), ring_slots,
-      p.kv_len, p.block_k, p.kv_block_valid, w.keys_in, item_ids(w, buckets, work_list),
-      w.max_weight);
+      split_stages, p.kv_len, p.block_k, p.kv_block_valid, w.keys_in,
+      item_ids(w, buckets, work_list), w.max_weight);
   check_cuda(cudaGetLastError(), "pair work list launch");
   sort_work(w, items, nkb, buckets, work_list, stream);
 }

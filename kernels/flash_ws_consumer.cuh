@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/fast_exp2.cuh"
 #include "kernels/flash_ws_scheduler.cuh"
@@ -27,14 +28,16 @@ struct WsSoftmax {
     l[0] = l[1] = 0.0f;
   }
 
-  // Turns S into unnormalized probabilities and returns the factor by which O must shrink.
+  // Turns S (its first kTiles n8 tiles) into unnormalized probabilities and returns the factor
+  // by which O must shrink.
+  template <int kTiles = Traits::kNTiles>
   __device__ __forceinline__ void step(float (&S)[Traits::kNTiles][4], float scale_log2,
                                        float (&alpha)[2]) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;
 #pragma unroll
-      for (int nt = 0; nt < Traits::kNTiles; ++nt)
+      for (int nt = 0; nt < kTiles; ++nt)
         mx = fmaxf(mx, fmaxf(S[nt][2 * r], S[nt][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -45,7 +48,7 @@ struct WsSoftmax {
       m[r] = m_new;
       float sum = 0.0f;
 #pragma unroll
-      for (int nt = 0; nt < Traits::kNTiles; ++nt)
+      for (int nt = 0; nt < kTiles; ++nt)
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const float e = fast_exp2(fmaf(S[nt][2 * r + i], scale_log2, -m_use));
@@ -68,11 +71,11 @@ __device__ __forceinline__ void release_k_stage(uint64_t* k_empty) {
   if (threadIdx.x % 32 == 0) sm90::mbarrier_arrive(k_empty);
 }
 
-template <typename Traits>
+template <typename Traits, int kTiles = Traits::kNTiles>
 __device__ __forceinline__ void mask_chunk(float (&S)[Traits::kNTiles][4], int valid) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
-  for (int nt = 0; nt < Traits::kNTiles; ++nt)
+  for (int nt = 0; nt < kTiles; ++nt)
 #pragma unroll
     for (int i = 0; i < 2; ++i)
       if (nt * 8 + (lane & 3) * 2 + i >= valid) {
@@ -81,10 +84,11 @@ __device__ __forceinline__ void mask_chunk(float (&S)[Traits::kNTiles][4], int v
       }
 }
 
-template <typename Traits>
+// S = Q K^T over kKeys keys from sK (a stage's first kBlockN, or one 64-key block of it).
+template <typename Traits, int kKeys = Traits::kBlockN>
 __device__ __forceinline__ void issue_scores(float (&S)[Traits::kNTiles][4], uint32_t sQg, uint32_t sK) {
-  using Mma = sm90::Wgmma<typename Traits::Element, Traits::kBlockN>;
-  float(&s)[Traits::kBlockN / 2] = reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S);
+  using Mma = sm90::Wgmma<typename Traits::Element, kKeys>;
+  float(&s)[kKeys / 2] = reinterpret_cast<float(&)[kKeys / 2]>(S);
   sm90::fence();
   Mma::ss0(s, sm90::smem_desc(sQg), sm90::smem_desc(sK));
 #pragma unroll
@@ -97,7 +101,8 @@ __device__ __forceinline__ void issue_scores(float (&S)[Traits::kNTiles][4], uin
   sm90::commit();
 }
 
-template <typename Traits>
+// O += P V over kKeys keys of a V stage from sV (its first kBlockN, or one 64-key block).
+template <typename Traits, int kKeys = Traits::kBlockN>
 __device__ __forceinline__ void issue_pv(float (&O)[Traits::kDTiles][4],
                                          const uint32_t (&P)[Traits::kBlockN / 16][4], uint32_t sV) {
   using Mma = sm90::Wgmma<typename Traits::Element, Traits::kHeadDim>;
@@ -105,17 +110,17 @@ __device__ __forceinline__ void issue_pv(float (&O)[Traits::kDTiles][4],
   sm90::fence_operand(o);
   sm90::fence();
 #pragma unroll
-  for (int kk = 0; kk < Traits::kBlockN / 16; ++kk)  // 16 keys = 16 rows of the V tile
+  for (int kk = 0; kk < kKeys / 16; ++kk)  // 16 keys = 16 rows of the V tile
     Mma::rs_t(o, P[kk], sm90::smem_desc(sV + kk * 16 * 128, Traits::kBlockN * 128));
   sm90::commit();
 }
 
-template <typename Traits>
+template <typename Traits, int kKeys = Traits::kBlockN>
 __device__ __forceinline__ void pack_probabilities(const float (&S)[Traits::kNTiles][4],
                                                    uint32_t (&P)[Traits::kBlockN / 16][4]) {
   using Pack = sm80::Mma<typename Traits::Element>;
 #pragma unroll
-  for (int kk = 0; kk < Traits::kBlockN / 16; ++kk) {
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
     P[kk][0] = Pack::pack(S[2 * kk][0], S[2 * kk][1]);
     P[kk][1] = Pack::pack(S[2 * kk][2], S[2 * kk][3]);
     P[kk][2] = Pack::pack(S[2 * kk + 1][0], S[2 * kk + 1][1]);
@@ -269,6 +274,16 @@ __device__ __forceinline__ void mask_unattended(float (&S)[Traits::kNTiles][4], 
   if (valid < Traits::kBlockN) mask_chunk<Traits>(S, valid);
 }
 
+// A split stage's scores (warpgroup g's block, the stage's g-th, in S's first half) masked
+// past the block's valid keys, all of them where g's query block does not list it.
+template <typename Traits>
+__device__ __forceinline__ void mask_own_block(float (&S)[Traits::kNTiles][4], int members,
+                                               int g, int valid) {
+  const bool listed = (members >> (g == 0 ? 0 : 3)) & 1;
+  const int to = !listed ? 0 : g == 0 ? valid & 0xff : (valid >> 8) & 0xff;
+  if (to < 64) mask_chunk<Traits, Traits::kNTiles / 2>(S, to);
+}
+
 // A consumer warpgroup's tile start: O and the softmax cleared, the tile's Q awaited, and the
 // Q stage of the tile before released once its O store has read it (see consumer_epilogue).
 template <typename Traits>
@@ -302,6 +317,10 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
   const PingPong<Traits::kConsumers == 2> turn{g};
   auto sK = [&](int stage) { return s_base + Traits::kKOffset + stage * Traits::kKBytes; };
   auto sV = [&](int stage) { return s_base + Traits::kVOffset + stage * Traits::kKBytes; };
+  // Paired tiles of two 64-key blocks a stage may run split stages (PairRows::split), where
+  // warpgroup g computes the stage's g-th block alone: 64 rows into the stage's K and V.
+  constexpr bool kSplit = kPaired && Traits::kBlockN == 128;
+  const uint32_t own_block = uint32_t(g) * 64 * 128;
   sm90::PipelineState<Traits::kQStages> qs;
   sm90::PipelineState<Traits::kKStages> ks;
   sm90::PipelineState<Traits::kVStages> vs;  // the V stage of the chunk whose P V comes next
@@ -321,48 +340,81 @@ __device__ __forceinline__ void consume(const WsParams& wp, uint8_t* smem,
       uint32_t P[Traits::kBlockN / 16][4];
       float alpha[2];
       int members = 0;  // a paired tile's chunk members, loaded ahead of their use
-      if constexpr (kPaired) members = chunks.members(0);
-      sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
-      turn.wait_turn();
-      issue_scores<Traits>(S, sQg, sK(ks.stage));
-      turn.pass_turn();
-      int valid = read_chunk_valid(&bar.valid[ks.stage]);
-      sm90::wait<0>();
-      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
-      release_k_stage(&bar.k_empty[ks.stage]);
-      mask_unattended<Traits, kPaired>(S, members, g, valid);
-      sm.step(S, scale_log2, alpha);
-      pack_probabilities<Traits>(S, P);
-      ks.advance();
-      for (int j = 1; j < n; ++j) {
-        if constexpr (kPaired) members = chunks.members(j);
+      // Stage j: S over its keys (kSplitS: this warpgroup's block of a split stage), while the
+      // tensor cores run O += P V of stage j - 1 over kPv keys (0: none, the tile's first stage).
+      const auto stage = [&](auto split_s, auto pv_keys) {
+        constexpr bool kSplitS = decltype(split_s)::value;
+        constexpr int kPv = decltype(pv_keys)::value;
+        constexpr int kSKeys = kSplitS ? 64 : Traits::kBlockN;
         sm90::mbarrier_wait(&bar.k_full[ks.stage], ks.phase);
         turn.wait_turn();
-        issue_scores<Traits>(S, sQg, sK(ks.stage));
-        rescale<Traits>(O, alpha);
-        sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
-        issue_pv<Traits>(O, P, sV(vs.stage));
+        issue_scores<Traits, kSKeys>(S, sQg, sK(ks.stage) + (kSplitS ? own_block : 0u));
+        if constexpr (kPv > 0) {
+          rescale<Traits>(O, alpha);
+          sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+          issue_pv<Traits, kPv>(O, P, sV(vs.stage) + (kPv < Traits::kBlockN ? own_block : 0u));
+        }
         turn.pass_turn();
-        valid = read_chunk_valid(&bar.valid[ks.stage]);
-        sm90::wait<1>();
+        const int valid = read_chunk_valid(&bar.valid[ks.stage]);
+        sm90::wait<(kPv > 0 ? 1 : 0)>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kBlockN / 2]>(S));
         release_k_stage(&bar.k_empty[ks.stage]);
-        mask_unattended<Traits, kPaired>(S, members, g, valid);
-        sm.step(S, scale_log2, alpha);
+        if constexpr (kSplitS) mask_own_block<Traits>(S, members, g, valid);
+        else mask_unattended<Traits, kPaired>(S, members, g, valid);
+        sm.template step<kSKeys / 8>(S, scale_log2, alpha);
+        if constexpr (kPv > 0) {
+          sm90::wait<0>();
+          sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
+          if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
+          vs.advance();
+        }
+        pack_probabilities<Traits, kSKeys>(S, P);
+        ks.advance();
+      };
+      const auto last_pv = [&](auto pv_keys) {
+        constexpr int kPv = decltype(pv_keys)::value;
+        rescale<Traits>(O, alpha);
+        sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
+        issue_pv<Traits, kPv>(O, P, sV(vs.stage) + (kPv < Traits::kBlockN ? own_block : 0u));
         sm90::wait<0>();
         sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
         if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
         vs.advance();
-        pack_probabilities<Traits>(S, P);
-        ks.advance();
+      };
+      using Whole = std::integral_constant<int, Traits::kBlockN>;
+      using None = std::integral_constant<int, 0>;
+      using Shared = std::false_type;
+      if constexpr (kPaired) members = chunks.members(0);
+      int j = 1;
+      if constexpr (kSplit) {
+        // The split stages lead (PairRows::split); each stage kind keeps its own unconditional
+        // GEMMs (see mask_unattended), so the walk runs as up to four loops.
+        using Half = std::integral_constant<int, 64>;
+        const int split = chunks.split;
+        if (split > 0) stage(std::true_type{}, None{});
+        else stage(Shared{}, None{});
+        for (; j < split; ++j) {
+          members = chunks.members(j);
+          stage(std::true_type{}, Half{});
+        }
+        if (split > 0 && j < n) {
+          members = chunks.members(j++);
+          stage(Shared{}, Half{});
+        }
+        for (; j < n; ++j) {
+          members = chunks.members(j);
+          stage(Shared{}, Whole{});
+        }
+        if (split == n) last_pv(Half{});
+        else last_pv(Whole{});
+      } else {
+        stage(Shared{}, None{});
+        for (; j < n; ++j) {
+          if constexpr (kPaired) members = chunks.members(j);
+          stage(Shared{}, Whole{});
+        }
+        last_pv(Whole{});
       }
-      rescale<Traits>(O, alpha);
-      sm90::mbarrier_wait(&bar.v_full[vs.stage], vs.phase);
-      issue_pv<Traits>(O, P, sV(vs.stage));
-      sm90::wait<0>();
-      sm90::fence_operand(reinterpret_cast<float(&)[Traits::kHeadDim / 2]>(O));
-      if (leader) sm90::mbarrier_arrive(&bar.v_empty[vs.stage]);
-      vs.advance();
     }
     consumer_epilogue<Traits, kPaired, kFused>(wp, t, g,
                                       smem + Traits::kQOffset + qs.stage * Traits::kQBytes, O, sm);

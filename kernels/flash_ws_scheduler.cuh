@@ -23,8 +23,9 @@ __device__ __forceinline__ int pair_query_block(const AttentionParams& p, const 
 }
 
 // The chunks of a paired tile: its union's key blocks in key order, one per stage, or with
-// 64-key blocks in 128-key stages (two_per_stage) any two consecutive ones of the union, the
-// last stage of an odd union holding its block twice with the second copy attended by nobody.
+// 64-key blocks in 128-key stages (two_per_stage) any two consecutive ones of the union (its
+// split stages first, PairRows::split), the last stage of an odd union holding its block twice
+// with the second copy attended by nobody.
 struct PairChunks {
   // Block size, lengths and valid counts are read from the kernel's parameters where needed:
   // copies would hold registers of the producer warp, which has 40.
@@ -33,6 +34,7 @@ struct PairChunks {
   int n;                 // union size
   bool two_per_stage;
   const int2* tiles;     // beside the codes in the fused order (AttentionParams::pair_tiles)
+  int split;             // split stages at the start (PairRows::split)
   __device__ int count() const { return two_per_stage ? (n + 1) / 2 : n; }
   __device__ int32_t code(int t) const { return __ldg(codes + t); }
   // Which query blocks attend stage t's keys: bits 0-1 its first block's members, bits 2-3
@@ -167,7 +169,8 @@ struct WsSchedule {
       return PairChunks{p, p.pair_chunks + first, __ldg(&r->count),
                         2 * p.block_k == Traits::kBlockN,
                         p.pair_tiles ? reinterpret_cast<const int2*>(p.pair_tiles) + first
-                                     : nullptr};
+                                     : nullptr,
+                        __ldg(&r->split)};
     } else if constexpr (kFused) {
       const int32_t* offsets =
           p.row_offsets + (int64_t(t.b) * p.heads + t.h) * (q_tiles() + 1) + t.q_tile;

@@ -84,7 +84,8 @@ void build_work_list(const int32_t* row_offsets, int batch_heads, int num_q_bloc
 // work_list; in the fused tile order (p.video_spans) each code's key block's tile beside it
 // in pair_tiles (two ints an entry); given pair_rounds (p.num_cols + 2 x pairs entries of two
 // ints), each pair's rounds for a ring of ring_slots blocks (0: shared rounds only) with their
-// blocks' valid keys. scratch holds pair_work_scratch_bytes. Pairs whose CSR rows fall
+// blocks' valid keys; with split_stages (two 64-key blocks a stage) the union leads with the
+// split stages (PairRows::split). scratch holds pair_work_scratch_bytes. Pairs whose CSR rows fall
 // outside [0, num_cols) or into the next head's range get no chunks. Needs num_k_blocks <=
 // kMaxPairKeyBlocks (the union is formed in shared-memory bitmaps).
 constexpr int kMaxPairKeyBlocks = 16384;
@@ -92,6 +93,6 @@ size_t pair_work_scratch_bytes(int items, int num_k_blocks);
 void build_pair_work_list(const AttentionParams& p, int num_q_blocks, int num_k_blocks,
                           int32_t* work_list, PairRows* pair_rows, int32_t* pair_chunks,
                           int32_t* pair_tiles, int32_t* pair_rounds, int ring_slots,
-                          void* scratch, cudaStream_t stream);
+                          bool split_stages, void* scratch, cudaStream_t stream);
 
 }  // namespace sparseplan::cuda::detail

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention_reference.h"
@@ -23,6 +24,7 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/attention_api.h"
+#include "kernels/launch.h"
 #endif
 
 namespace {
@@ -426,7 +428,7 @@ TEST_CASE("block-sparse CTAs running many tiles each draw them in turn or take t
     ScopedEnv env("SPARSEPLAN_WORK_DRAW", draw);
     INFO("SPARSEPLAN_WORK_DRAW=" << draw);
     run_sparse_case(4, 2048, 10, 64, DType::BF16, 128, 128, {1.0 / 8, 1.0 / 16, 0.25}, false);
-    for (const char* pairs : {"2", "4"}) {
+    for (const char* pairs : {"2", "4", "5"}) {
       ScopedEnv mode("SPARSEPLAN_PAIR64", pairs);
       INFO("SPARSEPLAN_PAIR64=" << pairs);
       run_sparse_case(4, 2048, 10, 64, DType::BF16, 64, 64, {1.0 / 16, 1.0 / 8, 0.0}, true);
@@ -483,6 +485,57 @@ TEST_CASE("paired 64-row query blocks with two key blocks per 128-key stage matc
 #endif
 }
 
+TEST_CASE("paired 64-row query blocks with split stages first match the reference", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  run_pair_cases("5");
+#endif
+}
+
+TEST_CASE("a pair's union leads with split stages, a block only the first row lists beside one only the second lists", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+#ifdef SPARSEPLAN_WITH_CUDA
+  namespace cu = sparseplan::cuda;
+  // Row 0 lists key blocks 0-4, row 1 blocks 2-8 and 40 (another word of the bitmap): the
+  // first two blocks only row 0 lists pair with the first two only row 1 lists, the rest
+  // follows in key order.
+  DeviceBuffer<int32_t> ro(std::vector<int32_t>{0, 5, 13}),
+      cols(std::vector<int32_t>{0, 1, 2, 3, 4, 2, 3, 4, 5, 6, 7, 8, 40});
+  cu::AttentionParams p;
+  p.batch = p.heads = p.kv_heads = 1;
+  p.q_len = 128, p.kv_len = 64 * 48;
+  p.block_q = p.block_k = 64;
+  p.row_offsets = ro.ptr, p.col_indices = cols.ptr, p.num_cols = 13;
+  const auto unions = [&](bool split, int& stages) {
+    DeviceBuffer<int32_t> work(1), chunks(13);
+    DeviceBuffer<cu::PairRows> rows(1);
+    DeviceBuffer<uint8_t> scratch(cu::detail::pair_work_scratch_bytes(1, 48));
+    chunks.poison();
+    cu::detail::build_pair_work_list(p, 2, 48, work.ptr, rows.ptr, chunks.ptr, nullptr, nullptr,
+                                     0, split, scratch.ptr, nullptr);
+    cuda_ok(cudaDeviceSynchronize(), "pair work list");
+    const cu::PairRows r = rows.download()[0];
+    REQUIRE(r.count == 10);
+    stages = r.split;
+    std::vector<std::pair<int, int>> blocks;  // key block, members (encode_pair_chunk)
+    for (int32_t code : chunks.download()) {
+      if (int(blocks.size()) == r.count) break;
+      blocks.emplace_back(code >> 2, code & 3);
+    }
+    return blocks;
+  };
+  int stages = -1;
+  CHECK(unions(true, stages) == std::vector<std::pair<int, int>>{
+                                    {0, 1}, {5, 2}, {1, 1}, {6, 2}, {2, 3}, {3, 3}, {4, 3},
+                                    {7, 2}, {8, 2}, {40, 2}});
+  CHECK(stages == 2);
+  CHECK(unions(false, stages) == std::vector<std::pair<int, int>>{
+                                     {0, 1}, {1, 1}, {2, 3}, {3, 3}, {4, 3}, {5, 2}, {6, 2},
+                                     {7, 2}, {8, 2}, {40, 2}});
+  CHECK(stages == 0);
+#endif
+}
+
 TEST_CASE("paired 64-row query blocks in shared rounds match the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
@@ -534,7 +587,7 @@ TEST_CASE("paired rows that drift a ring apart take shared rounds beside own one
 TEST_CASE("paired 64-row query blocks in any pair order match the reference", "[gpu]") {
   SKIP_WITHOUT_GPU();
 #ifdef SPARSEPLAN_WITH_CUDA
-  for (const char* mode : {"1", "2", "3", "4"}) {
+  for (const char* mode : {"1", "2", "3", "4", "5"}) {
     ScopedEnv env("SPARSEPLAN_PAIR64", mode);
     for (int bk : {64, 128})
       for (int D : {64, 128}) {
@@ -647,7 +700,7 @@ void run_fused_case(const sparseplan::cuda::VideoTiles& g, int block, int H, int
 // Every pairing mode, head_dim and dtype on grids with partial tiles and one without, and in
 // shuffled pair orders.
 void run_fused_cases(bool tile_major) {
-  for (const char* mode : {"0", "1", "2", "3", "4"}) {
+  for (const char* mode : {"0", "1", "2", "3", "4", "5"}) {
     ScopedEnv env("SPARSEPLAN_PAIR64", mode);
     for (int D : {64, 128})
       for (DType dt : {DType::BF16, DType::FP16}) {
